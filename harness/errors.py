@@ -1,0 +1,15 @@
+"""Errors the command line turns into exit codes and messages written for the person reading them."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base class of the harness's own errors."""
+
+
+class BadInput(HarnessError):
+    """The user's input is wrong (suite file, option, plugin name): exit code 2, nothing is run or changed."""
+
+
+class TrackingError(HarnessError):
+    """The tracking server could not be reached or refused a write; results stay in the journal."""
