@@ -1,0 +1,197 @@
+"""Small pieces every algorithm file uses: evaluation episodes, atomic checkpoints, the outcome dict.
+
+Kept deliberately thin (no base classes): an algorithm file reads top to bottom and calls these by name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python-independent RNGs the algorithms use (numpy's legacy global and torch)."""
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def scale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Map a policy action in [-1, 1] to the environment's Box bounds (identity for MuJoCo and Meta-World)."""
+    return low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+
+
+def evaluate_policy(
+    make_env: Callable[[int], Any],
+    act: ActFn,
+    episodes: int,
+    seed: int,
+    max_episode_steps: int | None = None,
+) -> dict[str, Any]:
+    """Run ``episodes`` deterministic episodes; returns returns, successes (None if the env reports none),
+    and environment steps per second (policy time included: it is what an evaluation costs).
+
+    ``act`` maps one observation to an action in [-1, 1]; it is scaled to the env's bounds here.
+    Each episode gets its own env seed (``seed + i``) so evaluations are reproducible.
+    """
+    env = make_env(seed)
+    low, high = env.action_space.low, env.action_space.high
+    returns: list[float] = []
+    successes: list[float] = []
+    saw_success = False
+    steps = 0
+    start = time.perf_counter()
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, success, length = 0.0, 0.0, 0
+            while True:
+                action = act(np.asarray(obs, dtype=np.float32))
+                obs, reward, terminated, truncated, info = env.step(scale_action(action, low, high))
+                total += float(reward)
+                length += 1
+                if "success" in info:
+                    saw_success = True
+                    success = max(success, float(info["success"]))
+                if terminated or truncated or (max_episode_steps and length >= max_episode_steps):
+                    break
+            steps += length
+            returns.append(total)
+            successes.append(success)
+    finally:
+        env.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "returns": returns,
+        "successes": successes if saw_success else None,
+        "env_steps": steps,
+        "env_steps_per_s": steps / elapsed if elapsed > 0 else math.nan,
+    }
+
+
+def save_checkpoint(state: Mapping[str, Any], path: Path) -> None:
+    """Write ``state`` with torch.save through a temporary file and an atomic rename, so a cell killed while
+    writing never leaves a truncated checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(dict(state), tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None when there is none yet."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    # Our own checkpoints hold only tensors and plain python values, so the safe loader suffices.
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    return rng.bit_generator.state
+
+
+def set_rng_state(rng: np.random.Generator, state: Mapping[str, Any]) -> None:
+    rng.bit_generator.state = dict(state)
+
+
+class Evaluator:
+    """Periodic evaluation that logs curves to the cell context and remembers them for the outcome.
+
+    The curve points are part of the algorithm's checkpoint (``state()``/``load()``) so a resumed cell
+    reports the whole curve, not just the part after the restart.
+    """
+
+    def __init__(self, environment: Any, context: Any, episodes: int, seed: int) -> None:
+        self.environment = environment
+        self.context = context
+        self.episodes = episodes
+        self.seed = seed
+        self.points: list[dict[str, float]] = []
+        self.last: dict[str, Any] | None = None
+
+    def __call__(self, act: ActFn, step: int, env_steps: int = 0) -> dict[str, Any]:
+        result = evaluate_policy(
+            self.environment.make_env,
+            act,
+            self.episodes,
+            seed=self.seed + 10_000,
+            max_episode_steps=getattr(self.environment, "max_episode_steps", None),
+        )
+        point: dict[str, float] = {
+            "step": float(step),
+            "env_steps": float(env_steps),
+            "return": float(np.mean(result["returns"])),
+        }
+        normalize = getattr(self.environment, "normalized_score", None)
+        if normalize is not None:
+            point["normalized_score"] = float(np.mean([normalize(r) for r in result["returns"]]))
+        if result["successes"] is not None:
+            point["success_rate"] = float(np.mean(result["successes"]))
+        self.points.append(point)
+        self.last = result
+        if self.context is not None:
+            for name in ("return", "normalized_score", "success_rate"):
+                if name in point:
+                    self.context.log(name, point[name], step)
+        return result
+
+    def state(self) -> list[dict[str, float]]:
+        return list(self.points)
+
+    def load(self, points: list[dict[str, float]]) -> None:
+        self.points = [dict(p) for p in points]
+        if self.context is not None:  # replay the curve into this (new) process's context
+            for point in self.points:
+                for name in ("return", "normalized_score", "success_rate"):
+                    if name in point:
+                        self.context.log(name, point[name], int(point["step"]))
+
+
+def build_outcome(
+    evaluator: Evaluator,
+    gradient_steps: int,
+    train_seconds: float,
+    env_steps: int = 0,
+    env_seconds: float = 0.0,
+    finished: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The outcome dict every algorithm returns (JSON-serialisable).
+
+    ``gradient_steps_per_s`` and ``env_steps_per_s`` describe training throughput when the algorithm trains
+    online; for offline algorithms ``env_steps_per_s`` is the evaluation stepping rate.
+    """
+    last = evaluator.last or {"returns": [], "successes": None, "env_steps_per_s": math.nan}
+    returns = [float(r) for r in last["returns"]]
+    outcome: dict[str, Any] = {
+        "return_mean": float(np.mean(returns)) if returns else None,
+        "eval_returns": returns,
+        "gradient_steps": int(gradient_steps),
+        "gradient_steps_per_s": gradient_steps / train_seconds if train_seconds > 0 else None,
+        "env_steps": int(env_steps),
+        "finished": bool(finished),
+        "curve": evaluator.points,
+    }
+    if env_steps and env_seconds > 0:
+        outcome["env_steps_per_s"] = env_steps / env_seconds
+    else:
+        rate = last.get("env_steps_per_s")
+        outcome["env_steps_per_s"] = None if rate is None or math.isnan(rate) else float(rate)
+    normalize = getattr(evaluator.environment, "normalized_score", None)
+    if normalize is not None and returns:
+        outcome["normalized_score"] = float(np.mean([normalize(r) for r in returns]))
+    if last.get("successes") is not None:
+        outcome["success_rate"] = float(np.mean(last["successes"]))
+    if extra:
+        outcome.update(extra)
+    return outcome
