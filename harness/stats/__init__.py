@@ -1,0 +1,48 @@
+"""Statistics for leaderboards and regression verdicts: pure functions over arrays of run scores.
+
+Randomness is always passed in (a :class:`BootstrapConfig`, or a seed), so every number in a report can be
+reproduced. Nothing here knows about MLflow or suites.
+"""
+
+from harness.stats.aggregate import (
+    AGGREGATES,
+    BootstrapConfig,
+    Estimate,
+    PerformanceProfile,
+    aggregate_all,
+    aggregate_estimate,
+    interquartile_mean,
+    performance_profile,
+    probability_of_improvement,
+    stratified_bootstrap,
+)
+from harness.stats.changepoint import ChangePoints, ChangePointUnavailable, Segment, detect_change_points
+from harness.stats.significance import (
+    ChangeTest,
+    compare_samples,
+    minimum_permutation_repeats,
+    relative_spread,
+    repeats_needed,
+)
+
+__all__ = [
+    "AGGREGATES",
+    "BootstrapConfig",
+    "ChangePointUnavailable",
+    "ChangePoints",
+    "ChangeTest",
+    "Estimate",
+    "PerformanceProfile",
+    "Segment",
+    "aggregate_all",
+    "aggregate_estimate",
+    "compare_samples",
+    "detect_change_points",
+    "interquartile_mean",
+    "minimum_permutation_repeats",
+    "performance_profile",
+    "probability_of_improvement",
+    "relative_spread",
+    "repeats_needed",
+    "stratified_bootstrap",
+]
