@@ -13,3 +13,10 @@ class BadInput(HarnessError):
 
 class TrackingError(HarnessError):
     """The tracking server could not be reached or refused a write; results stay in the journal."""
+
+
+class CellSkipped(HarnessError):
+    """Raised by a plugin inside a cell when the cell cannot run here (missing device, optional package).
+
+    The cell is recorded as skipped with the message as its reason, not as failed.
+    """

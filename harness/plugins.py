@@ -90,9 +90,7 @@ class PluginRecord:
             "status": self.status,
             "api_version": self.api_version,
             "provides": self.provides,
-            "problems": [
-                {"stage": p.stage, "message": p.message, "traceback": p.traceback} for p in self.problems
-            ],
+            "problems": [{"stage": p.stage, "message": p.message, "traceback": p.traceback} for p in self.problems],
         }
 
 
@@ -173,9 +171,7 @@ def _api_version_problem(plugin_name: str, obj: Any) -> str | None:
     return None
 
 
-def _register(
-    registry: PluginRegistry, obj: Any, record: PluginRecord
-) -> None:
+def _register(registry: PluginRegistry, obj: Any, record: PluginRecord) -> None:
     """Register one plugin object; any pluggy validation failure is recorded against it."""
     problem = _api_version_problem(record.name, obj)
     if problem:
@@ -243,7 +239,7 @@ def _load_entry_points(registry: PluginRegistry, disabled: set[str]) -> None:
             continue
         try:
             obj = entry_point.load()
-        except BaseException as exc:  # noqa: BLE001 - a plugin's import may raise anything, even SystemExit
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             record.status = "failed"
@@ -269,7 +265,7 @@ def _load_modules(registry: PluginRegistry, modules: Iterable[str], disabled: se
             continue
         try:
             obj = importlib.import_module(module_name)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             record.status = "failed"
@@ -301,7 +297,10 @@ def _collect_specs(registry: PluginRegistry) -> None:
             except Exception as exc:
                 record.problems.append(
                     PluginProblem(
-                        record.name, f"hook {hook_name}", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                        record.name,
+                        f"hook {hook_name}",
+                        f"{type(exc).__name__}: {exc}",
+                        traceback.format_exc(),
                     )
                 )
                 continue

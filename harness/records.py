@@ -46,6 +46,7 @@ class Cell:
     timeout_s: float | None
     label: str
     key: str = ""
+    task_kind: str = ""
 
     @staticmethod
     def compute_key(

@@ -1,0 +1,368 @@
+"""The ``harness`` command line.
+
+Exit codes: 0 success, 1 some cells failed (or a regression, for comparison commands), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.cli.output import console, make_progress, print_error, print_table
+from harness.errors import BadInput
+from harness.plugins import PluginOptions, PluginRegistry, load_plugins
+
+CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
+
+
+class State:
+    """Options shared by every command, and the plugin registry built from them on first use."""
+
+    def __init__(self, modules: tuple[str, ...], disabled: tuple[str, ...], strict: bool, results_dir: Path):
+        self.modules = modules
+        self.disabled = disabled
+        self.strict = strict
+        self.results_dir = results_dir
+        self._registry: PluginRegistry | None = None
+
+    def plugin_options(self, extra_modules: tuple[str, ...] = ()) -> PluginOptions:
+        return PluginOptions(
+            extra_modules=tuple(dict.fromkeys(self.modules + extra_modules)),
+            disabled=self.disabled,
+            strict=self.strict,
+        )
+
+    def registry(self, extra_modules: tuple[str, ...] = ()) -> PluginRegistry:
+        if self._registry is None or extra_modules:
+            self._registry = load_plugins(self.plugin_options(extra_modules))
+        return self._registry
+
+
+def _state(ctx: click.Context) -> State:
+    return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+class HarnessGroup(click.Group):
+    """The root group: core commands plus those plugins contribute through ``harness_cli_commands``."""
+
+    def _extra_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        cached = ctx.meta.get("harness.extra_commands")
+        if cached is not None:
+            return cached
+        commands: dict[str, click.Command] = {}
+        for module_name in CORE_COMMAND_MODULES:
+            try:
+                module = __import__(module_name, fromlist=["COMMANDS"])
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            for command in getattr(module, "COMMANDS", []):
+                commands[command.name] = command
+        state = ctx.find_root().obj
+        if isinstance(state, State):
+            try:
+                registry = state.registry()
+            except BadInput:
+                registry = None
+            if registry is not None:
+                for impl in registry.pm.hook.harness_cli_commands.get_hookimpls():
+                    record = next((r for r in registry.plugins.values() if r.name == impl.plugin_name), None)
+                    try:
+                        provided = impl.function() or []
+                    except Exception as exc:
+                        if record is not None:
+                            from harness.plugins import PluginProblem
+
+                            record.problems.append(PluginProblem(record.name, "hook harness_cli_commands", f"{exc}"))
+                        continue
+                    for command in provided:
+                        if command.name in self.commands or command.name in commands:
+                            if record is not None:
+                                from harness.plugins import PluginProblem
+
+                                record.problems.append(
+                                    PluginProblem(
+                                        record.name,
+                                        "hook harness_cli_commands",
+                                        f"command {command.name!r} is already taken; rename it",
+                                    )
+                                )
+                            continue
+                        commands[command.name] = command
+        ctx.meta["harness.extra_commands"] = commands
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._extra_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return self._extra_commands(ctx).get(cmd_name)
+
+
+@click.group(cls=HarnessGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-p",
+    "modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load a plugin module for this invocation (repeatable), e.g. -p my_package.plugin.",
+)
+@click.option("--disable", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin (repeatable).")
+@click.option("--strict", is_flag=True, help="Treat any plugin problem (import error, bad spec) as an error.")
+@click.option(
+    "--results-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=lambda: os.environ.get("HARNESS_RESULTS_DIR", "results"),
+    show_default="results (or $HARNESS_RESULTS_DIR)",
+    help="Where the journal, checkpoints, caches and the embedded MLflow store live.",
+)
+@click.version_option(package_name="harness")
+@click.pass_context
+def cli(ctx: click.Context, modules: tuple[str, ...], disabled: tuple[str, ...], strict: bool, results_dir: Path):
+    """Run ML benchmark suites from plugins and track every result in MLflow.
+
+    \b
+    Typical session:
+      harness plugins                      what is installed, and any load errors
+      harness list algorithms              what a suite can use
+      harness run smoke                    run suites/smoke.toml (profile 'smoke')
+      mlflow ui --backend-store-uri sqlite:///results/mlflow.db
+
+    Plugins are found through the 'harness' entry-point group; set HARNESS_DISABLE_PLUGIN_AUTOLOAD=1 to load
+    only the modules given with -p.
+    """
+    ctx.obj = State(modules, disabled, strict, results_dir)
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List plugins: distribution, version, module, what each provides, and any load error.
+
+    A plugin that failed to import or returned a malformed spec is listed with the error; the others still
+    work. Use `harness --strict plugins` to make any problem an error (exit code 2).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    registry = _state(ctx).registry()
+    records = [record.to_dict() for record in registry.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    rows = []
+    for record in registry.plugins.values():
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(record.provides.items()))
+        rows.append(
+            [
+                record.name,
+                record.distribution or "-",
+                record.version or "-",
+                record.module,
+                record.status,
+                provides or "-",
+            ]
+        )
+    print_table("Plugins", ["name", "distribution", "version", "module", "status", "provides"], rows)
+    for problem in registry.problems:
+        print_error(str(problem))
+    if not registry.plugins:
+        console(stderr=True).print("no plugins found (install one, or load a module with -p)")
+
+
+_KINDS = {"algorithms": "algorithm", "environments": "environment", "metrics": "metric"}
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(["algorithms", "environments", "metrics", "suites"]))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
+    """List the algorithms, environments, metrics or suites available to `harness run`.
+
+    Specs whose requirements are missing here (a GPU, an optional package) are listed with the reason.
+    """
+    registry = _state(ctx).registry()
+    if kind == "suites":
+        from harness.suite import available_suites
+
+        suites = available_suites(registry)
+        entries = [{"name": name, "path": str(path), "source": source} for name, (path, source) in suites.items()]
+        if as_json:
+            click.echo(json.dumps(entries, indent=2))
+        else:
+            print_table("Suites", ["name", "path", "source"], [[e["name"], e["path"], e["source"]] for e in entries])
+        return
+    entries = []
+    for name in registry.names(_KINDS[kind]):  # type: ignore[arg-type]
+        registered = registry.get(_KINDS[kind], name)  # type: ignore[arg-type]
+        spec = registered.spec
+        entry: dict[str, Any] = {
+            "name": spec.name,
+            "version": spec.version,
+            "description": spec.description,
+            "plugin": registered.plugin.name,
+            "unavailable": spec.unavailable_reason(),
+        }
+        if kind == "algorithms":
+            entry["task_kinds"] = list(spec.task_kinds)
+        elif kind == "environments":
+            entry["task_kind"] = spec.task_kind
+        else:
+            entry.update(unit=spec.unit, direction=spec.direction, threshold=spec.threshold)
+        if kind != "metrics":
+            entry["params"] = {p.name: p.default for p in spec.params}
+        entries.append(entry)
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    columns = ["name", "version", "plugin", "kind" if kind != "metrics" else "unit / better", "description"]
+    rows = []
+    for e in entries:
+        detail = (
+            f"{e['unit']} / {e['direction']}"
+            if kind == "metrics"
+            else ", ".join(e.get("task_kinds", [])) or e.get("task_kind", "")
+        )
+        description = e["description"] + (f"  [unavailable: {e['unavailable']}]" if e["unavailable"] else "")
+        rows.append([e["name"], e["version"], e["plugin"], detail, description])
+    print_table(kind.capitalize(), columns, rows)
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--profile", help="Budget profile: smoke (seconds), short (minutes), full, or the suite's own.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--tracking-uri",
+    help="MLflow tracking URI (default: $HARNESS_TRACKING_URI or the embedded SQLite store).",
+)
+@click.option("--no-tracking", is_flag=True, help="Journal only; nothing goes to MLflow (sync later).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value, e.g. iql.batch_size=64."
+)
+@click.option("--no-resume", is_flag=True, help="Run every cell again instead of skipping finished ones.")
+@click.option("-p", "modules", multiple=True, metavar="MODULE", help="Load a plugin module for this run.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", help="Ray cluster address for --executor ray (default: start a local Ray).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    suite: str,
+    profile: str | None,
+    jobs: int,
+    tracking_uri: str | None,
+    no_tracking: bool,
+    overrides: tuple[str, ...],
+    no_resume: bool,
+    modules: tuple[str, ...],
+    executor: str,
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Run SUITE (a suite name or a path to a .toml file) and track every cell in MLflow.
+
+    Cells already finished by an earlier run of the same suite and profile are skipped (resume after a crash
+    or a kill); --no-resume runs everything again. Exit code 0 if every cell succeeded or was skipped, 1 if
+    any failed, 2 for bad input (nothing is run then).
+    """
+    from harness.runner import RunOptions, run_suite, summary_json
+    from harness.suite import resolve_suite
+    from harness.tracking import default_tracking_uri
+
+    state = _state(ctx)
+    registry = state.registry(modules)
+    suite_obj = resolve_suite(suite, registry)
+    uri = None if no_tracking else (tracking_uri or default_tracking_uri(state.results_dir))
+    options = RunOptions(
+        profile=profile,
+        jobs=jobs,
+        tracking_uri=uri,
+        results_dir=state.results_dir,
+        resume=not no_resume,
+        overrides=overrides,
+        executor=executor,
+        ray_address=address,
+    )
+    err = console(stderr=True)
+    summary = run_suite(
+        suite_obj, registry, options, progress=make_progress(err), notify=lambda message: err.print(message)
+    )
+    if as_json:
+        click.echo(summary_json(summary))
+    else:
+        from harness.cli.output import print_summary
+
+        print_summary(summary)
+    if summary.tracking_error:
+        err.print(
+            f"[yellow]warning:[/] {summary.tracking_error}\n"
+            f"{summary.undelivered} result(s) are safe in {summary.journal_path}; run `harness sync` "
+            "once the tracking server is reachable."
+        )
+    ctx.exit(summary.exit_code)
+
+
+@cli.command()
+@click.option("--tracking-uri", help="Deliver to this URI instead of the one each journal was written for.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_context
+def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
+    """Deliver journaled results that never reached MLflow (server down, run killed).
+
+    Safe to repeat: results MLflow already has are recognised by their record id and not logged twice.
+    Exit code 1 if some journal could not be delivered.
+    """
+    from harness.runner import sync_journals
+
+    state = _state(ctx)
+    reports = sync_journals(state.results_dir, tracking_uri)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        if not reports:
+            click.echo("nothing to sync: every journaled result is in MLflow")
+        for report in reports:
+            if report.error:
+                print_error(f"{report.journal}: {report.error}")
+            else:
+                click.echo(
+                    f"{report.journal}: delivered {report.delivered}, already present {report.already_present} "
+                    f"(parent run {report.parent_run_id})"
+                )
+    ctx.exit(1 if any(r.error for r in reports) else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: turns BadInput into exit code 2 with the message, never a traceback."""
+    try:
+        code = cli.main(args=argv, prog_name="harness", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        print_error("aborted")
+        sys.exit(130)
+    except BadInput as exc:
+        print_error(str(exc))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print_error("interrupted; finished results are in the journal (run again to resume)")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The local executor: a small pool of reusable worker processes on this machine.
+
+Pebble's process pool keeps workers alive between cells (plugins are imported once per worker), enforces a
+per-cell timeout by killing only that worker, and restarts only a worker that died, so a segfault, an
+``os._exit`` or the out-of-memory killer costs one cell, never the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import pebble
+
+from harness.executors import describe_exit, failed_result
+from harness.plugins import PluginOptions, registry_for
+from harness.records import Cell, CellResult
+from harness.worker import execute_cell
+
+
+def _initialize_worker(options: PluginOptions) -> None:
+    registry_for(options)  # import plugins once, before the first cell, not inside its timing
+
+
+class LocalExecutor:
+    """Runs cells on ``jobs`` worker processes of this machine."""
+
+    name = "local"
+
+    def __init__(self, jobs: int, plugin_options: PluginOptions, results_dir: Path) -> None:
+        self.jobs = max(1, jobs)
+        self.plugin_options = plugin_options
+        self.results_dir = str(results_dir)
+        # spawn, not fork: the driver runs a tracking thread, and forking a threaded process can deadlock.
+        self._pool = pebble.ProcessPool(
+            max_workers=self.jobs,
+            initializer=_initialize_worker,
+            initargs=(plugin_options,),
+            context=multiprocessing.get_context("spawn"),
+        )
+
+    def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
+        futures = {}
+        for cell in cells:
+            future = self._pool.schedule(
+                execute_cell, args=(cell, self.plugin_options, self.results_dir), timeout=cell.timeout_s
+            )
+            futures[future] = (cell, time.time())
+        for future in as_completed(futures):
+            cell, submitted = futures[future]
+            try:
+                yield future.result()
+            except FutureTimeout:
+                yield failed_result(cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted)
+            except pebble.ProcessExpired as exc:
+                yield failed_result(cell, f"worker process {describe_exit(exc.exitcode)}", "WorkerDied", submitted)
+            except CancelledError:
+                yield failed_result(cell, "cancelled", "Cancelled", submitted)
+            except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
+                yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
+
+    def close(self, cancel: bool = False) -> None:
+        if cancel:
+            self._pool.stop()
+        else:
+            self._pool.close()
+        self._pool.join()

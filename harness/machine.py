@@ -1,0 +1,118 @@
+"""Where a result came from: hardware, software versions and the code's git state.
+
+Read without importing torch or cupy (package metadata and system files only), once per driver process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def _package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+def _cupy_version() -> str:
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower()
+        if name == "cupy" or name.startswith("cupy-cuda"):
+            return dist.version
+    return "none"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu() -> tuple[str, str, str]:
+    """(GPU model, driver version, CUDA version) from nvidia-smi, or 'none'."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return "none", "none", "none"
+    try:
+        out = (
+            subprocess.run(
+                [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
+        name, driver = (part.strip() for part in out[0].split(",", 1))
+        header = subprocess.run([smi], capture_output=True, text=True, timeout=10).stdout
+        cuda = header.split("CUDA Version:")[1].split()[0] if "CUDA Version:" in header else "none"
+        return name, driver, cuda
+    except (subprocess.SubprocessError, OSError, IndexError, ValueError):
+        return "none", "none", "none"
+
+
+def git_state(directory: Path | None = None) -> tuple[str, bool]:
+    """(commit, dirty) of the git checkout holding ``directory`` (cwd by default); ('none', False) outside one."""
+    cwd = str(directory or Path.cwd())
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        return commit, bool(status.strip())
+    except (subprocess.SubprocessError, OSError):
+        return "none", False
+
+
+@functools.cache
+def machine_info() -> dict[str, Any]:
+    """Hardware and software facts, plus ``fingerprint``: a short hash of what makes timings comparable."""
+    gpu, driver, cuda = _gpu()
+    info: dict[str, Any] = {
+        "hostname": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count() or 1,
+        "gpu": gpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": {
+            "python": platform.python_version(),
+            "harness": _package_version("harness"),
+            "torch": _package_version("torch"),
+            "cupy": _cupy_version(),
+            "numpy": _package_version("numpy"),
+            "mlflow": _package_version("mlflow"),
+            "cuda": cuda,
+            "driver": driver,
+        },
+    }
+    comparable = {
+        "cpu": info["cpu"],
+        "cpu_count": info["cpu_count"],
+        "gpu": gpu,
+        **{k: info["versions"][k] for k in ("python", "torch", "cupy", "cuda", "driver")},
+    }
+    info["fingerprint"] = hashlib.sha256(json.dumps(comparable, sort_keys=True).encode()).hexdigest()[:12]
+    return info

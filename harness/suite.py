@@ -1,0 +1,377 @@
+"""Suite files: TOML validated with pydantic, then expanded into cells.
+
+The format is documented in ``docs/suites.md``. Validation happens in two steps, both before anything runs:
+the file's shape (pydantic: unknown keys, wrong types), then its meaning against the installed plugins
+(unknown names, parameters that do not exist, algorithm/environment pairs of incompatible kinds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import BadInput
+from harness.plugins import PluginRegistry, UnknownName
+from harness.records import Cell, ComponentRef
+from harness.specs import ParamError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Entry(_Strict):
+    """An algorithm or environment in a matrix: a name, optional parameters, an optional sweep."""
+
+    name: str
+    label: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+
+    def expand(self) -> list[tuple[str, dict[str, Any]]]:
+        """(label, params) for each point of the sweep; without a sweep, just the entry."""
+        base_label = self.label or self.name
+        if not self.sweep:
+            return [(base_label, dict(self.params))]
+        keys = sorted(self.sweep)
+        points = []
+        for values in itertools.product(*(self.sweep[key] for key in keys)):
+            params = {**self.params, **dict(zip(keys, values, strict=True))}
+            suffix = ",".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
+            points.append((f"{base_label}[{suffix}]", params))
+        return points
+
+
+def _entries(value: Any) -> Any:
+    if isinstance(value, list):
+        return [{"name": item} if isinstance(item, str) else item for item in value]
+    return value
+
+
+class Matrix(_Strict):
+    algorithms: list[Entry]
+    environments: list[Entry]
+    metrics: list[str] = Field(default_factory=list)
+    seeds: list[int] | None = None
+
+    _normalize_algorithms = field_validator("algorithms", "environments", mode="before")(_entries)
+
+
+class Profile(_Strict):
+    seeds: list[int] | None = None
+    timeout_s: float | None = None
+    budget: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    matrix: list[Matrix] | None = None
+    description: str = ""
+
+
+class SuiteModel(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    description: str
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    metrics: list[str] = Field(default_factory=list)
+    timeout_s: float | None = None
+    default_profile: str = "smoke"
+    algorithms: list[Entry] | None = None
+    environments: list[Entry] | None = None
+    matrix: list[Matrix] = Field(default_factory=list)
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
+
+
+class Suite:
+    """A validated suite file."""
+
+    def __init__(self, model: SuiteModel, path: Path) -> None:
+        self.model = model
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def matrices(self, profile: Profile | None) -> list[Matrix]:
+        if profile is not None and profile.matrix is not None:
+            return profile.matrix
+        matrices = list(self.model.matrix)
+        if self.model.algorithms is not None or self.model.environments is not None:
+            matrices.insert(
+                0, Matrix(algorithms=self.model.algorithms or [], environments=self.model.environments or [])
+            )
+        return matrices
+
+    def profile(self, name: str | None) -> tuple[str, Profile]:
+        chosen = name or self.model.default_profile
+        if chosen in self.model.profiles:
+            return chosen, self.model.profiles[chosen]
+        if name is None and not self.model.profiles:
+            return chosen, Profile()
+        available = ", ".join(sorted(self.model.profiles)) or "none"
+        raise BadInput(f"{self.path}: suite {self.name!r} has no profile {chosen!r} (profiles: {available})")
+
+    def expand(
+        self, registry: PluginRegistry, profile_name: str | None = None, overrides: Sequence[str] = ()
+    ) -> tuple[str, list[Cell]]:
+        """Resolve names and parameters against the plugins and return ``(profile, cells)``.
+
+        Raises :class:`BadInput` naming the file and key for anything that cannot run.
+        """
+        chosen, profile = self.profile(profile_name)
+        settings = _apply_overrides(self, profile, overrides)
+        cells: list[Cell] = []
+        seen: set[str] = set()
+        for index, matrix in enumerate(self.matrices(profile)):
+            where = f"{self.path}: matrix[{index}]"
+            seeds = settings["seeds"] if settings["seeds_overridden"] else (matrix.seeds or settings["seeds"])
+            metric_names = list(dict.fromkeys([*self.model.metrics, *matrix.metrics]))
+            metrics = [_lookup(registry, "metric", name, f"{where}.metrics") for name in metric_names]
+            for algorithm_entry, environment_entry in itertools.product(matrix.algorithms, matrix.environments):
+                algorithm = _lookup(registry, "algorithm", algorithm_entry.name, f"{where}.algorithms")
+                environment = _lookup(registry, "environment", environment_entry.name, f"{where}.environments")
+                if environment.spec.task_kind not in algorithm.spec.task_kinds:
+                    raise BadInput(
+                        f"{where}: algorithm {algorithm.spec.name!r} runs on environments of kind "
+                        f"{list(algorithm.spec.task_kinds)}, but {environment.spec.name!r} is of kind "
+                        f"{environment.spec.task_kind!r}; move them to separate [[matrix]] tables"
+                    )
+                for metric in metrics:
+                    if metric.spec.task_kinds and environment.spec.task_kind not in metric.spec.task_kinds:
+                        raise BadInput(
+                            f"{where}.metrics: metric {metric.spec.name!r} applies to kinds "
+                            f"{list(metric.spec.task_kinds)}, not {environment.spec.task_kind!r}"
+                        )
+                for (algorithm_label, algorithm_params), (
+                    environment_label,
+                    environment_params,
+                ) in itertools.product(algorithm_entry.expand(), environment_entry.expand()):
+                    algorithm_ref = _component(
+                        algorithm,
+                        algorithm_params,
+                        settings["params"],
+                        (algorithm_entry.name, algorithm_entry.label, algorithm_label),
+                        f"{where}.algorithms",
+                    )
+                    environment_ref = _component(
+                        environment,
+                        environment_params,
+                        settings["params"],
+                        (environment_entry.name, environment_entry.label, environment_label),
+                        f"{where}.environments",
+                    )
+                    for seed in seeds:
+                        key = Cell.compute_key(
+                            algorithm_ref, environment_ref, seed, tuple(metric_names), settings["budget"]
+                        )
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        cells.append(
+                            Cell(
+                                suite=self.name,
+                                profile=chosen,
+                                algorithm=algorithm_ref,
+                                environment=environment_ref,
+                                seed=seed,
+                                metrics=tuple(metric_names),
+                                budget=dict(settings["budget"]),
+                                timeout_s=settings["timeout_s"],
+                                label=f"{algorithm_label}/{environment_label}/seed={seed}",
+                                key=key,
+                                task_kind=environment.spec.task_kind,
+                            )
+                        )
+        _check_param_overrides_used(self, settings["params"], registry)
+        return chosen, cells
+
+
+def _lookup(registry: PluginRegistry, kind: Any, name: str, where: str) -> Any:
+    try:
+        return registry.get(kind, name)
+    except UnknownName as exc:
+        raise BadInput(f"{where}: {exc}") from None
+
+
+def _component(
+    registered: Any,
+    entry_params: Mapping[str, Any],
+    profile_params: Mapping[str, Any],
+    aliases: tuple[str, str | None, str],
+    where: str,
+) -> ComponentRef:
+    params = dict(entry_params)
+    # Profile and --set overrides address an entry by its name, its label or its swept label.
+    for alias in aliases:
+        if alias is None:
+            continue
+        for key, value in profile_params.items():
+            prefix, _, param = key.rpartition(".")
+            if prefix == alias:
+                params[param] = value
+    spec = registered.spec
+    try:
+        resolved = spec.resolve_params(params)
+    except ParamError as exc:
+        raise BadInput(f"{where}: {exc}") from None
+    plugin = registered.plugin
+    return ComponentRef(
+        name=spec.name,
+        version=spec.version,
+        plugin=plugin.distribution or plugin.name,
+        plugin_version=plugin.version or "0",
+        params=resolved,
+    )
+
+
+def _check_param_overrides_used(suite: Suite, params: Mapping[str, Any], registry: PluginRegistry) -> None:
+    """A profile or --set parameter that addresses nothing in the suite is a typo: refuse it."""
+    targets: set[str] = set()
+    for matrix in itertools.chain(suite.matrices(None), *(p.matrix or [] for p in suite.model.profiles.values())):
+        for entry in (*matrix.algorithms, *matrix.environments):
+            targets.add(entry.name)
+            if entry.label:
+                targets.add(entry.label)
+            targets.update(label for label, _ in entry.expand())
+    for key in params:
+        prefix, dot, _ = key.rpartition(".")
+        if not dot or prefix not in targets:
+            raise BadInput(
+                f"{suite.path}: parameter override {key!r} names no algorithm or environment of the suite "
+                f"(expected '<name or label>.<param>'; names: {', '.join(sorted(targets))})"
+            )
+
+
+_SETTABLE = ("seeds", "timeout_s")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as TOML (a bare word is taken as a string)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise BadInput(f"--set {text!r}: expected KEY=VALUE, for example --set iql.batch_size=64")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def _apply_overrides(suite: Suite, profile: Profile, overrides: Sequence[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "seeds": profile.seeds if profile.seeds is not None else suite.model.seeds,
+        "seeds_overridden": profile.seeds is not None,
+        "timeout_s": profile.timeout_s if profile.timeout_s is not None else suite.model.timeout_s,
+        "budget": dict(profile.budget),
+        "params": dict(profile.params),
+    }
+    for text in overrides:
+        key, value = parse_override(text)
+        if key == "seeds":
+            if not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
+                raise BadInput(f"--set seeds={value!r}: expected a list of integers, for example [0,1,2]")
+            settings["seeds"], settings["seeds_overridden"] = value, True
+        elif key == "timeout_s":
+            if not isinstance(value, (int, float)) or value <= 0 or math.isnan(value):
+                raise BadInput(f"--set timeout_s={value!r}: expected a positive number of seconds")
+            settings["timeout_s"] = float(value)
+        elif key.startswith("budget."):
+            settings["budget"][key.removeprefix("budget.")] = value
+        elif "." in key:
+            settings["params"][key] = value
+        else:
+            raise BadInput(f"--set {key}: unknown key; use {', '.join(_SETTABLE)}, budget.<key> or <name>.<param>")
+    return settings
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid suite file"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (see docs/suites.md for the keys a suite file may have)"
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+def load_suite_file(path: Path) -> Suite:
+    """Parse and validate one suite file; raise :class:`BadInput` with the file, line or key at fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInput(f"cannot read suite file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"{path}: TOML syntax error: {exc}") from None
+    try:
+        model = SuiteModel.model_validate(data)
+    except ValidationError as exc:
+        raise BadInput(_format_validation_error(path, exc)) from None
+    return Suite(model, path)
+
+
+def suite_search_dirs() -> list[Path]:
+    return [Path.cwd() / "suites"]
+
+
+def available_suites(registry: PluginRegistry) -> dict[str, tuple[Path, str]]:
+    """Suite name -> (file, source) for ./suites/*.toml and plugin-shipped suites (local files win)."""
+    found: dict[str, tuple[Path, str]] = {}
+    for path, record in registry.suite_files:
+        found[_suite_name(path)] = (path, f"plugin {record.name}")
+    for directory in suite_search_dirs():
+        for path in sorted(directory.glob("*.toml")):
+            found[_suite_name(path)] = (path, str(directory))
+    return found
+
+
+def _suite_name(path: Path) -> str:
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
+    except (OSError, tomllib.TOMLDecodeError):
+        name = None
+    return name if isinstance(name, str) else path.stem
+
+
+def resolve_suite(reference: str, registry: PluginRegistry) -> Suite:
+    """A suite by path or by name; an unknown name lists the suites that exist."""
+    path = Path(reference)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise BadInput(f"suite file {path} does not exist")
+        return load_suite_file(path)
+    suites = available_suites(registry)
+    if reference in suites:
+        return load_suite_file(suites[reference][0])
+    import difflib
+
+    close = difflib.get_close_matches(reference, list(suites), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise BadInput(
+        f"unknown suite {reference!r}.{hint} Available: {', '.join(sorted(suites)) or 'none'} "
+        "(give a path to a .toml file, or see `harness list suites`)"
+    )
+
+
+def metric_thresholds(suite: Suite, registry: PluginRegistry, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Metric name -> unit, direction, threshold (suite override over spec default) and description."""
+    table = {}
+    for name in names:
+        spec = registry.get("metric", name).spec
+        table[name] = {
+            "unit": spec.unit,
+            "direction": spec.direction,
+            "threshold": suite.model.thresholds.get(name, spec.threshold),
+            "description": spec.description,
+        }
+    return table

@@ -1,0 +1,145 @@
+"""Running one cell: what every executor (local pool, Ray, in-process checks) calls in its worker.
+
+Nothing here imports MLflow: workers only compute and return a :class:`CellResult`; the driver records it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.context import CellContext
+from harness.errors import CellSkipped
+from harness.plugins import PluginOptions, registry_for
+from harness.records import Cell, CellResult
+from harness.specs import resolve_callable
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and (if a plugin imported it) torch, so the same seed gives the same cell."""
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (Path, set, frozenset)):
+        return str(value) if isinstance(value, Path) else sorted(value)
+    return repr(value)
+
+
+def to_json_compatible(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """The outcome as plain JSON data (numpy scalars and arrays become numbers and lists)."""
+    return json.loads(json.dumps(dict(outcome), default=_jsonable, allow_nan=True))
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_context(cell: Cell, results_dir: str | Path, started: float, device: str) -> CellContext:
+    results = Path(results_dir)
+    deadline = started + cell.timeout_s if cell.timeout_s else math.inf
+    return CellContext(
+        seed=cell.seed,
+        device=device,
+        budget=dict(cell.budget),
+        profile=cell.profile,
+        deadline=deadline,
+        checkpoint_dir=results / "checkpoints" / cell.key,
+        cache_dir=results / "cache",
+        cell={
+            "key": cell.key,
+            "label": cell.label,
+            "suite": cell.suite,
+            "algorithm": cell.algorithm.name,
+            "environment": cell.environment.name,
+            "seed": cell.seed,
+            "algorithm_params": dict(cell.algorithm.params),
+            "environment_params": dict(cell.environment.params),
+        },
+    )
+
+
+def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int = 1) -> CellResult:
+    """Run one cell in this process and return its result; never raises for a cell's own failure."""
+    registry = registry_for(plugin_options)
+    started = time.time()
+    result = CellResult(
+        cell=cell,
+        status="failed",
+        started_at=started,
+        worker=worker_name(),
+        attempt=attempt,
+        record_id=uuid.uuid4().hex,
+    )
+    context: CellContext | None = None
+    try:
+        algorithm = registry.get("algorithm", cell.algorithm.name).spec
+        environment = registry.get("environment", cell.environment.name).spec
+        metric_specs = [registry.get("metric", name).spec for name in cell.metrics]
+        for spec in (algorithm, environment, *metric_specs):
+            reason = spec.unavailable_reason()
+            if reason:
+                raise CellSkipped(f"{spec.name} is unavailable here: {reason}")
+        # Resolve (import) everything before seeding: imports may consume randomness or import torch.
+        make, run = resolve_callable(environment.make), resolve_callable(algorithm.run)
+        computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
+        needs_gpu = algorithm.resources.gpus > 0 or environment.resources.gpus > 0
+        context = make_context(cell, results_dir, started, "cuda" if needs_gpu else "cpu")
+        context.components.update(make=make, run=run)
+        seed_everything(cell.seed)
+        outcome = registry.hook.harness_execute_cell(cell=cell, context=context) or {}
+        built_environment = context.components.get("environment")
+        metrics: dict[str, float] = {}
+        for name, compute in computes:
+            try:
+                value = compute(outcome=outcome, environment=built_environment, context=context)
+            except Exception as exc:
+                raise RuntimeError(f"metric {name!r} failed: {type(exc).__name__}: {exc}") from exc
+            if value is None:
+                continue
+            metrics[name] = float(value)
+        result.status = "ok"
+        result.metrics = metrics
+        result.history = list(context.history)
+        result.outcome = to_json_compatible(outcome)
+    except CellSkipped as exc:
+        result.status = "skipped"
+        result.error = str(exc)
+        result.error_type = "CellSkipped"
+    except Exception as exc:
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        result.error_type = type(exc).__name__
+        result.traceback = traceback.format_exc()
+    finally:
+        if context is not None:
+            _close(context.components.get("environment"))
+        result.finished_at = time.time()
+    return result
+
+
+def _close(environment: Any) -> None:
+    close = getattr(environment, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # closing is best effort; the cell's result is already decided
+            pass
