@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -217,7 +218,7 @@ def _check_loaded(report: ConformanceReport, record: PluginRecord) -> None:
     for problem in record.problems:
         stage = problem.stage
         fix = _STAGE_FIXES.get(stage, "").format(module=module)
-        if stage.startswith("hook "):
+        if stage.startswith("hook harness_"):
             hook = stage.removeprefix("hook ")
             fix = f"make {hook}() return a list of the spec objects documented in docs/plugins.md#{hook}"
         message = problem.message
@@ -262,11 +263,14 @@ print(json.dumps(sorted(name for name in json.loads(sys.argv[2]) if name in sys.
 
 def _check_light_import(report: ConformanceReport, record: PluginRecord) -> None:
     """Import the plugin and call its registration hooks in a fresh interpreter; list heavy modules loaded."""
+    # The child sees what this process sees (-p modules are found through paths added at run time).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
     completed = subprocess.run(
         [sys.executable, "-c", _LIGHT_IMPORT_SCRIPT, record.module, json.dumps(HEAVY_MODULES)],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     if completed.returncode != 0:
         report.add(
