@@ -13,7 +13,6 @@ Listing imports neither gymnasium, metaworld nor rlbench: every callable is a ``
 from __future__ import annotations
 
 from harness import EnvironmentSpec, Param, hookimpl
-
 from harness_rlbench.manipulation import REWARD_TYPES, TASK_KIND
 
 __version__ = "0.1.0"
@@ -63,8 +62,12 @@ def _metaworld_spec(task: str) -> EnvironmentSpec:
         params=(
             Param("task", task, "Meta-World task", choices=(task,)),
             _N_DEMOS,
-            Param("reward_type", "sparse", "sparse: 1 on success else 0; dense: Meta-World's shaped reward",
-                  choices=REWARD_TYPES),
+            Param(
+                "reward_type",
+                "sparse",
+                "sparse: 1 on success else 0; dense: Meta-World's shaped reward",
+                choices=REWARD_TYPES,
+            ),
             Param("max_episode_steps", 200, "episode cap (Meta-World's own is 500; experts need < 150)"),
             Param("terminate_on_success", True, "end the episode when the task succeeds, as RLBench does"),
         ),
@@ -85,8 +88,9 @@ def _rlbench_spec(task: str) -> EnvironmentSpec:
         params=(
             Param("task", task, "RLBench task", choices=(task,)),
             _N_DEMOS,
-            Param("reward_type", "sparse", "RLBench's success reward (demos carry no shaped reward)",
-                  choices=("sparse",)),
+            Param(
+                "reward_type", "sparse", "RLBench's success reward (demos carry no shaped reward)", choices=("sparse",)
+            ),
             Param("max_episode_steps", 200, "episode cap in control steps (RLBench ends on success itself)"),
         ),
     )

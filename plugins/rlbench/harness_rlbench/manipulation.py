@@ -81,9 +81,7 @@ def empty_demonstrations(observation_dim: int, action_dim: int) -> dict[str, np.
     }
 
 
-def episodes_to_qlearning(
-    episodes: Sequence[Episode], observation_dim: int, action_dim: int
-) -> dict[str, np.ndarray]:
+def episodes_to_qlearning(episodes: Sequence[Episode], observation_dim: int, action_dim: int) -> dict[str, np.ndarray]:
     """Concatenate episodes into D4RL's ``qlearning_dataset`` layout (float32 arrays, bool terminals)."""
     if not episodes or all(len(e) == 0 for e in episodes):
         return empty_demonstrations(observation_dim, action_dim)

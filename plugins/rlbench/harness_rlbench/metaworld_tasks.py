@@ -93,6 +93,19 @@ def _make_success_wrapper_class(gym: Any) -> type:
 _WRAPPER_CLASS: type | None = None
 
 
+def check_options(task: str, reward_type: str, max_episode_steps: int) -> str:
+    """The Meta-World environment name for ``task``; ValueError naming the option at fault otherwise."""
+    env_name, _ = _task_entry(task)
+    if reward_type not in REWARD_TYPES:
+        raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+    if not 1 <= max_episode_steps <= METAWORLD_MAX_PATH_LENGTH:
+        raise ValueError(
+            f"max_episode_steps must be in [1, {METAWORLD_MAX_PATH_LENGTH}] (Meta-World's path limit), "
+            f"got {max_episode_steps}"
+        )
+    return env_name
+
+
 def make_metaworld_env(
     task: str,
     seed: int,
@@ -103,14 +116,7 @@ def make_metaworld_env(
 ) -> Any:
     """A Gymnasium env for one Meta-World task under the manipulation contract (see the module docstring)."""
     global _WRAPPER_CLASS
-    env_name, _ = _task_entry(task)
-    if reward_type not in REWARD_TYPES:
-        raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
-    if not 1 <= max_episode_steps <= METAWORLD_MAX_PATH_LENGTH:
-        raise ValueError(
-            f"max_episode_steps must be in [1, {METAWORLD_MAX_PATH_LENGTH}] (Meta-World's path limit), "
-            f"got {max_episode_steps}"
-        )
+    env_name = check_options(task, reward_type, max_episode_steps)
     gym = _import_gym_and_metaworld()
     env = gym.make(
         "Meta-World/MT1",
@@ -198,6 +204,7 @@ def make(params: dict[str, Any], context: Any) -> ManipulationEnvironment:
     n_demos = int(params["n_demos"])
     if n_demos < 0:
         raise ValueError(f"metaworld-{task}.n_demos must be >= 0, got {n_demos}")
+    check_options(task, reward_type, max_episode_steps)
     env_options = {
         "reward_type": reward_type,
         "max_episode_steps": max_episode_steps,
