@@ -195,3 +195,34 @@ def build_outcome(
     if extra:
         outcome.update(extra)
     return outcome
+
+
+def observation_stats(observations: np.ndarray, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (+eps, CORL's ``compute_mean_std``) for observation normalization."""
+    return observations.mean(0).astype(np.float32), (observations.std(0) + eps).astype(np.float32)
+
+
+def trajectory_ends(data: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Indices of the last transition of each trajectory in a qlearning-layout dict.
+
+    qlearning_dataset drops timeouts' rows, so an episode also ends where the next row does not start at this
+    row's next observation; ``terminals`` (and ``timeouts`` when present) end one too.
+    """
+    n = len(data["observations"])
+    ends = data["terminals"].reshape(-1) > 0
+    if "timeouts" in data:
+        ends |= np.asarray(data["timeouts"]).reshape(-1) > 0
+    if n > 1:
+        ends[:-1] |= np.any(data["next_observations"][:-1] != data["observations"][1:], axis=1)
+    ends[-1] = True
+    return np.flatnonzero(ends)
+
+
+def trajectory_returns(data: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(return of each trajectory, trajectory id of each transition)."""
+    ends = trajectory_ends(data)
+    trajectory_id = np.zeros(len(data["observations"]), np.int64)
+    trajectory_id[ends[:-1] + 1] = 1
+    trajectory_id = np.cumsum(trajectory_id)
+    returns = np.bincount(trajectory_id, weights=data["rewards"].reshape(-1), minlength=len(ends))
+    return returns, trajectory_id

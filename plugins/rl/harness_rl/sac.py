@@ -53,9 +53,7 @@ class SACConfig:
     gamma: float = 0.99  # discount
     tau: float = 0.005  # Polyak factor of the target critics
     batch_size: int = 256  # transitions per gradient step
-    learning_starts: int = (
-        5_000  # buffered transitions (demos count) before updates; until then random actions
-    )
+    learning_starts: int = 5_000  # buffered transitions (demos count) before updates; until then random actions
     policy_lr: float = 3e-4  # actor learning rate
     q_lr: float = 1e-3  # critics' and temperature's learning rate
     policy_frequency: int = 2  # actor updated every this many steps (that many times, as in CleanRL/TD3)
@@ -147,9 +145,7 @@ class SACAgent:
         return torch.min(self.qf1(obs_t, act_t), self.qf2(obs_t, act_t)).squeeze(-1).cpu().numpy()
 
 
-def make_agent(
-    obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, hidden_dim: int, device
-) -> SACAgent:
+def make_agent(obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, hidden_dim: int, device) -> SACAgent:
     return SACAgent(
         actor=Actor(obs_dim, act_dim, hidden_dim).to(device),
         qf1=SoftQNetwork(obs_dim, act_dim, hidden_dim).to(device),
@@ -245,9 +241,7 @@ def check_transitions(data: Mapping[str, np.ndarray], what: str) -> dict[str, np
     """Validate a qlearning-layout dict; return it as float32 arrays with 1-D rewards and terminals."""
     missing = [k for k in QLEARNING_KEYS if k not in data]
     if missing:
-        raise ValueError(
-            f"{what} lacks {missing}; expected D4RL qlearning_dataset keys {list(QLEARNING_KEYS)}"
-        )
+        raise ValueError(f"{what} lacks {missing}; expected D4RL qlearning_dataset keys {list(QLEARNING_KEYS)}")
     out = {k: np.asarray(data[k], dtype=np.float32) for k in QLEARNING_KEYS}
     out["rewards"] = out["rewards"].reshape(-1)
     out["terminals"] = out["terminals"].reshape(-1)
@@ -286,9 +280,7 @@ class SACTrainer:
         ).to(device)
         self.qf1_target.load_state_dict(agent.qf1.state_dict())
         self.qf2_target.load_state_dict(agent.qf2.state_dict())
-        self.q_optimizer = torch.optim.Adam(
-            [*agent.qf1.parameters(), *agent.qf2.parameters()], lr=config.q_lr
-        )
+        self.q_optimizer = torch.optim.Adam([*agent.qf1.parameters(), *agent.qf2.parameters()], lr=config.q_lr)
         self.actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=config.policy_lr)
         self.target_entropy = -float(agent.actor.mean.out_features)
         agent.log_alpha = agent.log_alpha.detach().clone().to(device).requires_grad_(True)
@@ -302,9 +294,7 @@ class SACTrainer:
         next_obs, terminals = batch["next_observations"], batch["terminals"]
         with torch.no_grad():
             next_actions, next_log_prob, _ = agent.actor.sample(next_obs)
-            next_q = torch.min(
-                self.qf1_target(next_obs, next_actions), self.qf2_target(next_obs, next_actions)
-            )
+            next_q = torch.min(self.qf1_target(next_obs, next_actions), self.qf2_target(next_obs, next_actions))
             soft_value = next_q - self.alpha * next_log_prob
             target = rewards[:, None] + (1 - terminals[:, None]) * cfg.gamma * soft_value
         q_loss = F.mse_loss(agent.qf1(obs, actions), target) + F.mse_loss(agent.qf2(obs, actions), target)

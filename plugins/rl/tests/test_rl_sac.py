@@ -36,9 +36,7 @@ def test_sac_resume_continues_from_checkpoint(tmp_path):
     resumed = train_sac(make_pendulum, total_steps=160, seed=1, checkpoint_path=checkpoint, config=TINY)
     assert resumed.env_steps == 160
     assert len(resumed.replay_buffer["observations"]) == 160  # the buffer was restored, not refilled
-    np.testing.assert_array_equal(
-        resumed.replay_buffer["observations"][:100], first.replay_buffer["observations"]
-    )
+    np.testing.assert_array_equal(resumed.replay_buffer["observations"][:100], first.replay_buffer["observations"])
     assert resumed.gradient_steps == 160 - 64 + 1
     assert resumed.episode_returns[:2] == first.episode_returns
     # Asking for what is already done does nothing more.
@@ -83,9 +81,7 @@ def test_sac_demonstrations_start_learning_at_once_and_stay_out_of_the_buffer():
     assert result.gradient_steps == 40  # 100 demos >= learning_starts: an update after every env step
     assert len(result.replay_buffer["observations"]) == 40
     with pytest.raises(ValueError, match="next_observations"):
-        train_sac(
-            make_pendulum, 10, seed=0, config=TINY, demonstrations={"observations": demos["observations"]}
-        )
+        train_sac(make_pendulum, 10, seed=0, config=TINY, demonstrations={"observations": demos["observations"]})
 
 
 def test_sac_stop_at_return_and_agent_round_trip(tmp_path):
@@ -97,9 +93,7 @@ def test_sac_stop_at_return_and_agent_round_trip(tmp_path):
     loaded = load_agent(path)
     obs = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.act(obs), result.agent.act(obs))
-    np.testing.assert_allclose(
-        loaded.q_value(obs, np.zeros((5, 1))), result.agent.q_value(obs, np.zeros((5, 1)))
-    )
+    np.testing.assert_allclose(loaded.q_value(obs, np.zeros((5, 1))), result.agent.q_value(obs, np.zeros((5, 1))))
     assert torch.equal(loaded.log_alpha, result.agent.log_alpha.detach())
     with pytest.raises(FileNotFoundError, match="train_sac"):
         load_agent(tmp_path / "missing.pt")

@@ -1,0 +1,157 @@
+"""TD3+BC: TD3 with a behavior-cloning term on the actor, the Q term scaled by alpha / mean|Q|.
+
+Paper: Fujimoto & Gu, "A Minimalist Approach to Offline Reinforcement Learning", 2021,
+https://arxiv.org/abs/2106.06860. Reference implementation and defaults: CORL ``algorithms/offline/td3_bc.py``.
+Protocols: ``offline`` (dataset only) and ``offline-to-online`` (dataset mixed into online training, Gaussian
+exploration noise ``expl_noise``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness_rl.common import observation_stats, seed_everything
+from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
+
+
+@dataclass
+class TD3BCConfig:
+    batch_size: int = 256  # transitions per gradient step
+    discount: float = 0.99  # gamma
+    tau: float = 0.005  # Polyak factor of the target networks
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the twin critics
+    hidden_dim: int = 256  # width of the two hidden layers of actor and critics
+    policy_noise: float = 0.2  # std of the target policy smoothing noise
+    noise_clip: float = 0.5  # clip of the target policy smoothing noise
+    policy_freq: int = 2  # actor and target updates every this many critic updates
+    alpha: float = 2.5  # weight of the Q term relative to BC (lambda = alpha / mean|Q|)
+    normalize: bool = True  # standardize observations with the dataset's mean and std
+    expl_noise: float = 0.1  # std of the Gaussian exploration noise (offline-to-online only)
+
+
+def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, outputs),
+    )
+
+
+class Critic(nn.Module):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, 1, hidden_dim)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs, action], -1))
+
+
+class TD3BCTrainer:
+    def __init__(self, obs_dim: int, act_dim: int, obs_mean, obs_std, config: TD3BCConfig, device) -> None:
+        self.config = config
+        self.actor = nn.Sequential(mlp(obs_dim, act_dim, config.hidden_dim), nn.Tanh()).to(device)
+        self.critic1 = Critic(obs_dim, act_dim, config.hidden_dim).to(device)
+        self.critic2 = Critic(obs_dim, act_dim, config.hidden_dim).to(device)
+        self.actor_target = copy.deepcopy(self.actor)
+        self.critic1_target = copy.deepcopy(self.critic1)
+        self.critic2_target = copy.deepcopy(self.critic2)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(
+            [*self.critic1.parameters(), *self.critic2.parameters()], lr=config.critic_lr
+        )
+        self.obs_mean = torch.as_tensor(obs_mean, device=device)
+        self.obs_std = torch.as_tensor(obs_std, device=device)
+        self.steps = 0
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        obs = (batch["observations"] - self.obs_mean) / self.obs_std
+        next_obs = (batch["next_observations"] - self.obs_mean) / self.obs_std
+        actions, rewards, terminals = batch["actions"], batch["rewards"][:, None], batch["terminals"][:, None]
+        self.steps += 1
+        with torch.no_grad():
+            # Target policy smoothing (TD3): clipped noise on the target action.
+            noise = (torch.randn_like(actions) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
+            target_q = torch.min(
+                self.critic1_target(next_obs, next_actions), self.critic2_target(next_obs, next_actions)
+            )
+            target_q = rewards + (1.0 - terminals) * cfg.discount * target_q
+        critic_loss = F.mse_loss(self.critic1(obs, actions), target_q) + F.mse_loss(
+            self.critic2(obs, actions), target_q
+        )
+        self.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic_optimizer.step()
+        info = {"critic_loss": critic_loss.item()}
+
+        if self.steps % cfg.policy_freq == 0:
+            pi = self.actor(obs)
+            q = self.critic1(obs, pi)
+            # lambda normalizes the Q term by its scale so alpha means the same on every dataset.
+            lmbda = cfg.alpha / q.abs().mean().detach()
+            actor_loss = -lmbda * q.mean() + F.mse_loss(pi, actions)
+            self.actor_optimizer.zero_grad()
+            actor_loss.backward()
+            self.actor_optimizer.step()
+            with torch.no_grad():
+                for net, target in (
+                    (self.critic1, self.critic1_target),
+                    (self.critic2, self.critic2_target),
+                    (self.actor, self.actor_target),
+                ):
+                    for p, tp in zip(net.parameters(), target.parameters(), strict=True):
+                        tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+            info["actor_loss"] = actor_loss.item()
+        return info
+
+    @torch.no_grad()
+    def policy_action(self, obs: np.ndarray) -> np.ndarray:
+        obs_t = torch.as_tensor(obs, device=self.obs_mean.device)
+        return self.actor((obs_t - self.obs_mean) / self.obs_std).cpu().numpy()
+
+    def explore_action(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        action = self.policy_action(obs)
+        noise = rng.normal(0.0, self.config.expl_noise, size=action.shape)
+        return np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+
+    def state(self) -> dict[str, Any]:
+        names = ("actor", "critic1", "critic2", "actor_target", "critic1_target", "critic2_target")
+        state = {n: getattr(self, n).state_dict() for n in names}
+        state["actor_optimizer"] = self.actor_optimizer.state_dict()
+        state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        state["steps"] = self.steps
+        return state
+
+    def load(self, state: dict[str, Any]) -> None:
+        for name in ("actor", "critic1", "critic2", "actor_target", "critic1_target", "critic2_target"):
+            getattr(self, name).load_state_dict(state[name])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.steps = int(state["steps"])
+
+
+def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
+    config = config_from_params(TD3BCConfig, params)
+    seed_everything(context.seed)
+    data = offline_transitions(environment)
+    obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
+    if config.normalize:
+        mean, std = observation_stats(data["observations"])
+    else:
+        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    trainer = TD3BCTrainer(obs_dim, act_dim, mean, std, config, context.device)
+    if params.get("protocol", "offline") == "offline-to-online":
+        return train_offline_to_online(trainer, data, environment, context, config.batch_size, "td3_bc_o2o")
+    return train_offline(trainer, data, environment, context, config.batch_size, "td3_bc")
