@@ -138,10 +138,27 @@ class ConformanceReport:
         return "\n".join(lines)
 
 
+def fresh_registry(options: PluginOptions) -> PluginRegistry:
+    """Discover plugins now, and make in-process cells (``execute_cell``) use this same registry.
+
+    ``execute_cell`` reuses a per-process registry cached by options; a long-lived process (a pytest session,
+    a notebook) may have installed plugins since it was cached, so the check replaces the cached one.
+    """
+    from harness import plugins
+
+    registry = load_plugins(options)
+    plugins._WORKER_REGISTRY[options] = registry  # no public setter yet; see registry_for()
+    return registry
+
+
 def find_plugin(registry: PluginRegistry, name: str) -> PluginRecord:
     """A plugin by entry-point name, distribution name or module; else :class:`BadInput` listing them."""
+    # The plugin's own name first: one distribution may declare several plugins.
     for key, record in registry.plugins.items():
-        if name in (key, record.name, record.distribution, record.module, record.module.partition(":")[0]):
+        if name in (key, record.name):
+            return record
+    for record in registry.plugins.values():
+        if name in (record.distribution, record.module, record.module.partition(":")[0]):
             return record
     names = sorted(registry.plugins)
     close = difflib.get_close_matches(name, names, n=3)
@@ -166,8 +183,9 @@ def check_plugin(
     ``run_cells=False`` checks the specs only. ``ignore_outcome_keys`` names outcome keys that legitimately
     differ between two runs with one seed (measured timings not declared as a timing metric).
     """
-    options = options or PluginOptions()
-    registry = load_plugins(PluginOptions(options.extra_modules, options.disabled, options.autoload))
+    given = options or PluginOptions()
+    options = PluginOptions(given.extra_modules, given.disabled, given.autoload)  # strict does not apply here
+    registry = fresh_registry(options)
     record = find_plugin(registry, name)
     report = ConformanceReport(record.name)
     _check_loaded(report, record)

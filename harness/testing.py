@@ -83,12 +83,13 @@ def run_cell(
     raises :class:`harness.ParamError`). The result's ``status``, ``metrics``, ``outcome`` and ``error`` say
     what happened; a failing cell does not raise.
     """
-    from harness.plugins import PluginOptions, registry_for
+    from harness.conformance import fresh_registry
+    from harness.plugins import PluginOptions
     from harness.records import Cell, ComponentRef
     from harness.worker import execute_cell
 
     options = plugin_options or PluginOptions()
-    registry = registry_for(options)
+    registry = fresh_registry(options)
 
     def component(kind: Any, name: str, params: Mapping[str, Any] | None) -> ComponentRef:
         registered = registry.get(kind, name)

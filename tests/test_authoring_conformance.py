@@ -18,6 +18,17 @@ FIXTURES = Path(__file__).parent / "plugins"
 
 
 @pytest.fixture(autouse=True)
+def restore_worker_registries():
+    """Checks cache their registry for in-process cells; leave no fixture plugin behind for other tests."""
+    from harness import plugins
+
+    saved = dict(plugins._WORKER_REGISTRY)
+    yield
+    plugins._WORKER_REGISTRY.clear()
+    plugins._WORKER_REGISTRY.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def fixture_plugins_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(FIXTURES))
 
