@@ -1,0 +1,413 @@
+"""Commands that read results back from MLflow: report, compare, calibrate, nightly, import.
+
+Exit codes: 0 fine (no regression), 1 a metric regressed significantly beyond its threshold, 2 bad input,
+3 too little data to decide (the output says how many repeats would be needed).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.errors import BadInput
+
+_TRACKING_HELP = "MLflow tracking URI (default: $HARNESS_TRACKING_URI, else sqlite:///<results-dir>/mlflow.db)."
+
+
+def _results_dir(ctx: click.Context, value: Path | None) -> Path:
+    if value is not None:
+        return value
+    root = ctx.find_root().obj
+    if root is not None and getattr(root, "results_dir", None) is not None:
+        return Path(root.results_dir)
+    return Path(os.environ.get("HARNESS_RESULTS_DIR", "results"))
+
+
+def _tracking_uri(results_dir: Path, value: str | None) -> str:
+    return value or os.environ.get("HARNESS_TRACKING_URI") or f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+
+
+def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    command = click.option("--tracking-uri", help=_TRACKING_HELP)(command)
+    command = click.option(
+        "--results-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=None,
+        help="Results folder (default: the harness --results-dir, $HARNESS_RESULTS_DIR or ./results).",
+    )(command)
+    return command
+
+
+def _bad_input_exits_2(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except BadInput as exc:
+            from rich.console import Console
+            from rich.markup import escape
+
+            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
+    thresholds: dict[str, float] = {}
+    for value in values:
+        name, sep, number = value.rpartition("=")
+        try:
+            thresholds[name if sep else "*"] = float(number.rstrip("%")) / (100 if number.endswith("%") else 1)
+        except ValueError:
+            raise BadInput(f"--threshold {value!r}: expected METRIC=FRACTION (e.g. wall_time_s=0.1 or 10%)") from None
+    return thresholds
+
+
+def _store(ctx: click.Context, results_dir: Path | None, tracking_uri: str | None) -> tuple[Any, Path]:
+    from harness.report.runs import RunStore
+
+    directory = _results_dir(ctx, results_dir)
+    return RunStore(_tracking_uri(directory, tracking_uri)), directory
+
+
+def _formats(value: str) -> list[str]:
+    formats = [part.strip().lower() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(formats) - {"html", "md"})
+    if unknown or not formats:
+        raise BadInput(f"--format {value!r}: choose from html, md (comma-separated)")
+    return formats
+
+
+@click.command()
+@click.argument("selector", metavar="SUITE_OR_RUN")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Folder for the report files.")
+@click.option("--format", "formats", default="html,md", show_default=True, help="html, md or both.")
+@click.option("--profile", help="With a suite name: use the newest run of this profile.")
+@click.option("--suite", help="Suite to look in for selectors like 'latest' or 'baseline'.")
+@click.option("--vs", "versus", metavar="RUN", help="Add a side-by-side comparison against this run (or tag).")
+@click.option("--bootstrap-resamples", default=2000, show_default=True, help="Bootstrap replicates per interval.")
+@click.option("--seed", default=0, show_default=True, help="Random state of every bootstrap (recorded).")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def report(
+    ctx: click.Context,
+    selector: str,
+    out: Path | None,
+    formats: str,
+    profile: str | None,
+    suite: str | None,
+    versus: str | None,
+    bootstrap_resamples: int,
+    seed: int,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Write a leaderboard report of SUITE_OR_RUN (a suite name, run id, 'latest' or a tag).
+
+    \b
+    The HTML page is self-contained (plots embedded, no network needed): leaderboards with IQM and 95%
+    stratified-bootstrap intervals, per-environment tables, aggregate and performance-profile plots, score
+    curves, throughput against the roofline for GB/s metrics, hardware and versions, failed and skipped cells
+    with reasons, a side-by-side of the top two algorithms (or of two runs with --vs), and the command that
+    opens the same runs in the MLflow UI. The Markdown summary fits a pull request.
+    """
+    from harness.report.build import build_report, write_report
+    from harness.stats import BootstrapConfig
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    chosen = _formats(formats)
+    run = store.load(store.resolve(selector, suite=suite, profile=profile))
+    comparison = None
+    if versus:
+        from harness.regress.compare import compare_runs
+
+        other = store.load(store.resolve(versus, suite=run.suite, profile=run.profile))
+        comparison = compare_runs(other, run)
+    config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
+    content = build_report(run, store, config, comparison=comparison)
+    target = out or directory / "reports" / f"{run.suite}-{run.profile}-{run.run_id[:8]}"
+    for path in write_report(content, target, chosen):
+        click.echo(str(path))
+
+
+@click.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option("--suite", help="Suite to look in when neither side is a run id.")
+@click.option("--profile", help="Profile for tag selectors such as 'baseline'.")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    metavar="[METRIC=]FRACTION",
+    help="Override a regression threshold (repeatable): wall_time_s=0.1, or 5% for every metric.",
+)
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the tests.")
+@click.option("--metric", "metrics", multiple=True, help="Compare only these metrics (repeatable).")
+@click.option("--allow-different-hardware", is_flag=True, help="Compare runs from different machines anyway.")
+@click.option("--no-calibration", is_flag=True, help="Ignore a stored `harness calibrate` result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), help="Also write Markdown here.")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), help="Also write JUnit XML here.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def compare(
+    ctx: click.Context,
+    baseline: str,
+    candidate: str,
+    suite: str | None,
+    profile: str | None,
+    thresholds: tuple[str, ...],
+    alpha: float,
+    metrics: tuple[str, ...],
+    allow_different_hardware: bool,
+    no_calibration: bool,
+    as_json: bool,
+    markdown: Path | None,
+    junit: Path | None,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Compare CANDIDATE against BASELINE: per metric, both values, the change and a verdict.
+
+    \b
+    Each side is a run id, 'latest', 'latest~N', 'baseline' (the newest run tagged baseline=true) or
+    KEY=VALUE (the newest run with that tag). Repeats are the seeds of each (algorithm, environment) case;
+    a change counts only if it is significant (permutation test, or a z-test against the noise measured by
+    `harness calibrate`) and beyond the metric's threshold in its bad direction.
+    Exit codes: 0 no regression, 1 regression, 2 bad input, 3 too little data to decide.
+    """
+    from harness.regress.calibration import load_calibration
+    from harness.regress.compare import check_hardware, compare_runs
+    from harness.regress.formats import print_comparison, to_junit, to_markdown
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    candidate_id = store.resolve(candidate, suite=suite, profile=profile)
+    candidate_run = store.load(candidate_id)
+    baseline_run = store.load(
+        store.resolve(baseline, suite=suite or candidate_run.suite, profile=profile or candidate_run.profile)
+    )
+    if baseline_run.run_id == candidate_run.run_id:
+        raise BadInput(f"baseline and candidate are the same run ({candidate_run.run_id})")
+    if baseline_run.suite != candidate_run.suite:
+        raise BadInput(f"the runs are of different suites ({baseline_run.suite!r} and {candidate_run.suite!r})")
+    differences = check_hardware((baseline_run, candidate_run), allow_different_hardware)
+    calibration = None
+    if not no_calibration:
+        calibration = load_calibration(directory, candidate_run.suite, candidate_run.profile, candidate_run.fingerprint)
+    comparison = compare_runs(
+        baseline_run,
+        candidate_run,
+        cli_thresholds=_parse_thresholds(thresholds),
+        alpha=alpha,
+        calibration=calibration,
+        metrics=list(metrics) or None,
+    )
+    comparison.hardware_differences = differences
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(to_markdown(comparison))
+    if junit:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(to_junit(comparison))
+    if as_json:
+        click.echo(json.dumps(comparison.to_dict(), indent=2, default=str))
+    else:
+        print_comparison(comparison)
+    ctx.exit(comparison.exit_code)
+
+
+def _run_suite_in_process(
+    ctx: click.Context, suite: str, profile: str | None, tracking_uri: str, results_dir: Path, overrides: tuple
+) -> str:
+    """Run the suite through the runner API (plugins as the root command loaded them); return the run id."""
+    from harness.runner import RunOptions, run_suite
+    from harness.suite import resolve_suite
+
+    state = ctx.find_root().obj
+    if state is None or not hasattr(state, "registry"):
+        from harness.plugins import PluginOptions, load_plugins
+
+        registry = load_plugins(PluginOptions())
+    else:
+        registry = state.registry()
+    suite_obj = resolve_suite(suite, registry)
+    options = RunOptions(
+        profile=profile, tracking_uri=tracking_uri, results_dir=results_dir, resume=False, overrides=overrides
+    )
+    summary = run_suite(suite_obj, registry, options, notify=lambda message: click.echo(message, err=True))
+    if summary.parent_run_id is None or summary.tracking_error:
+        raise BadInput(f"the run of {suite!r} did not reach MLflow: {summary.tracking_error}")
+    return summary.parent_run_id
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--profile", help="Budget profile to calibrate (default: the suite's default profile).")
+@click.option("--repeats", default=5, show_default=True, help="How many times to run the suite.")
+@click.option(
+    "--from-existing",
+    is_flag=True,
+    help="Use the newest --repeats finished runs already in MLflow instead of running the suite again.",
+)
+@click.option("--effect", type=float, help="Relative change to size repeats for (default: each metric's threshold).")
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level the repeats are sized for.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Passed to the runner, as for run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def calibrate(
+    ctx: click.Context,
+    suite: str,
+    profile: str | None,
+    repeats: int,
+    from_existing: bool,
+    effect: float | None,
+    alpha: float,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Measure each metric's run-to-run noise on this machine and store noise-calibrated thresholds.
+
+    \b
+    Runs SUITE --repeats times (every cell, --no-resume), then per metric and (algorithm, environment) case
+    measures the spread of each cell's value across the runs. Stored in
+    <results-dir>/calibration/<suite>-<profile>.json and as an MLflow run tagged harness.kind=calibration;
+    `harness compare` and `harness nightly` use it: thresholds are raised to 3x the measured spread and
+    single runs can be judged against the known noise.
+    """
+    from harness.regress.calibration import calibrate_from_runs, log_calibration
+    from harness.report.runs import RunStore
+
+    if repeats < 2:
+        raise BadInput("--repeats must be at least 2 to measure a spread")
+    directory = _results_dir(ctx, results_dir)
+    uri = _tracking_uri(directory, tracking_uri)
+    if from_existing:
+        store = RunStore(uri)
+        suite_name = Path(suite).stem if suite.endswith(".toml") else suite
+        found = store.suite_runs(suite_name, profile)[:repeats]
+        run_ids = [run.info.run_id for run in found]
+    else:
+        run_ids = []
+        for index in range(repeats):
+            click.echo(f"calibration run {index + 1} of {repeats}", err=True)
+            run_ids.append(_run_suite_in_process(ctx, suite, profile, uri, directory, overrides))
+        store = RunStore(uri)
+    runs = [store.load(run_id) for run_id in run_ids]
+    calibration = calibrate_from_runs(runs, effect=effect, alpha=alpha)
+    path = calibration.save(directory)
+    log_calibration(store.client, runs[0].experiment_id, calibration)
+    if as_json:
+        click.echo(json.dumps(calibration.to_dict(), indent=2))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"noise of {escape(calibration.suite)}:{escape(calibration.profile)} over {len(runs)} runs")
+    for column in ("metric", "run-to-run spread (CV)", "threshold", "configured", "repeats for effect"):
+        table.add_column(column)
+    for name, entry in calibration.metrics.items():
+        table.add_row(
+            escape(name),
+            f"{entry.cv:.2%}",
+            f"{entry.threshold:.2%}",
+            f"{entry.configured_threshold:.2%}",
+            f"{entry.repeats_needed} for {entry.effect:.1%}",
+        )
+    Console(highlight=False).print(table)
+    click.echo(f"stored in {path}")
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--profile", help="Budget profile (default: the suite's default profile).")
+@click.option("--promote", is_flag=True, help="Tag the new run baseline=true if nothing regressed.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Report folder.")
+@click.option("--history", default=60, show_default=True, help="Nightly runs shown in the trend plots.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Passed to the runner, as for run.")
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the comparison.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def nightly(
+    ctx: click.Context,
+    suite: str,
+    profile: str | None,
+    promote: bool,
+    out: Path | None,
+    history: int,
+    overrides: tuple[str, ...],
+    alpha: float,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Run SUITE, compare with its baseline, write the report with trends, and optionally promote.
+
+    \b
+    The new run is compared with the newest run tagged baseline=true for the same suite and profile (the
+    first night has none: it is promoted with --promote). The report adds a trend plot per metric over the
+    last --history runs, with change points (PELT) so that a slow drift no single night flags is seen.
+    Exit codes as for compare; a failing run also exits 1.
+    """
+    from harness.regress.nightly import run_nightly
+
+    directory = _results_dir(ctx, results_dir)
+    uri = _tracking_uri(directory, tracking_uri)
+    run_id = _run_suite_in_process(ctx, suite, profile, uri, directory, overrides)
+    outcome = run_nightly(run_id, uri, directory, promote=promote, out=out, history=history, alpha=alpha)
+    for line in outcome.messages:
+        click.echo(line)
+    ctx.exit(outcome.exit_code)
+
+
+@click.group("import")
+def import_group() -> None:
+    """Bring results from other tools into MLflow in the harness layout."""
+
+
+@import_group.command("pytest-benchmark")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--suite", help="Experiment (suite) name (default: 'pytest-benchmark').")
+@click.option("--profile", default="pytest-benchmark", show_default=True, help="Profile tag of the runs.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def import_pytest_benchmark(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    suite: str | None,
+    profile: str,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Turn pytest-benchmark JSON files (--benchmark-json / --benchmark-autosave) into MLflow runs.
+
+    One suite run per file, one cell per benchmark (group as the environment, the test name as the
+    algorithm), its timing statistics as metrics in seconds and its machine_info as tags.
+    """
+    from harness.report.pytest_benchmark import import_file
+
+    directory = _results_dir(ctx, results_dir)
+    uri = _tracking_uri(directory, tracking_uri)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        run_id = import_file(path, uri, suite=suite or "pytest-benchmark", profile=profile)
+        click.echo(f"{path}: run {run_id}")
+
+
+COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, import_group]

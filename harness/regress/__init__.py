@@ -1,0 +1,1 @@
+"""Regression verdicts: comparing runs, noise calibration, and the nightly loop."""

@@ -1,0 +1,216 @@
+"""Noise-calibrated thresholds: how much a metric moves when nothing changed, on this machine.
+
+``harness calibrate SUITE`` runs the suite's profile several times and measures, per metric and case, the
+run-to-run relative spread (coefficient of variation) of each cell's value with its seed held fixed. From it:
+
+* ``threshold`` = max(the configured threshold, ``NOISE_MULTIPLIER`` x the metric's pooled spread): a change
+  smaller than three run-to-run standard deviations is this machine's noise, not a regression;
+* ``repeats_needed`` = runs a side to detect a change of ``effect`` (default: the configured threshold) at
+  ``alpha`` with 80% power;
+* the spreads themselves, which ``compare`` uses for a z-test when a side has too few runs for a permutation
+  test.
+
+The result is stored in ``<results>/calibration/<suite>-<profile>.json`` and as an MLflow run tagged
+``harness.kind=calibration`` in the suite's experiment. A calibration is tied to the machine fingerprint it was
+measured on; ``compare`` ignores one from another machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import BadInput
+from harness.report.runs import SuiteRun, metric_union
+from harness.stats import relative_spread, repeats_needed
+
+NOISE_MULTIPLIER = 3.0
+CALIBRATION_VERSION = 1
+
+
+@dataclass
+class MetricCalibration:
+    """Measured noise of one metric and what follows from it."""
+
+    cv: float
+    threshold: float
+    configured_threshold: float
+    effect: float
+    repeats_needed: int
+    cases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Calibration:
+    """Per-metric noise of one suite and profile on one machine."""
+
+    suite: str
+    profile: str
+    fingerprint: str
+    runs: list[str]
+    alpha: float
+    metrics: dict[str, MetricCalibration]
+    created: float = field(default_factory=time.time)
+    source: str = ""
+    version: int = CALIBRATION_VERSION
+
+    def threshold(self, metric: str) -> float | None:
+        entry = self.metrics.get(metric)
+        return None if entry is None or math.isnan(entry.threshold) else entry.threshold
+
+    def noise(self, metric: str, algorithm: str, environment: str) -> float | None:
+        """The case's measured spread, else the metric's pooled spread, else None."""
+        entry = self.metrics.get(metric)
+        if entry is None:
+            return None
+        value = entry.cases.get(case_key(algorithm, environment), entry.cv)
+        return None if value is None or math.isnan(value) else value
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("source")
+        return _nan_to_none(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "") -> Calibration:
+        if data.get("version") != CALIBRATION_VERSION:
+            raise BadInput(f"{source}: calibration version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
+        metrics = {
+            name: MetricCalibration(**{k: (math.nan if v is None else v) for k, v in entry.items()})
+            for name, entry in data["metrics"].items()
+        }
+        values = {k: v for k, v in data.items() if k != "metrics"}
+        return cls(**values, metrics=metrics, source=source)
+
+    def save(self, results_dir: Path) -> Path:
+        path = calibration_path(results_dir, self.suite, self.profile)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+        self.source = str(path)
+        return path
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def case_key(algorithm: str, environment: str) -> str:
+    return f"{algorithm}/{environment}"
+
+
+def calibration_path(results_dir: Path, suite: str, profile: str) -> Path:
+    return results_dir / "calibration" / f"{suite}-{profile}.json"
+
+
+def load_calibration(results_dir: Path, suite: str, profile: str, fingerprint: str) -> Calibration | None:
+    """The stored calibration for this suite, profile and machine, or None."""
+    path = calibration_path(results_dir, suite, profile)
+    if not path.exists():
+        return None
+    try:
+        calibration = Calibration.from_dict(json.loads(path.read_text()), source=str(path))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BadInput(f"{path}: unreadable calibration ({exc}); rerun `harness calibrate {suite}`") from None
+    if fingerprint and calibration.fingerprint and calibration.fingerprint != fingerprint:
+        return None
+    return calibration
+
+
+def calibrate_from_runs(
+    runs: Sequence[SuiteRun],
+    *,
+    effect: float | None = None,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> Calibration:
+    """Measure each metric's run-to-run spread over repeated runs of the same suite and profile."""
+    if len(runs) < 2:
+        raise BadInput(f"calibration needs at least 2 runs of the suite, got {len(runs)}")
+    first = runs[0]
+    if any(run.suite != first.suite or run.profile != first.profile for run in runs):
+        raise BadInput("calibration runs must all be of the same suite and profile")
+    metrics: dict[str, MetricCalibration] = {}
+    for metric in metric_union(runs):
+        # (algorithm, environment, seed) -> value in each run: the seed is held fixed, only the run varies.
+        per_cell: dict[tuple[str, str, str], list[float]] = {}
+        for run in runs:
+            for cell in run.ok_cells:
+                if metric in cell.metrics:
+                    per_cell.setdefault((cell.algorithm, cell.environment, cell.seed), []).append(cell.metrics[metric])
+        per_case: dict[str, list[float]] = {}
+        for (algorithm, environment, _seed), values in per_cell.items():
+            spread = relative_spread(values)
+            if not math.isnan(spread):
+                per_case.setdefault(case_key(algorithm, environment), []).append(spread)
+        if not per_case:
+            continue
+        cases = {key: _root_mean_square(values) for key, values in per_case.items()}
+        cv = _root_mean_square(list(cases.values()))
+        configured = first.info(metric).threshold
+        target = effect if effect is not None else configured
+        metrics[metric] = MetricCalibration(
+            cv=cv,
+            threshold=max(configured, NOISE_MULTIPLIER * cv),
+            configured_threshold=configured,
+            effect=target,
+            repeats_needed=repeats_needed(cv, target, alpha, power),
+            cases=cases,
+        )
+    return Calibration(
+        suite=first.suite,
+        profile=first.profile,
+        fingerprint=first.fingerprint,
+        runs=[run.run_id for run in runs],
+        alpha=alpha,
+        metrics=metrics,
+    )
+
+
+def _root_mean_square(values: Sequence[float]) -> float:
+    return float(math.sqrt(np.mean(np.square(values))))
+
+
+def log_calibration(client: Any, experiment_id: str, calibration: Calibration) -> str:
+    """Record the calibration as an MLflow run (``harness.kind=calibration``) next to the suite's runs."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.create_run(
+        experiment_id,
+        run_name=f"calibration {calibration.suite}:{calibration.profile}",
+        tags={
+            "harness.kind": "calibration",
+            "harness.suite": calibration.suite,
+            "harness.profile": calibration.profile,
+            "harness.fingerprint": calibration.fingerprint,
+        },
+    )
+    now = int(time.time() * 1000)
+    metrics = []
+    for name, entry in calibration.metrics.items():
+        for field_name in ("cv", "threshold", "repeats_needed"):
+            value = float(getattr(entry, field_name))
+            if math.isfinite(value):
+                metrics.append(Metric(f"{name}.{field_name}", value, now, 0))
+    params = [Param("runs", str(len(calibration.runs))), Param("alpha", str(calibration.alpha))]
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics[:900],
+        params=params,
+        tags=[RunTag("calibrated_runs", ",".join(calibration.runs)[:4000])],
+    )
+    client.log_text(run.info.run_id, json.dumps(calibration.to_dict(), indent=2), "calibration.json")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id

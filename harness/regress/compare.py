@@ -1,0 +1,283 @@
+"""Baseline against candidate: per metric and case, the change, its significance and a verdict.
+
+A *case* is one (algorithm, environment) pair; its repeats are the seeds (and, for timing suites, repeated
+runs). For each metric and case the verdict is:
+
+* ``regressed`` - the change is in the metric's bad direction, beyond its threshold, and significant;
+* ``improved`` - the same in the good direction;
+* ``unchanged`` - within the threshold, or not significant although enough repeats were there to see it;
+* ``inconclusive`` - beyond the threshold in the bad direction but not significant, and more repeats are
+  needed to tell (the row says how many);
+* ``failed`` - the cell ran in the baseline and failed in the candidate;
+* ``missing`` / ``new`` - the case exists on one side only (reported, never a regression).
+
+The threshold is the metric spec's default, overridden by the suite's ``[thresholds]``, overridden by
+``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a threshold to the
+machine's measured noise floor (never lowers it; an explicit command-line threshold wins) and supplies the
+noise for a calibrated z-test when either side has fewer runs than a permutation test needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.regress.calibration import Calibration
+from harness.report.runs import SuiteRun, machine_differences, metric_union, values_by_case
+from harness.stats import ChangeTest, compare_samples, minimum_permutation_repeats, repeats_needed
+
+EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_TOO_LITTLE_DATA = 0, 1, 2, 3
+_BAD_VERDICTS = ("regressed", "failed")
+
+
+@dataclass
+class CaseVerdict:
+    """One row of a comparison: one metric on one (algorithm, environment) case."""
+
+    metric: str
+    algorithm: str
+    environment: str
+    unit: str
+    direction: str
+    threshold: float
+    threshold_source: str
+    verdict: str
+    test: ChangeTest | None = None
+    repeats_needed: int | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "algorithm": self.algorithm,
+            "environment": self.environment,
+            "unit": self.unit,
+            "direction": self.direction,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "verdict": self.verdict,
+            "repeats_needed": self.repeats_needed,
+            "note": self.note,
+            **(self.test.to_dict() if self.test else {}),
+        }
+
+
+@dataclass
+class Comparison:
+    """Everything ``harness compare`` reports; :attr:`exit_code` is the command's exit status."""
+
+    baseline: SuiteRun
+    candidate: SuiteRun
+    rows: list[CaseVerdict]
+    alpha: float
+    hardware_differences: dict[str, tuple[str, str]] = field(default_factory=dict)
+    calibration_source: str | None = None
+
+    @property
+    def regressions(self) -> list[CaseVerdict]:
+        return [row for row in self.rows if row.verdict in _BAD_VERDICTS]
+
+    @property
+    def inconclusive(self) -> list[CaseVerdict]:
+        return [row for row in self.rows if row.verdict == "inconclusive"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.regressions:
+            return EXIT_REGRESSION
+        if self.inconclusive:
+            return EXIT_TOO_LITTLE_DATA
+        return EXIT_OK
+
+    @property
+    def summary(self) -> str:
+        if self.regressions:
+            names = sorted({f"{r.metric} ({r.algorithm}/{r.environment})" for r in self.regressions})
+            return f"REGRESSION in {len(names)} metric/case(s): " + ", ".join(names[:8])
+        if self.inconclusive:
+            most = max(row.repeats_needed or 0 for row in self.inconclusive)
+            return (
+                f"TOO LITTLE DATA: {len(self.inconclusive)} metric/case(s) moved beyond their threshold without "
+                f"significance; rerun with at least {most} repeats a side (more seeds, or several runs) "
+                "or calibrate this machine with `harness calibrate`"
+            )
+        return "no regression"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": _run_facts(self.baseline),
+            "candidate": _run_facts(self.candidate),
+            "alpha": self.alpha,
+            "exit_code": self.exit_code,
+            "summary": self.summary,
+            "hardware_differences": {k: list(v) for k, v in self.hardware_differences.items()},
+            "calibration": self.calibration_source,
+            "rows": [row.to_dict() for row in self.rows],
+        }
+
+
+def _run_facts(run: SuiteRun) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "suite": run.suite,
+        "profile": run.profile,
+        "git_commit": run.tags.get("harness.git_commit", ""),
+        "fingerprint": run.fingerprint,
+        "machine": run.machine,
+    }
+
+
+def _threshold(
+    metric: str,
+    candidate: SuiteRun,
+    baseline: SuiteRun,
+    cli_thresholds: Mapping[str, float],
+    calibration: Calibration | None,
+) -> tuple[float, str]:
+    if metric in cli_thresholds:
+        return cli_thresholds[metric], "command line"
+    if "*" in cli_thresholds:
+        return cli_thresholds["*"], "command line"
+    if metric in candidate.thresholds:
+        threshold, source = candidate.thresholds[metric], "suite"
+    elif metric in candidate.metric_info or metric in baseline.metric_info:
+        info = candidate.metric_info.get(metric) or baseline.metric_info[metric]
+        threshold, source = info.threshold, "metric spec"
+    else:
+        threshold, source = 0.05, "default"
+    if calibration is not None:
+        calibrated = calibration.threshold(metric)
+        if calibrated is not None and calibrated > threshold:
+            return calibrated, "calibration"
+    return threshold, source
+
+
+def _pooled_relative_noise(baseline: list[float], candidate: list[float]) -> float:
+    b, c = np.asarray(baseline, dtype=float), np.asarray(candidate, dtype=float)
+    if b.size < 2 or c.size < 2 or b.mean() == 0:
+        return math.nan
+    return float(math.sqrt((b.var(ddof=1) + c.var(ddof=1)) / 2) / abs(b.mean()))
+
+
+def compare_runs(
+    baseline: SuiteRun,
+    candidate: SuiteRun,
+    *,
+    cli_thresholds: Mapping[str, float] | None = None,
+    alpha: float = 0.05,
+    calibration: Calibration | None = None,
+    metrics: list[str] | None = None,
+    seed: int = 0,
+) -> Comparison:
+    """Compare every metric of every case the two runs share."""
+    cli_thresholds = dict(cli_thresholds or {})
+    minimum = minimum_permutation_repeats(alpha)
+    rows: list[CaseVerdict] = []
+    names = metrics or metric_union([candidate, baseline])
+    baseline_status = {cell.case: cell.status for cell in baseline.cells}
+    for cell in candidate.cells:
+        if cell.status == "failed" and baseline_status.get(cell.case) == "ok":
+            rows.append(
+                CaseVerdict(
+                    "(status)",
+                    cell.algorithm,
+                    cell.environment,
+                    "",
+                    "",
+                    0.0,
+                    "",
+                    "failed",
+                    note=f"seed {cell.seed} failed: {cell.error}"[:300],
+                )
+            )
+    for metric in names:
+        info = candidate.info(metric) if metric in candidate.metric_info else baseline.info(metric)
+        threshold, source = _threshold(metric, candidate, baseline, cli_thresholds, calibration)
+        base_values, cand_values = values_by_case(baseline, metric), values_by_case(candidate, metric)
+        for case in sorted(set(base_values) | set(cand_values)):
+            algorithm, environment = case
+            common = dict(
+                metric=metric,
+                algorithm=algorithm,
+                environment=environment,
+                unit=info.unit,
+                direction=info.direction,
+                threshold=threshold,
+                threshold_source=source,
+            )
+            if case not in cand_values:
+                rows.append(CaseVerdict(**common, verdict="missing", note="no ok cell in the candidate"))
+                continue
+            if case not in base_values:
+                rows.append(CaseVerdict(**common, verdict="new", note="not in the baseline"))
+                continue
+            b, c = base_values[case], cand_values[case]
+            calibrated_cv = None
+            if calibration is not None and min(len(b), len(c)) < minimum:
+                calibrated_cv = calibration.noise(metric, algorithm, environment)
+            test = compare_samples(b, c, calibrated_cv=calibrated_cv, seed=seed)
+            noise = calibrated_cv if calibrated_cv is not None else _pooled_relative_noise(b, c)
+            rows.append(_verdict(common, test, threshold, alpha, info.higher_is_better, minimum, noise))
+    return Comparison(
+        baseline,
+        candidate,
+        rows,
+        alpha,
+        calibration_source=calibration.source if calibration else None,
+    )
+
+
+def _verdict(
+    common: dict[str, Any],
+    test: ChangeTest,
+    threshold: float,
+    alpha: float,
+    higher_is_better: bool,
+    minimum: int,
+    noise: float,
+) -> CaseVerdict:
+    change = test.relative_change
+    if math.isnan(change):
+        return CaseVerdict(**common, verdict="unchanged", test=test, note="baseline is 0; relative change undefined")
+    signed = change if higher_is_better else -change  # > 0 is better
+    beyond = abs(change) > threshold
+    significant = not math.isnan(test.p_value) and test.p_value < alpha
+    if beyond and significant:
+        return CaseVerdict(**common, verdict="improved" if signed > 0 else "regressed", test=test)
+    if not beyond or signed > 0:
+        note = "" if significant or not beyond else "better but not significant"
+        return CaseVerdict(**common, verdict="unchanged", test=test, note=note)
+    # Worse beyond the threshold, without significance: is that for lack of repeats?
+    have = min(test.n_baseline, test.n_candidate)
+    needed = repeats_needed(noise, threshold, alpha)
+    if test.test == "none":
+        note = f"{have} run(s) a side cannot be tested and this metric is not calibrated"
+        return CaseVerdict(**common, verdict="inconclusive", test=test, repeats_needed=max(needed, minimum), note=note)
+    if needed > have:
+        note = f"p={test.p_value:.3g} with {have} run(s) a side; about {needed} needed to see a {threshold:.1%} change"
+        return CaseVerdict(**common, verdict="inconclusive", test=test, repeats_needed=needed, note=note)
+    return CaseVerdict(**common, verdict="unchanged", test=test, note="worse but not significant")
+
+
+def check_hardware(comparison_inputs: tuple[SuiteRun, SuiteRun], allow: bool) -> dict[str, tuple[str, str]]:
+    """Differences between the runs' machines; raises BadInput when they differ and ``allow`` is False."""
+    from harness.errors import BadInput
+
+    baseline, candidate = comparison_inputs
+    differences = machine_differences(baseline, candidate)
+    if differences and not allow:
+        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in _flat(differences))
+        raise BadInput(
+            f"the runs come from different hardware or software ({listed}); timings are not comparable. "
+            "Compare runs from the same machine, or pass --allow-different-hardware to compare anyway "
+            "(the output is then annotated)."
+        )
+    return differences
+
+
+def _flat(differences: Mapping[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
+    return [(key, old, new) for key, (old, new) in differences.items()]

@@ -1,0 +1,111 @@
+"""pytest-benchmark's saved JSON as harness suite runs, so microbenchmarks join reports and comparisons.
+
+A file (``pytest --benchmark-json=FILE`` or ``--benchmark-autosave``) becomes one suite run; each benchmark
+becomes one cell whose algorithm is the test name (with its parameters) and whose environment is the
+benchmark's group (``default`` without one). Its statistics become metrics in seconds (lower is better) and
+operations per second (higher is better); ``machine_info`` and ``commit_info`` become tags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput
+from harness.report.writer import CellToWrite, write_suite_run
+
+#: pytest-benchmark statistic -> (metric name, unit, direction).
+STATISTICS = {
+    "min": ("bench_min_s", "s", "lower"),
+    "max": ("bench_max_s", "s", "lower"),
+    "mean": ("bench_mean_s", "s", "lower"),
+    "median": ("bench_median_s", "s", "lower"),
+    "stddev": ("bench_stddev_s", "s", "lower"),
+    "iqr": ("bench_iqr_s", "s", "lower"),
+    "ops": ("bench_ops_per_s", "ops/s", "higher"),
+    "rounds": ("bench_rounds", "1", "higher"),
+}
+
+
+def _machine_tags(data: dict[str, Any]) -> dict[str, str]:
+    machine = data.get("machine_info") or {}
+    cpu = machine.get("cpu") or {}
+    cpu_name = cpu.get("brand_raw") or cpu.get("brand") or machine.get("processor") or "unknown"
+    tags = {
+        "harness.machine.cpu": str(cpu_name),
+        "harness.machine.gpu": "none",
+        "harness.machine.hostname": str(machine.get("node", "")),
+        "harness.versions.python": str(machine.get("python_version", "none")),
+        "harness.source": "pytest-benchmark",
+        "pytest_benchmark.version": str(data.get("version", "")),
+    }
+    for key in ("machine", "system", "release", "python_implementation", "python_compiler"):
+        if machine.get(key):
+            tags[f"pytest_benchmark.machine.{key}"] = str(machine[key])[:500]
+    commit = data.get("commit_info") or {}
+    tags["harness.git_commit"] = str(commit.get("id") or "none")
+    tags["harness.git_dirty"] = "true" if commit.get("dirty") else "false"
+    comparable = json.dumps({"cpu": tags["harness.machine.cpu"], "python": tags["harness.versions.python"]})
+    tags["harness.fingerprint"] = hashlib.sha256(comparable.encode()).hexdigest()[:12]
+    return tags
+
+
+def import_file(
+    path: Path, tracking_uri: str, *, suite: str = "pytest-benchmark", profile: str = "pytest-benchmark"
+) -> str:
+    """Log one pytest-benchmark JSON file as a suite run; return the parent run id."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{path}: not a readable JSON file ({exc})") from None
+    benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
+    if not isinstance(benchmarks, list):
+        raise BadInput(f"{path}: no 'benchmarks' list; is this a pytest-benchmark --benchmark-json file?")
+    cells = []
+    for index, bench in enumerate(benchmarks):
+        stats = bench.get("stats") if isinstance(bench, dict) else None
+        if not isinstance(stats, dict) or "name" not in bench:
+            raise BadInput(f"{path}: benchmarks[{index}] has no 'name' or 'stats'")
+        metrics = {
+            name: float(stats[key])
+            for key, (name, _unit, _direction) in STATISTICS.items()
+            if isinstance(stats.get(key), (int, float))
+        }
+        params = {f"algorithm.{k}": json.dumps(v) for k, v in (bench.get("params") or {}).items()}
+        params["fullname"] = str(bench.get("fullname", bench["name"]))
+        cells.append(
+            CellToWrite(
+                algorithm=str(bench["name"]),
+                environment=str(bench.get("group") or "default"),
+                seed=0,
+                metrics=metrics,
+                params=params,
+            )
+        )
+    from mlflow.tracking import MlflowClient
+
+    started = None
+    if data.get("datetime"):
+        try:
+            started = datetime.fromisoformat(str(data["datetime"]).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            started = None
+    metric_specs = {
+        name: {"unit": unit, "direction": direction, "threshold": 0.05, "description": f"pytest-benchmark {key}"}
+        for key, (name, unit, direction) in STATISTICS.items()
+    }
+    tags = _machine_tags(data)
+    tags["harness.version"] = "pytest-benchmark-import"
+    tags["harness.plugins"] = json.dumps({"pytest-benchmark": str(data.get("version", ""))})
+    return write_suite_run(
+        MlflowClient(tracking_uri=tracking_uri),
+        suite=suite,
+        profile=profile,
+        metrics=metric_specs,
+        cells=cells,
+        tags=tags,
+        start_time=started,
+    )

@@ -1,0 +1,393 @@
+"""Suite runs read back from MLflow: the one place that knows the tracking layout reports depend on.
+
+The layout is written by :mod:`harness.tracking` (and by ``harness import pytest-benchmark``): one experiment
+per suite, one parent run per suite invocation (``harness.kind=suite-run``) carrying ``suite.json``, and one
+nested run per cell (``harness.kind=cell``) carrying ``cell.json``. Everything here works against any
+tracking URI through :class:`mlflow.MlflowClient`.
+
+Selectors (``harness report`` / ``compare`` arguments) name a suite run:
+
+* a run id (a cell's run id selects its parent);
+* ``latest`` (newest finished suite run), ``latest~N`` (the N-th before it);
+* ``baseline`` (newest run tagged ``baseline=true``);
+* ``KEY=VALUE`` (newest run with that tag, for example ``harness.git_commit=abc123``);
+* a suite name (newest run of that suite's experiment).
+
+All but run ids and suite names need a suite to look in: given with ``--suite``, or taken from the other
+side of a comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+_LATEST = re.compile(r"^latest(?:~(\d+))?$")
+VERSION_TAG_PREFIX = "harness.versions."
+#: Tags that decide whether two runs' timings can be compared (the fingerprint hashes the same facts).
+FINGERPRINT_FIELDS = ("harness.machine.cpu", "harness.machine.gpu")
+
+_TIME_UNITS = {"s", "ms", "us", "µs", "ns", "min", "h"}
+
+
+def is_timing_unit(unit: str) -> bool:
+    """Whether a metric's unit says it measures time or a rate (so its noise depends on the machine)."""
+    unit = unit.strip()
+    return unit in _TIME_UNITS or unit.endswith("/s")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a suite run declares about one metric (from ``suite.json``)."""
+
+    name: str
+    unit: str = ""
+    direction: str = "higher"
+    threshold: float = 0.05
+    description: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction != "lower"
+
+    @property
+    def is_timing(self) -> bool:
+        return is_timing_unit(self.unit)
+
+
+@dataclass
+class CellRun:
+    """One cell of a suite run as MLflow holds it."""
+
+    run_id: str
+    status: str
+    algorithm: str
+    environment: str
+    seed: str
+    error: str = ""
+    cell_key: str = ""
+    algorithm_name: str = ""
+    environment_name: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def case(self) -> tuple[str, str]:
+        """(algorithm label, environment label): what repeats of the same measurement share."""
+        return self.algorithm, self.environment
+
+
+@dataclass
+class SuiteRun:
+    """One suite invocation with its cells, metric declarations and machine facts."""
+
+    run_id: str
+    experiment_id: str
+    suite: str
+    profile: str
+    status: str
+    start_time_ms: int
+    tags: dict[str, str]
+    metric_info: dict[str, MetricInfo]
+    thresholds: dict[str, float]
+    cells: list[CellRun]
+    run_name: str = ""
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.tags.get("baseline") == "true"
+
+    @property
+    def fingerprint(self) -> str:
+        return self.tags.get("harness.fingerprint", "")
+
+    @property
+    def machine(self) -> dict[str, str]:
+        """Hardware and versions, by short name (``cpu``, ``gpu``, ``torch``, ...)."""
+        facts = {
+            "cpu": self.tags.get("harness.machine.cpu", ""),
+            "gpu": self.tags.get("harness.machine.gpu", ""),
+            "hostname": self.tags.get("harness.machine.hostname", ""),
+        }
+        for key, value in sorted(self.tags.items()):
+            if key.startswith(VERSION_TAG_PREFIX):
+                facts[key.removeprefix(VERSION_TAG_PREFIX)] = value
+        return {k: v for k, v in facts.items() if v}
+
+    @property
+    def plugins(self) -> dict[str, str]:
+        try:
+            value = json.loads(self.tags.get("harness.plugins", "{}"))
+        except json.JSONDecodeError:
+            return {}
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+    @property
+    def metric_names(self) -> list[str]:
+        names = {name for cell in self.cells for name in cell.metrics}
+        return [n for n in self.metric_info if n in names] + sorted(names - set(self.metric_info))
+
+    def info(self, metric: str) -> MetricInfo:
+        """The metric's declaration, with the suite's threshold override applied."""
+        base = self.metric_info.get(metric, MetricInfo(metric))
+        if metric in self.thresholds:
+            return MetricInfo(base.name, base.unit, base.direction, self.thresholds[metric], base.description)
+        return base
+
+    @property
+    def ok_cells(self) -> list[CellRun]:
+        return [cell for cell in self.cells if cell.status == "ok"]
+
+    @property
+    def label(self) -> str:
+        return f"{self.suite}:{self.profile} {self.run_id[:8]}"
+
+
+class RunStore:
+    """Reads suite runs from one tracking URI."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        if tracking_uri.startswith("sqlite:///"):
+            path = Path(tracking_uri.removeprefix("sqlite:///"))
+            if not path.exists():
+                raise BadInput(
+                    f"no MLflow store at {path}: run a suite first (harness run SUITE) or pass --tracking-uri"
+                )
+        # Artifact downloads would otherwise draw a progress bar per cell on stderr.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+
+    # -- finding runs ---------------------------------------------------------------------------------
+    def experiment_id(self, suite: str) -> str:
+        experiment = self.client.get_experiment_by_name(suite)
+        if experiment is None:
+            known = sorted(e.name for e in self.client.search_experiments() if e.name != "Default")
+            raise BadInput(
+                f"no suite named {suite!r} in {self.tracking_uri} (suites there: {', '.join(known) or 'none'})"
+            )
+        return experiment.experiment_id
+
+    def suite_runs(
+        self, suite: str, profile: str | None = None, extra_filter: str = "", finished_only: bool = True
+    ) -> list[Any]:
+        """MLflow parent runs of ``suite``, newest first."""
+        clauses = ["tags.`harness.kind` = 'suite-run'"]
+        if profile:
+            clauses.append(f"tags.`harness.profile` = '{_quote(profile)}'")
+        if extra_filter:
+            clauses.append(extra_filter)
+        runs = self._search([self.experiment_id(suite)], " and ".join(clauses))
+        if finished_only:
+            runs = [run for run in runs if run.data.tags.get("harness.status", "") != "running"]
+        return sorted(runs, key=lambda run: run.info.start_time or 0, reverse=True)
+
+    def _search(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
+        found: list[Any] = []
+        token = None
+        while True:
+            page = self.client.search_runs(
+                experiment_ids, filter_string=filter_string, max_results=5000, page_token=token
+            )
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+    def resolve(self, selector: str, suite: str | None = None, profile: str | None = None) -> str:
+        """The run id of the suite run ``selector`` names (see the module docstring)."""
+        selector = selector.strip()
+        if _RUN_ID.match(selector):
+            try:
+                run = self.client.get_run(selector)
+            except Exception as exc:
+                raise BadInput(f"no run {selector} in {self.tracking_uri}: {exc}") from None
+            if run.data.tags.get("harness.kind") == "cell":
+                return run.data.tags["mlflow.parentRunId"]
+            if run.data.tags.get("harness.kind") != "suite-run":
+                raise BadInput(f"run {selector} is not a harness suite run (no tag harness.kind=suite-run)")
+            return selector
+        latest = _LATEST.match(selector)
+        if latest or selector == "baseline" or "=" in selector:
+            if not suite:
+                raise BadInput(
+                    f"{selector!r} needs a suite to look in: pass --suite NAME (or give a run id on the other side)"
+                )
+            if latest:
+                runs = self.suite_runs(suite, profile)
+                index = int(latest.group(1) or 0)
+                if index >= len(runs):
+                    raise BadInput(f"{selector}: suite {suite!r} has only {len(runs)} finished run(s)")
+                return runs[index].info.run_id
+            key, value = ("baseline", "true") if selector == "baseline" else selector.split("=", 1)
+            runs = self.suite_runs(suite, profile, f"tags.`{_quote(key.strip())}` = '{_quote(value.strip())}'")
+            if not runs:
+                where = f"suite {suite!r}" + (f" profile {profile!r}" if profile else "")
+                hint = " (promote one with: harness nightly SUITE --promote)" if selector == "baseline" else ""
+                raise BadInput(f"no run tagged {key.strip()}={value.strip()} in {where}{hint}")
+            return runs[0].info.run_id
+        runs = self.suite_runs(selector, profile)
+        if not runs:
+            raise BadInput(f"suite {selector!r} has no finished runs in {self.tracking_uri}")
+        return runs[0].info.run_id
+
+    # -- loading --------------------------------------------------------------------------------------
+    def load(self, run_id: str) -> SuiteRun:
+        """The suite run with all its cells, metric values and curves."""
+        parent = self.client.get_run(run_id)
+        tags = dict(parent.data.tags)
+        suite_info = self._artifact_json(run_id, "suite.json") or {}
+        metric_info = {
+            name: MetricInfo(
+                name=name,
+                unit=str(spec.get("unit", "")),
+                direction=str(spec.get("direction", "higher")),
+                threshold=float(spec.get("threshold", 0.05)),
+                description=str(spec.get("description", "")),
+            )
+            for name, spec in (suite_info.get("metrics") or {}).items()
+        }
+        thresholds = {str(k): float(v) for k, v in (suite_info.get("thresholds") or {}).items()}
+        children = self._search(
+            [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`harness.kind` = 'cell'"
+        )
+        cells = [self._cell(child) for child in children]
+        cells.sort(key=lambda c: (c.algorithm, c.environment, _seed_order(c.seed)))
+        return SuiteRun(
+            run_id=run_id,
+            experiment_id=parent.info.experiment_id,
+            suite=tags.get("harness.suite", suite_info.get("suite", "")),
+            profile=tags.get("harness.profile", suite_info.get("profile", "")),
+            status=tags.get("harness.status", ""),
+            start_time_ms=int(parent.info.start_time or 0),
+            tags=tags,
+            metric_info=metric_info,
+            thresholds=thresholds,
+            cells=cells,
+            run_name=parent.info.run_name or "",
+        )
+
+    def _cell(self, run: Any) -> CellRun:
+        tags = dict(run.data.tags)
+        metrics = {k: float(v) for k, v in run.data.metrics.items()}
+        curves: dict[str, list[tuple[int, float]]] = {}
+        record = self._artifact_json(run.info.run_id, "cell.json")
+        if record:
+            # The record holds the step-0 values and the curves separately; MLflow's "latest value" of a
+            # metric that also has a curve would be the curve's last point instead.
+            metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if _finite(v)}
+            for name, step, value in record.get("history") or []:
+                curves.setdefault(str(name), []).append((int(step), float(value)))
+            for points in curves.values():
+                points.sort()
+        return CellRun(
+            run_id=run.info.run_id,
+            status=tags.get("harness.status", "ok"),
+            algorithm=tags.get("harness.algorithm", run.data.params.get("algorithm", "?")),
+            environment=tags.get("harness.environment", run.data.params.get("environment", "?")),
+            seed=tags.get("harness.seed", run.data.params.get("seed", "")),
+            error=tags.get("harness.error", ""),
+            cell_key=tags.get("harness.cell_key", ""),
+            algorithm_name=tags.get("harness.algorithm_name", ""),
+            environment_name=tags.get("harness.environment_name", ""),
+            metrics=metrics,
+            curves=curves,
+            params=dict(run.data.params),
+            tags=tags,
+        )
+
+    def _artifact_json(self, run_id: str, path: str) -> dict[str, Any] | None:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = self.client.download_artifacts(run_id, path, tmp)
+                return json.loads(Path(local).read_text())
+        except Exception:  # absent artifact: the caller falls back to tags and metrics
+            return None
+
+    def history(self, suite: str, profile: str | None, limit: int = 60) -> list[SuiteRun]:
+        """The newest ``limit`` finished runs of a suite and profile, oldest first (for trend plots)."""
+        runs = self.suite_runs(suite, profile)[:limit]
+        return [self.load(run.info.run_id) for run in reversed(runs)]
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, key, value)
+
+    def ui_command(self) -> str:
+        return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _seed_order(seed: str) -> tuple[int, str]:
+    return (int(seed), "") if seed.lstrip("-").isdigit() else (0, seed)
+
+
+def values_by_case(run: SuiteRun, metric: str) -> dict[tuple[str, str], list[float]]:
+    """Metric values of the run's ok cells, grouped by (algorithm, environment): the repeats of each case."""
+    grouped: dict[tuple[str, str], list[float]] = {}
+    for cell in run.ok_cells:
+        if metric in cell.metrics:
+            grouped.setdefault(cell.case, []).append(cell.metrics[metric])
+    return grouped
+
+
+def scores_by_algorithm(run: SuiteRun, metric: str) -> dict[str, dict[str, list[float]]]:
+    """algorithm -> environment -> run values: the (runs x tasks) layout the statistics expect."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for (algorithm, environment), values in values_by_case(run, metric).items():
+        table.setdefault(algorithm, {})[environment] = values
+    return table
+
+
+def machine_differences(first: SuiteRun, second: SuiteRun) -> dict[str, tuple[str, str]]:
+    """Hardware and version facts that differ between two runs (empty when the fingerprints agree)."""
+    if first.fingerprint and first.fingerprint == second.fingerprint:
+        return {}
+    keys: Iterable[str] = sorted(set(first.machine) | set(second.machine))
+    differences = {
+        key: (first.machine.get(key, "none"), second.machine.get(key, "none"))
+        for key in keys
+        if key not in ("hostname", "harness", "mlflow", "numpy")
+        and first.machine.get(key, "none") != second.machine.get(key, "none")
+    }
+    if not differences and first.fingerprint != second.fingerprint:
+        differences["fingerprint"] = (first.fingerprint or "none", second.fingerprint or "none")
+    return differences
+
+
+def metric_union(runs: Iterable[SuiteRun]) -> list[str]:
+    seen: dict[str, None] = {}
+    for run in runs:
+        for name in run.metric_names:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def describe_metric(info: MetricInfo) -> Mapping[str, Any]:
+    return {"unit": info.unit, "direction": info.direction, "threshold": info.threshold}
