@@ -7,11 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from harness_rl import bc, iql, riql, td3_bc
+from harness_rl import arsq, bc, iql, riql, td3_bc
 from harness_rl.registry import harness_algorithms
 
 SMALL = {"batch_size": 32, "hidden_dim": 32}
-OFFLINE_RUNS = {"bc": bc.run, "td3-bc": td3_bc.run, "iql": iql.run, "riql": riql.run}
+OFFLINE_RUNS = {"bc": bc.run, "td3-bc": td3_bc.run, "iql": iql.run, "riql": riql.run, "arsq": arsq.run}
 BUDGET = {"gradient_steps": 30, "eval_every": 15, "eval_episodes": 2}
 
 
@@ -52,7 +52,7 @@ def test_offline_algorithm_resumes_and_is_deterministic(name, tiny_task, make_co
     assert again["curve"] == straight["curve"]
 
 
-@pytest.mark.parametrize("name", ["td3-bc", "iql"])
+@pytest.mark.parametrize("name", ["td3-bc", "iql", "arsq"])
 def test_offline_to_online_protocol(name, tiny_task, make_context):
     context = make_context({"env_steps": 60, "eval_every": 30, "eval_episodes": 1})
     outcome = OFFLINE_RUNS[name](

@@ -1,0 +1,235 @@
+"""Auto-Regressive Soft Q-learning (ARSQ) over coarse-to-fine discretized continuous actions.
+
+Paper: Liu, Gao, Liao, Yu & Wang, "Learning from Suboptimal Data in Continuous Control via Auto-Regressive Soft
+Q-Network", 2025, https://arxiv.org/abs/2502.00288. Discretization: Seo et al., "Continuous Control with
+Coarse-to-fine Reinforcement Learning" (CQN), https://arxiv.org/abs/2407.07787: each action dimension is
+chosen in ``levels`` steps, each picking one of ``bins`` sub-intervals of the interval chosen so far (3 levels
+of 5 bins: 125 values per dimension, resolution 2/125).
+
+The Q-function is decomposed auto-regressively, levels outer and dimensions inner::
+
+    Q(s, a) = V(s) + sum_{l, d} [ A_{l,d}(s, a_<(l,d))[a_{l,d}] - alpha * logsumexp(A_{l,d}(s, a_<(l,d)) / alpha) ]
+
+where A_{l,d} are the ``bins`` advantage logits predicted from the observation and the partial action chosen
+so far (every dimension's current interval center, plus which level and dimension is being decided). Each
+bracket is ``alpha * log pi_{l,d}(a_{l,d} | s, a_<(l,d))`` for the softmax policy pi = softmax(A / alpha), so
+the soft value identity ``alpha * logsumexp_a Q(s, a) / alpha = V(s)`` holds by construction and the soft
+Bellman target needs only V(s'): ``Q(s, a) <- r + gamma * min(V1'(s'), V2'(s'))`` with twin target networks.
+Training regresses Q on dataset (and online) actions only, so no unseen action is ever bootstrapped from.
+
+Defaults: levels 3 and bins 5 as in CQN and the paper. The temperature, learning rate, batch size, network width
+and Polyak factor below were not checked against the paper's appendix (not reachable here); they are common
+soft-Q / CORL values and are parameters, so set them to the paper's to reproduce its tables.
+Protocols: ``offline`` and ``offline-to-online`` (the paper's: demonstrations mixed into online training,
+exploration by sampling the softmax policy).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness_rl.common import observation_stats, seed_everything
+from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
+
+
+@dataclass
+class ARSQConfig:
+    levels: int = 3  # coarse-to-fine levels per action dimension (CQN, ARSQ)
+    bins: int = 5  # sub-intervals per level (CQN, ARSQ)
+    alpha: float = 0.01  # soft-Q temperature of the advantage softmax
+    batch_size: int = 256  # transitions per gradient step
+    discount: float = 0.99  # gamma
+    tau: float = 0.005  # Polyak factor of the target networks
+    learning_rate: float = 3e-4  # Adam learning rate of both networks
+    hidden_dim: int = 256  # width of the two hidden layers of value and advantage networks
+    normalize: bool = True  # standardize observations with the dataset's mean and std
+
+
+def discretize(actions: torch.Tensor, levels: int, bins: int) -> torch.Tensor:
+    """Continuous actions (N, D) in [-1, 1] -> coarse-to-fine bin indices (N, levels, D)."""
+    low = torch.full_like(actions, -1.0)
+    width = torch.full_like(actions, 2.0)
+    indices = []
+    for _ in range(levels):
+        width = width / bins
+        index = torch.floor((actions - low) / width).clamp(0, bins - 1)
+        low = low + index * width
+        indices.append(index.long())
+    return torch.stack(indices, 1)
+
+
+def interval_centers(indices: torch.Tensor, bins: int) -> torch.Tensor:
+    """Bin indices (N, L, D) -> centers of the chosen interval before any and after each level (N, L+1, D).
+
+    ``[:, -1]`` is the continuous action the indices stand for."""
+    low = torch.full(indices[:, 0].shape, -1.0, device=indices.device)
+    width = torch.full_like(low, 2.0)
+    centers = [low + width / 2]
+    for level in range(indices.shape[1]):
+        width = width / bins
+        low = low + indices[:, level].float() * width
+        centers.append(low + width / 2)
+    return torch.stack(centers, 1)
+
+
+def undiscretize(indices: torch.Tensor, bins: int) -> torch.Tensor:
+    return interval_centers(indices, bins)[:, -1]
+
+
+def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, outputs),
+    )
+
+
+class AutoRegressiveSoftQ(nn.Module):
+    """V(s) and the per-(level, dimension) advantage logits A(s, partial action)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, levels: int, bins: int, hidden_dim: int, alpha: float) -> None:
+        super().__init__()
+        self.act_dim, self.levels, self.bins, self.alpha = act_dim, levels, bins, alpha
+        self.value = mlp(obs_dim, 1, hidden_dim)
+        # Input: observation, every dimension's current interval center, one-hot level, one-hot dimension.
+        self.advantage = mlp(obs_dim + act_dim + levels + act_dim, bins, hidden_dim)
+        self.register_buffer("level_onehot", torch.eye(levels))
+        self.register_buffer("dim_onehot", torch.eye(act_dim))
+        # decided_before[d, d'] is True when dimension d' is decided before d within one level.
+        self.register_buffer("decided_before", torch.ones(act_dim, act_dim).tril(-1).bool())
+
+    def soft_advantages(self, logits: torch.Tensor) -> torch.Tensor:
+        """A - alpha * logsumexp(A / alpha) = alpha * log softmax(A / alpha)."""
+        return logits - self.alpha * torch.logsumexp(logits / self.alpha, -1, keepdim=True)
+
+    def teacher_forced_logits(self, obs: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Advantage logits (N, L, D, bins) at every position, conditioned on the given action's prefix."""
+        n, levels, dims = indices.shape
+        centers = interval_centers(indices, self.bins)  # (N, L+1, D)
+        # At (l, d): dimensions before d already refined at level l, the others still at level l - 1.
+        partial = torch.where(self.decided_before, centers[:, 1:, None, :], centers[:, :-1, None, :])
+        inputs = torch.cat(
+            [
+                obs[:, None, None, :].expand(n, levels, dims, -1),
+                partial,
+                self.level_onehot[None, :, None, :].expand(n, levels, dims, levels),
+                self.dim_onehot[None, None, :, :].expand(n, levels, dims, dims),
+            ],
+            -1,
+        )
+        return self.advantage(inputs)
+
+    def q_value(self, obs: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Q(s, a) for discretized actions, shape (N,)."""
+        chosen = self.soft_advantages(self.teacher_forced_logits(obs, indices))
+        chosen = chosen.gather(-1, indices.unsqueeze(-1)).squeeze(-1)
+        return self.value(obs).squeeze(-1) + chosen.sum((1, 2))
+
+    @torch.no_grad()
+    def select(self, obs: torch.Tensor, sample: bool) -> torch.Tensor:
+        """Choose bin indices (N, L, D) position by position: greedy, or sampled from softmax(A / alpha)."""
+        n = obs.shape[0]
+        indices = torch.zeros(n, self.levels, self.act_dim, dtype=torch.long, device=obs.device)
+        low = torch.full((n, self.act_dim), -1.0, device=obs.device)
+        width = torch.full_like(low, 2.0)
+        centers = low + width / 2
+        for level in range(self.levels):
+            for dim in range(self.act_dim):
+                inputs = torch.cat(
+                    [
+                        obs,
+                        centers,
+                        self.level_onehot[level].expand(n, -1),
+                        self.dim_onehot[dim].expand(n, -1),
+                    ],
+                    -1,
+                )
+                logits = self.advantage(inputs)
+                if sample:
+                    choice = torch.distributions.Categorical(logits=logits / self.alpha).sample()
+                else:
+                    choice = logits.argmax(-1)
+                indices[:, level, dim] = choice
+                width[:, dim] = width[:, dim] / self.bins
+                low[:, dim] = low[:, dim] + choice.float() * width[:, dim]
+                centers[:, dim] = low[:, dim] + width[:, dim] / 2
+        return indices
+
+
+class ARSQTrainer:
+    def __init__(self, obs_dim: int, act_dim: int, obs_mean, obs_std, config: ARSQConfig, device) -> None:
+        self.config = config
+        make = lambda: AutoRegressiveSoftQ(  # noqa: E731
+            obs_dim, act_dim, config.levels, config.bins, config.hidden_dim, config.alpha
+        ).to(device)
+        self.q1, self.q2 = make(), make()
+        self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
+        self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
+        self.optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=config.learning_rate)
+        self.obs_mean = torch.as_tensor(obs_mean, device=device)
+        self.obs_std = torch.as_tensor(obs_std, device=device)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        obs = (batch["observations"] - self.obs_mean) / self.obs_std
+        next_obs = (batch["next_observations"] - self.obs_mean) / self.obs_std
+        indices = discretize(batch["actions"], cfg.levels, cfg.bins)
+        with torch.no_grad():
+            next_v = torch.min(self.q1_target.value(next_obs), self.q2_target.value(next_obs)).squeeze(-1)
+            target = batch["rewards"] + (1.0 - batch["terminals"]) * cfg.discount * next_v
+        loss = F.mse_loss(self.q1.q_value(obs, indices), target) + F.mse_loss(self.q2.q_value(obs, indices), target)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            for net, target_net in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
+                for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
+                    tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+        return {"q_loss": loss.item()}
+
+    def _act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
+        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.obs_mean.device)
+        single = obs_t.ndim == 1
+        obs_t = (obs_t[None] if single else obs_t) - self.obs_mean
+        indices = self.q1.select(obs_t / self.obs_std, sample)
+        action = undiscretize(indices, self.config.bins).cpu().numpy()
+        return action[0] if single else action
+
+    def policy_action(self, obs: np.ndarray) -> np.ndarray:
+        return self._act(obs, sample=False)
+
+    def explore_action(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self._act(obs, sample=True)
+
+    def state(self) -> dict[str, Any]:
+        names = ("q1", "q2", "q1_target", "q2_target", "optimizer")
+        return {n: getattr(self, n).state_dict() for n in names}
+
+    def load(self, state: dict[str, Any]) -> None:
+        for name in ("q1", "q2", "q1_target", "q2_target", "optimizer"):
+            getattr(self, name).load_state_dict(state[name])
+
+
+def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
+    config = config_from_params(ARSQConfig, params)
+    seed_everything(context.seed)
+    data = offline_transitions(environment)
+    obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
+    if config.normalize:
+        mean, std = observation_stats(data["observations"])
+    else:
+        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    trainer = ARSQTrainer(obs_dim, act_dim, mean, std, config, context.device)
+    if params.get("protocol", "offline") == "offline-to-online":
+        return train_offline_to_online(trainer, data, environment, context, config.batch_size, "arsq_o2o")
+    return train_offline(trainer, data, environment, context, config.batch_size, "arsq")
