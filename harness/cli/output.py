@@ -18,7 +18,7 @@ _CONSOLES: dict[bool, Console] = {}
 
 def console(stderr: bool = False) -> Console:
     if stderr not in _CONSOLES:
-        _CONSOLES[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=not stderr)
+        _CONSOLES[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True)
     return _CONSOLES[stderr]
 
 
