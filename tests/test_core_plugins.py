@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from core_support import TESTS, harness_env, load_json, run_harness
 
 PACKAGES = TESTS / "plugins" / "packages"
@@ -73,7 +72,7 @@ def test_two_distributions_claiming_one_plugin_name_are_both_named(installed: Pa
 
 
 def test_duplicate_spec_names_are_refused_naming_both_plugins(installed: Path, workdir: Path) -> None:
-    process, records = plugins_json(installed, workdir, "-p", "clash_plugin")
+    _, records = plugins_json(installed, workdir, "-p", "clash_plugin")
     problems = records["clash_plugin"]["problems"] + records["fixture-good"]["problems"]
     assert any(
         "'clash'" in p["message"] and "fixture-good" in p["message"] and "clash_plugin" in p["message"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from core_support import harness_env, run_harness
+
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, load_plugins
 from harness.suite import load_suite_file
