@@ -119,7 +119,9 @@ class Evaluator:
         self.points: list[dict[str, float]] = []
         self.last: dict[str, Any] | None = None
 
-    def __call__(self, act: ActFn, step: int, env_steps: int = 0) -> dict[str, Any]:
+    def __call__(self, act: ActFn, step: int, env_steps: int = 0, record: bool = True) -> dict[str, Any]:
+        """Evaluate ``act``; with ``record=False`` only the outcome's final figures are set (used to
+        re-evaluate a resumed, already finished cell without adding a duplicate curve point)."""
         result = evaluate_policy(
             self.environment.make_env,
             act,
@@ -137,8 +139,10 @@ class Evaluator:
             point["normalized_score"] = float(np.mean([normalize(r) for r in result["returns"]]))
         if result["successes"] is not None:
             point["success_rate"] = float(np.mean(result["successes"]))
-        self.points.append(point)
         self.last = result
+        if not record:
+            return result
+        self.points.append(point)
         if self.context is not None:
             for name in ("return", "normalized_score", "success_rate"):
                 if name in point:

@@ -114,7 +114,7 @@ def train_offline(
     evaluator.context = context
     evaluator.load(points)
     if evaluator.last is None:  # resumed after the last evaluation, or interrupted before any
-        evaluator(trainer.policy_action, step)
+        evaluator(trainer.policy_action, step, record=False)
     return build_outcome(evaluator, step, update_seconds, finished=finished, extra={"protocol": "offline"})
 
 
@@ -209,7 +209,7 @@ def train_offline_to_online(
     evaluator.context = context
     evaluator.load(points)
     if evaluator.last is None:
-        evaluator(trainer.policy_action, step, env_steps=step)
+        evaluator(trainer.policy_action, step, env_steps=step, record=False)
     return build_outcome(
         evaluator,
         gradient_steps,

@@ -263,7 +263,8 @@ class SACResult:
     finished: bool = True  # False when should_stop() interrupted training (a checkpoint was written)
     evaluations: list[dict[str, float]] = field(default_factory=list)  # points logged by evaluate
     train_seconds: float = 0.0  # wall time of this call's training loop (gradient + env steps)
-    env_seconds: float = 0.0  # part of it spent stepping the environment and choosing actions
+    env_seconds: float = 0.0  # time stepping the environment and choosing actions, over all calls
+    update_seconds: float = 0.0  # time in gradient updates, over all calls (restored on resume)
 
 
 class SACTrainer:
@@ -287,6 +288,9 @@ class SACTrainer:
         self.alpha_optimizer = torch.optim.Adam([agent.log_alpha], lr=config.q_lr)
         self.alpha = agent.log_alpha.exp().item() if config.autotune else config.alpha
         self.steps = 0
+        # Offline pretraining only (WSRL): weight of the TD3+BC-style regularizer keeping the actor on the
+        # data's actions; None for plain SAC.
+        self.bc_weight: float | None = None
 
     def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         agent, cfg = self.agent, self.config
@@ -310,6 +314,10 @@ class SACTrainer:
                 pi, log_prob, _ = agent.actor.sample(obs)
                 q_pi = torch.min(agent.qf1(obs, pi), agent.qf2(obs, pi))
                 actor_loss = (self.alpha * log_prob - q_pi).mean()
+                if self.bc_weight is not None:
+                    # TD3+BC: the Q term scaled by bc_weight / mean|Q|, plus regression onto data actions.
+                    lmbda = self.bc_weight / q_pi.abs().mean().detach()
+                    actor_loss = (self.alpha * log_prob).mean() - lmbda * q_pi.mean() + F.mse_loss(pi, actions)
                 self.actor_optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor_optimizer.step()
@@ -435,6 +443,7 @@ def train_sac(
     exploring_with = "initial_policy" if initial_agent is not None else "uniform"
 
     step, episode_returns, evaluations, stopped_early = 0, [], [], False
+    update_seconds, env_seconds = 0.0, 0.0
     state = load_checkpoint(checkpoint_path, torch_device) if checkpoint_path else None
     if state is not None:
         trainer.load(state["trainer"])
@@ -443,6 +452,7 @@ def train_sac(
         episode_returns = [float(r) for r in state["episode_returns"]]
         evaluations = [dict(p) for p in state["evaluations"]]
         stopped_early = bool(state["stopped_early"])
+        update_seconds, env_seconds = float(state["update_seconds"]), float(state["env_seconds"])
         set_rng_state(rng, state["numpy_rng"])
         torch.set_rng_state(state["torch_rng"])
 
@@ -457,6 +467,8 @@ def train_sac(
                 "episode_returns": episode_returns,
                 "evaluations": evaluations,
                 "stopped_early": stopped_early,
+                "update_seconds": update_seconds,
+                "env_seconds": env_seconds,
                 "numpy_rng": rng_state(rng),
                 "torch_rng": torch.get_rng_state(),
                 "config": asdict(cfg),
@@ -467,7 +479,7 @@ def train_sac(
     # A resumed run starts a fresh episode; seeding the reset with the step keeps it reproducible.
     obs, _ = env.reset(seed=seed + step)
     episode_return, finished = 0.0, True
-    env_seconds, start = 0.0, time.perf_counter()
+    start = time.perf_counter()
     while step < total_steps and not stopped_early:
         if should_stop is not None and should_stop():
             finished = False
@@ -497,7 +509,9 @@ def train_sac(
         env_seconds += time.perf_counter() - env_start
 
         if n_demo + buffer.size >= max(start_threshold, cfg.batch_size):
+            update_start = time.perf_counter()
             info = trainer.update(sample_batch(buffer, demos, cfg.batch_size, rng, torch_device))
+            update_seconds += time.perf_counter() - update_start
             if log is not None and trainer.steps % 1000 == 0:
                 for name, value in info.items():
                     log(name, value, step)
@@ -521,6 +535,7 @@ def train_sac(
         evaluations=evaluations,
         train_seconds=train_seconds,
         env_seconds=env_seconds,
+        update_seconds=update_seconds,
     )
 
 
@@ -558,11 +573,11 @@ def run(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, 
     evaluator.context = context
     evaluator.load(result.evaluations)
     if evaluator.last is None:  # resumed after training had already finished: evaluate the final agent
-        evaluator(result.agent.policy_action, result.env_steps, env_steps=result.env_steps)
+        evaluator(result.agent.policy_action, result.env_steps, env_steps=result.env_steps, record=False)
     return build_outcome(
         evaluator,
         gradient_steps=result.gradient_steps,
-        train_seconds=result.train_seconds,
+        train_seconds=result.update_seconds,
         env_steps=result.env_steps,
         env_seconds=result.env_seconds,
         finished=result.finished,

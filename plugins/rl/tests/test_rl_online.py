@@ -1,0 +1,74 @@
+"""SAC and WSRL through their harness entry points on a real env, and the rl metrics on their outcomes."""
+
+from __future__ import annotations
+
+import pytest
+from harness_rl import sac, wsrl
+from harness_rl.registry import harness_algorithms, harness_metrics, success_auc
+
+TINY_SAC = {"batch_size": 32, "hidden_dim": 32, "learning_starts": 64}
+
+
+def spec(name: str):
+    return next(s for s in harness_algorithms() if s.name == name)
+
+
+def test_sac_run_with_demonstrations_reports_online_outcome(tiny_task, make_context):
+    context = make_context({"env_steps": 80, "eval_every": 40, "eval_episodes": 1})
+    outcome = sac.run(environment=tiny_task, params=spec("sac").resolve_params(TINY_SAC), context=context)
+    assert outcome["env_steps"] == 80 and outcome["demonstrations"] == 600
+    assert outcome["gradient_steps"] == 80  # 600 demos >= learning_starts: an update after every step
+    assert outcome["env_steps_per_s"] > 0 and outcome["gradient_steps_per_s"] > 0
+    assert [p["env_steps"] for p in outcome["curve"]] == [40.0, 80.0]
+    assert ("return", 80) in [(n, s) for n, s, _ in context.history]
+    without = sac.run(
+        environment=tiny_task,
+        params=spec("sac").resolve_params({**TINY_SAC, "use_demonstrations": False}),
+        context=make_context({"env_steps": 80, "eval_every": 40, "eval_episodes": 1}, name="nodemo"),
+    )
+    assert without["demonstrations"] == 0 and without["gradient_steps"] == 80 - 64 + 1
+
+
+def test_wsrl_pretrains_warms_up_and_fine_tunes_without_offline_data(tiny_task, make_context):
+    context = make_context({"gradient_steps": 20, "env_steps": 60, "eval_every": 30, "eval_episodes": 1})
+    params = spec("wsrl").resolve_params({"batch_size": 32, "hidden_dim": 32, "warmup_fraction": 0.6})
+    outcome = wsrl.run(environment=tiny_task, params=params, context=context)
+    assert outcome["pretrain_gradient_steps"] == 20 and outcome["warmup_steps"] == 36
+    # Updates start only once the frozen policy has collected the 36 warm-up transitions.
+    assert outcome["gradient_steps"] == 20 + (60 - 36 + 1)
+    assert outcome["env_steps"] == 60 and [p["env_steps"] for p in outcome["curve"]] == [30.0, 60.0]
+    # A rerun in the same cell folder resumes both phases from their checkpoints and does no more work.
+    again = wsrl.run(environment=tiny_task, params=params, context=context)
+    assert again["gradient_steps"] == outcome["gradient_steps"] and again["curve"] == outcome["curve"]
+
+
+def test_success_auc_is_the_normalized_trapezoid_area():
+    curve = [{"env_steps": 100.0, "success_rate": 0.5}, {"env_steps": 200.0, "success_rate": 1.0}]
+    # From (0, 0): 100 * 0.25 + 100 * 0.75 = 100 over 200 steps.
+    assert success_auc(outcome={"curve": curve}) == pytest.approx(0.5)
+    assert success_auc(outcome={"curve": [{"env_steps": 10.0, "return": 1.0}]}) is None
+
+
+def test_specs_are_valid_and_defaults_match_the_config_dataclasses():
+    from harness_rl.arsq import ARSQConfig
+    from harness_rl.bc import BCConfig
+    from harness_rl.iql import IQLConfig
+    from harness_rl.riql import RIQLConfig
+    from harness_rl.sac import SACConfig
+    from harness_rl.td3_bc import TD3BCConfig
+
+    specs = {s.name: s for s in harness_algorithms()}
+    assert sorted(specs) == ["arsq", "bc", "iql", "riql", "sac", "td3-bc", "wsrl"]
+    configs = {"bc": BCConfig, "td3-bc": TD3BCConfig, "iql": IQLConfig, "riql": RIQLConfig, "arsq": ARSQConfig}
+    configs |= {"sac": SACConfig, "wsrl": SACConfig}
+    for name, config in configs.items():
+        specs[name].check()
+        for field_name, field in config.__dataclass_fields__.items():
+            if field_name == "return_window" or (name == "wsrl" and field_name == "learning_starts"):
+                continue  # library-only knob of train_sac; WSRL's warm-up replaces learning_starts
+            assert specs[name].param(field_name) is not None, (name, field_name)
+            assert specs[name].defaults[field_name] == field.default, (name, field_name)
+    metrics = {m.name for m in harness_metrics()}
+    assert metrics == {"return_mean", "success_rate", "success_auc", "gradient_steps_per_s", "env_steps_per_s"}
+    for metric in harness_metrics():
+        metric.check()
