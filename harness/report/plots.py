@@ -60,7 +60,7 @@ def aggregate_intervals(metric: str, unit: str, estimates: Mapping[str, Mapping[
         axis.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(algorithms)), [_text(a) for a in algorithms])
     axes[0].invert_yaxis()
-    figure.suptitle(_text(f"{metric}: aggregate with 95% stratified bootstrap intervals"))
+    figure.suptitle(_text(f"{metric}: aggregate with 95% stratified bootstrap intervals"), y=1.06)
     return _encode(figure)
 
 
