@@ -379,5 +379,10 @@ def registry_for(options: PluginOptions) -> PluginRegistry:
     return registry
 
 
+def reset_registry_cache() -> None:
+    """Forget cached registries (after installing or removing plugins in a long-lived process, e.g. tests)."""
+    _WORKER_REGISTRY.clear()
+
+
 def spec_owner_names(registered: Sequence[Registered]) -> list[str]:
     return [r.plugin.name for r in registered]

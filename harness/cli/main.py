@@ -161,7 +161,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         return
     rows = []
     for record in registry.plugins.values():
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(record.provides.items()))
+        provides = ", ".join(f"{len(names)} {kind}" for kind, names in sorted(record.provides.items()))
         rows.append(
             [
                 record.name,
@@ -178,6 +178,15 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     if not registry.plugins:
         console(stderr=True).print("no plugins found (install one, or load a module with -p)")
 
+
+def _add_plugins_subcommands() -> None:
+    from harness.cli.authoring import PLUGINS_COMMANDS
+
+    for command in PLUGINS_COMMANDS:
+        plugins.add_command(command)
+
+
+_add_plugins_subcommands()
 
 _KINDS = {"algorithms": "algorithm", "environments": "environment", "metrics": "metric"}
 

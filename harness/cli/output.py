@@ -18,7 +18,11 @@ _CONSOLES: dict[bool, Console] = {}
 
 def console(stderr: bool = False) -> Console:
     if stderr not in _CONSOLES:
-        _CONSOLES[stderr] = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        out = Console(stderr=stderr, highlight=False, soft_wrap=True)
+        if not out.is_terminal:
+            # Logs and pipes: wide rows rather than tables folded into an 80-column box.
+            out = Console(stderr=stderr, highlight=False, soft_wrap=True, width=160)
+        _CONSOLES[stderr] = out
     return _CONSOLES[stderr]
 
 
