@@ -1,0 +1,368 @@
+"""``run`` entry points of the GPU softmax algorithms: CuPy kernels from ``kernels/*.cu`` under the protocol.
+
+Each algorithm is a short sequence of kernel launches (see the comment at the top of its ``.cu`` file for the
+passes and the bytes they move). 16-bit inputs live in CuPy as ``uint16`` arrays of raw bits (CuPy has no
+bfloat16 dtype); the kernels convert to float32, accumulate in float32 and round once on store.
+
+Timing uses CUDA events around each launch sequence, on rotated buffers; the ceiling is a large device-to-device
+copy timed the same way in the same cell; ``torch.softmax`` on the same buffers (shared through DLPack) is the
+baseline where torch has CUDA.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness_softmax import protocol
+from harness_softmax.workload import SoftmaxWorkload
+
+KERNEL_DIR = Path(__file__).parent / "kernels"
+COMMON_HEADER = "softmax_common.cuh"
+SUFFIX = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+THREADS = 256
+BLOCKS_PER_SM = 8  # multi-pass kernels aim for this many blocks per SM in flight
+MIN_ITEMS_PER_THREAD = 8  # a chunk gives every thread at least this many elements
+FUSED_MAX_ITEMS = 32  # must match kernels/fused.cu
+FUSED_ITEMS_TARGET = 8
+FUSED_MAX_COLS = 1024 * FUSED_MAX_ITEMS
+DEFAULT_WARMUP = 5
+DEFAULT_REPEATS = 50
+DEFAULT_COPY_MB = 1024
+
+
+def kernel_sources() -> list[Path]:
+    """Every ``.cu`` file the GPU algorithms compile (the compile test goes through this list)."""
+    return sorted(KERNEL_DIR.glob("*.cu"))
+
+
+def inline_common_header(source: str) -> str:
+    """The source with ``#include "softmax_common.cuh"`` replaced by the header's text.
+
+    CuPy keys its kernel cache on the source text; inlining keeps a header change from reusing a stale binary.
+    """
+    header = (KERNEL_DIR / COMMON_HEADER).read_text()
+    return source.replace(f'#include "{COMMON_HEADER}"', header)
+
+
+@functools.cache
+def load_module(filename: str) -> Any:
+    import cupy
+
+    source = inline_common_header((KERNEL_DIR / filename).read_text())
+    return cupy.RawModule(code=source, options=("-std=c++17",))
+
+
+def kernel(filename: str, name: str) -> Any:
+    return load_module(filename).get_function(name)
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a (rows, cols) problem is cut for the multi-pass kernels: grid (rows, chunks), chunk_cols each."""
+
+    rows: int
+    cols: int
+    chunks: int
+    chunk_cols: int
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return (self.rows, self.chunks)
+
+
+def plan_chunks(rows: int, cols: int, multiprocessors: int) -> ChunkPlan:
+    """Enough blocks to fill the GPU (BLOCKS_PER_SM per SM) without chunks too small to amortise a block.
+
+    Many short rows get one block per row; a single long vector is cut into up to a few thousand chunks whose
+    partial statistics the next kernel combines (each block reads its row's partials: chunks floats, tiny next
+    to the row).
+    """
+    wanted = max(1, math.ceil(multiprocessors * BLOCKS_PER_SM / rows))
+    useful = max(1, math.ceil(cols / (THREADS * MIN_ITEMS_PER_THREAD)))
+    chunk_cols = math.ceil(cols / min(wanted, useful))
+    return ChunkPlan(rows, cols, math.ceil(cols / chunk_cols), chunk_cols)
+
+
+def fused_threads(cols: int) -> int:
+    """Threads per block of the fused kernel: about FUSED_ITEMS_TARGET elements each, a multiple of 32."""
+    if cols > FUSED_MAX_COLS:
+        raise ValueError(
+            f"softmax-fused-gpu holds a row in registers: rows of {cols} elements exceed {FUSED_MAX_COLS} "
+            "(1024 threads x 32 elements); use softmax-online-gpu or softmax-two-pass-gpu for long rows"
+        )
+    threads = 32 * math.ceil(math.ceil(cols / FUSED_ITEMS_TARGET) / 32)
+    threads = min(1024, max(32, threads))
+    while threads * FUSED_MAX_ITEMS < cols:
+        threads += 32
+    return threads
+
+
+# --- the algorithms: each returns launch(x, y) for one workload shape and dtype ----------------------------
+
+
+def _i64(value: int) -> Any:
+    import numpy as np
+
+    return np.int64(value)
+
+
+def _partials(plan: ChunkPlan, count: int) -> list[Any]:
+    import cupy
+
+    return [cupy.empty(plan.rows * plan.chunks, dtype=cupy.float32) for _ in range(count)]
+
+
+def build_three_pass_recompute(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
+    sfx = SUFFIX[workload.dtype]
+    k_max, k_sum, k_out = (kernel("three_pass_recompute.cu", f"recompute_{p}_{sfx}") for p in ("max", "sum", "out"))
+    partial_max, partial_sum = _partials(plan, 2)
+    shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
+
+    def launch(x: Any, y: Any) -> None:
+        k_max(plan.grid, (THREADS,), (x, *shape, partial_max))
+        k_sum(plan.grid, (THREADS,), (x, *shape, partial_max, partial_sum))
+        k_out(plan.grid, (THREADS,), (x, y, *shape, partial_max, partial_sum))
+
+    return launch
+
+
+def build_three_pass_reload(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
+    sfx = SUFFIX[workload.dtype]
+    k_max, k_exp, k_scale = (kernel("three_pass_reload.cu", f"reload_{p}_{sfx}") for p in ("max", "exp", "scale"))
+    partial_max, partial_sum = _partials(plan, 2)
+    shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
+
+    def launch(x: Any, y: Any) -> None:
+        k_max(plan.grid, (THREADS,), (x, *shape, partial_max))
+        k_exp(plan.grid, (THREADS,), (x, y, *shape, partial_max, partial_sum))
+        k_scale(plan.grid, (THREADS,), (y, *shape, partial_sum))
+
+    return launch
+
+
+def build_two_pass(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
+    sfx = SUFFIX[workload.dtype]
+    k_sum, k_out = (kernel("two_pass.cu", f"two_pass_{p}_{sfx}") for p in ("sum", "out"))
+    partial_mantissa, partial_exponent = _partials(plan, 2)
+    shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
+
+    def launch(x: Any, y: Any) -> None:
+        k_sum(plan.grid, (THREADS,), (x, *shape, partial_mantissa, partial_exponent))
+        k_out(plan.grid, (THREADS,), (x, y, *shape, partial_mantissa, partial_exponent))
+
+    return launch
+
+
+def build_online(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
+    sfx = SUFFIX[workload.dtype]
+    k_stats, k_out = (kernel("online.cu", f"online_{p}_{sfx}") for p in ("stats", "out"))
+    partial_max, partial_sum = _partials(plan, 2)
+    shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
+
+    def launch(x: Any, y: Any) -> None:
+        k_stats(plan.grid, (THREADS,), (x, *shape, partial_max, partial_sum))
+        k_out(plan.grid, (THREADS,), (x, y, *shape, partial_max, partial_sum))
+
+    return launch
+
+
+def build_fused(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
+    threads = fused_threads(workload.cols)
+    k_fused = kernel("fused.cu", f"fused_{SUFFIX[workload.dtype]}")
+    cols = _i64(workload.cols)
+
+    def launch(x: Any, y: Any) -> None:
+        k_fused((workload.rows,), (threads,), (x, y, cols))
+
+    return launch
+
+
+# --- moving buffers and timing -----------------------------------------------------------------------------
+
+
+def host_bits(tensor: Any) -> Any:
+    """A host torch tensor as the numpy array the kernels see (16-bit types as uint16 raw bits)."""
+    import torch
+
+    if tensor.dtype == torch.float32:
+        return tensor.numpy()
+    return tensor.view(torch.int16).numpy().view("uint16")
+
+
+def to_device(tensor: Any) -> Any:
+    """A host torch tensor as a CuPy array (16-bit types as uint16 raw bits)."""
+    import cupy
+
+    return cupy.asarray(host_bits(tensor))
+
+
+def to_host(array: Any, dtype: str) -> Any:
+    """A CuPy array as a host torch tensor of ``dtype``."""
+    import torch
+
+    host = array.get()
+    if dtype == "float32":
+        return torch.from_numpy(host)
+    return torch.from_numpy(host.view("int16")).view(getattr(torch, dtype))
+
+
+def device_pairs(workload: SoftmaxWorkload, count: int) -> list[tuple[Any, Any]]:
+    """``count`` (input, output) device buffer pairs, uploaded once per workload and kept in its cache."""
+    import cupy
+
+    pairs = workload.device_cache.setdefault("cupy_pairs", [])
+    while len(pairs) < count:
+        source = to_device(workload.input(len(pairs)))
+        pairs.append((source, cupy.empty_like(source)))
+    return pairs[:count]
+
+
+def time_interleaved_gpu(
+    launches: Sequence[Callable[[Any, Any], Any]], pairs: Sequence[tuple[Any, Any]], warmup: int, repeats: int
+) -> list[list[float]]:
+    """Seconds per launch sequence from CUDA events, launches interleaved, buffers rotated."""
+    import cupy
+
+    for i in range(warmup):
+        for launch in launches:
+            launch(*pairs[i % len(pairs)])
+    events = [[(cupy.cuda.Event(), cupy.cuda.Event()) for _ in range(repeats)] for _ in launches]
+    for i in range(repeats):
+        for slot, launch in enumerate(launches):
+            start, end = events[slot][i]
+            start.record()
+            launch(*pairs[i % len(pairs)])
+            end.record()
+    cupy.cuda.Device().synchronize()
+    return [[cupy.cuda.get_elapsed_time(start, end) / 1e3 for start, end in slot] for slot in events]
+
+
+def gpu_copy_bandwidth_gbps(size_bytes: int, repeats: int = 20) -> float:
+    """The device-to-device copy ceiling: GB/s (read + write) of the median copy of ``size_bytes``."""
+    import cupy
+
+    source = cupy.ones(size_bytes // 4, dtype=cupy.float32)
+    target = cupy.empty_like(source)
+
+    def copy(_: Any, __: Any) -> None:
+        target.data.copy_from_device_async(source.data, source.nbytes)
+
+    (times,) = time_interleaved_gpu([copy], [(None, None)], warmup=3, repeats=repeats)
+    return 2 * source.nbytes / statistics.median(times) / 1e9
+
+
+def gpu_name() -> str:
+    import cupy
+
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def torch_cuda_softmax(dtype: str) -> Callable[[Any, Any], None] | None:
+    """launch(x, y) running torch.softmax on CuPy buffers shared through DLPack, or None without torch CUDA."""
+    import torch
+
+    if torch.version.cuda is None or not torch.cuda.is_available():
+        return None
+    torch_dtype = getattr(torch, dtype)
+    views: dict[int, Any] = {}
+
+    def as_tensor(array: Any) -> Any:
+        if array.data.ptr not in views:
+            views[array.data.ptr] = torch.from_dlpack(array).view(torch_dtype)  # uint16 bits -> 16-bit floats
+        return views[array.data.ptr]
+
+    def launch(x: Any, y: Any) -> None:
+        torch.softmax(as_tensor(x), dim=-1, out=as_tensor(y))
+
+    return launch
+
+
+# --- the run entry points ----------------------------------------------------------------------------------
+
+
+def run_gpu(
+    algorithm: str,
+    build: Callable[[SoftmaxWorkload, ChunkPlan], Callable[[Any, Any], None]] | None,
+    passes: tuple[int, int] | None,
+    environment: SoftmaxWorkload,
+    params: dict[str, Any],
+    context: Any,
+) -> dict[str, Any]:
+    """The protocol of :mod:`harness_softmax.protocol` for one GPU algorithm (``build`` None: torch.softmax)."""
+    import cupy
+
+    if not isinstance(environment, SoftmaxWorkload):
+        raise TypeError(f"{algorithm} runs on softmax-workload environments, got {type(environment).__name__}")
+    device = cupy.cuda.Device()
+    multiprocessors = device.attributes["MultiProcessorCount"]
+    plan = plan_chunks(environment.rows, environment.cols, multiprocessors)
+    baseline = torch_cuda_softmax(environment.dtype)
+    if build is None:
+        if baseline is None:
+            raise RuntimeError("softmax-torch-cuda needs a CUDA build of torch; this torch has no CUDA")
+        launch = baseline
+    else:
+        launch = build(environment, plan)
+
+    tolerance = protocol.tolerance_for(environment.dtype, params.get("tolerance", 0.0))
+    l2_bytes = device.attributes["L2CacheSize"]
+    pairs = device_pairs(environment, environment.rotation_count(l2_bytes))
+    source, target = pairs[0]
+    poisoned = environment.output(0)
+    protocol.poison(poisoned, environment.dtype)
+    target.set(host_bits(poisoned))
+    launch(source, target)
+    device.synchronize()
+    output = to_host(target, environment.dtype)
+    error = protocol.check_output(algorithm, environment, output, environment.reference(0), tolerance)
+
+    warmup = int(context.budget_value("warmup", DEFAULT_WARMUP))
+    repeats = int(context.budget_value("repeats", DEFAULT_REPEATS))
+    launches = [launch] if baseline is None else [launch, baseline]
+    timings = time_interleaved_gpu(launches, pairs, warmup, repeats)
+    copy_bytes = int(context.budget_value("copy_mb", DEFAULT_COPY_MB)) * 1024**2
+    ceiling = gpu_copy_bandwidth_gbps(copy_bytes)
+    return protocol.summarize(
+        algorithm=algorithm,
+        device="cuda",
+        device_name=gpu_name(),
+        workload=environment,
+        passes=passes,
+        times_s=timings[0],
+        torch_times_s=timings[1] if baseline is not None else None,
+        bandwidth_ceiling_gbps=ceiling,
+        max_rel_error=error,
+        tolerance=tolerance,
+        threads=None,
+        buffers=len(pairs),
+        warmup=warmup,
+        extra={
+            "copy_bytes": copy_bytes,
+            "chunks": plan.chunks,
+            "multiprocessors": multiprocessors,
+            "torch_baseline": "torch.softmax (CUDA)" if baseline is not None else "unavailable: torch has no CUDA",
+        },
+    )
+
+
+def _runner(algorithm: str, build: Any, passes: tuple[int, int] | None) -> Any:
+    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+        return run_gpu(algorithm, build, passes, environment, params, context)
+
+    run.__doc__ = f"Run {algorithm} under the softmax protocol."
+    return run
+
+
+run_three_pass_recompute = _runner("softmax-three-pass-recompute-gpu", build_three_pass_recompute, (3, 1))
+run_three_pass_reload = _runner("softmax-three-pass-reload-gpu", build_three_pass_reload, (3, 2))
+run_two_pass = _runner("softmax-two-pass-gpu", build_two_pass, (2, 1))
+run_online = _runner("softmax-online-gpu", build_online, (2, 1))
+run_fused = _runner("softmax-fused-gpu", build_fused, (1, 1))
+run_torch_cuda = _runner("softmax-torch-cuda", None, None)
