@@ -1,0 +1,73 @@
+"""End to end through the real `harness` command: run a timed suite nightly, promote, catch a slowdown.
+
+The suite's cells sleep (fixture plugin, loaded with -p) and are timed by core-metrics' wall_time_s, so the
+timing is real but insensitive to how busy this shared machine's CPUs are. Night 1 has no baseline and is
+promoted; night 2 runs the same cells again and must not be flagged; night 3 injects a 20% slowdown
+(--set sleep.seconds) and must be flagged, exit 1 and not be promoted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+SUITE = """
+name = "toy-nightly"
+description = "sleeping cells timed by wall_time_s"
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+metrics = ["wall_time_s", "score"]
+algorithms = [{ name = "sleep", params = { seconds = 0.2 } }]
+environments = ["constant"]
+
+[profiles.smoke]
+"""
+
+
+def harness(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS / "plugins"), env.get("PYTHONPATH")]))
+    env.pop("HARNESS_TRACKING_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "-p", "fixture_plugin", "--results-dir", "results", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+@pytest.mark.slow
+def test_nightly_promotes_ignores_a_rerun_and_flags_a_20_percent_slowdown(tmp_path: Path):
+    (tmp_path / "toy.toml").write_text(SUITE)
+    first = harness(tmp_path, "nightly", "toy.toml", "--promote")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "no baseline yet" in first.stdout and "promoted" in first.stdout
+
+    same = harness(tmp_path, "nightly", "toy.toml", "--promote")
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no regression" in same.stdout
+
+    slow = harness(tmp_path, "nightly", "toy.toml", "--promote", "--set", "sleep.seconds=0.24")
+    assert slow.returncode == 1, slow.stdout + slow.stderr
+    assert "REGRESSION" in slow.stdout and "wall_time_s" in slow.stdout
+    assert "not promoted" in slow.stdout
+
+    report = tmp_path / "results" / "reports" / "nightly-toy-nightly-smoke"
+    html = (report / "index.html").read_text()
+    assert "Comparison with run" in html and "regressed" in html and "Trends across runs" in html
+    assert "regressed" in (report / "report.md").read_text()
+
+    # The baseline is still night 2; compare it with the slow night from MLflow directly.
+    compared = harness(tmp_path, "compare", "baseline", "latest", "--suite", "toy-nightly", "--json")
+    assert compared.returncode == 1, compared.stderr
+    rows = {row["metric"]: row for row in json.loads(compared.stdout)["rows"]}
+    assert rows["wall_time_s"]["verdict"] == "regressed"
+    assert rows["wall_time_s"]["relative_change"] == pytest.approx(0.2, abs=0.08)
+    assert rows["score"]["verdict"] == "unchanged"
