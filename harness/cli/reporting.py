@@ -297,7 +297,11 @@ def calibrate(
     uri = _tracking_uri(directory, tracking_uri)
     if from_existing:
         store = RunStore(uri)
-        suite_name = Path(suite).stem if suite.endswith(".toml") else suite
+        suite_name = suite
+        if suite.endswith(".toml") or Path(suite).is_file():
+            from harness.suite import load_suite_file
+
+            suite_name = load_suite_file(Path(suite)).name
         found = store.suite_runs(suite_name, profile)[:repeats]
         run_ids = [run.info.run_id for run in found]
     else:
