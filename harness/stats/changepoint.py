@@ -76,9 +76,7 @@ def robust_noise(values: np.ndarray) -> float:
     return sigma
 
 
-def detect_change_points(
-    series: Sequence[float], min_size: int = 3, penalty_scale: float = 3.0
-) -> ChangePoints:
+def detect_change_points(series: Sequence[float], min_size: int = 3, penalty_scale: float = 3.0) -> ChangePoints:
     """Change points of ``series`` (oldest first) by PELT with an adaptive BIC penalty.
 
     ``min_size`` is the shortest segment; ``penalty_scale`` multiplies the BIC penalty ``2 sigma^2 log(n)``

@@ -68,9 +68,7 @@ def relative_spread(values: Sequence[float]) -> float:
     return float(array.std(ddof=1) / abs(array.mean()))
 
 
-def repeats_needed(
-    relative_noise: float, relative_effect: float, alpha: float = 0.05, power: float = 0.8
-) -> int:
+def repeats_needed(relative_noise: float, relative_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
     """Runs a side needed to detect a relative change of ``relative_effect`` given ``relative_noise`` (a CV).
 
     Normal approximation for a two-sample two-sided test; never fewer than the permutation test's minimum.
