@@ -422,7 +422,8 @@ def replay_buffer_rows(buffer: dict[str, np.ndarray], steps: int) -> dict[str, n
     """SAC's replay buffer (oldest first) as D4RL rows, cut to its first ``steps`` rows.
 
     The buffer's transitions are consecutive, so ``qlearning_dataset`` (next observation = following row)
-    recovers them; the last row, whose episode was still running, is marked as a timeout.
+    recovers them; the last row, whose episode was still running, and a row where training was resumed
+    from a checkpoint (a new episode starts there) are marked as timeouts.
     """
     rows = {
         key: np.asarray(buffer[key])[:steps]
@@ -432,11 +433,14 @@ def replay_buffer_rows(buffer: dict[str, np.ndarray], steps: int) -> dict[str, n
     rows["timeouts"] = rows["timeouts"].astype(bool)
     if len(rows["timeouts"]) and not rows["terminals"][-1]:
         rows["timeouts"][-1] = True
-    ends = rows["terminals"] | rows["timeouts"]
+    # A SAC run resumed from a checkpoint abandons the episode in progress and starts a new one: that row's
+    # next observation is not the following row's. D4RL's layout can only say so with a timeout.
     following = rows["observations"][1:]
-    continuing = ~ends[:-1]
-    if not np.array_equal(rows["next_observations"][:-1][continuing], following[continuing]):
-        raise ValueError("the replay buffer is not in collection order (was it wrapped around?)")
+    broken = ~(rows["terminals"][:-1] | rows["timeouts"][:-1]) & np.any(
+        rows["next_observations"][:-1] != following, axis=1
+    )
+    rows["timeouts"][:-1] |= broken
+    ends = rows["terminals"] | rows["timeouts"]
     boundaries = np.flatnonzero(ends)
     starts = np.concatenate([[0], boundaries[:-1] + 1])
     rows["_episode_returns"] = np.asarray(
