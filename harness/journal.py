@@ -1,4 +1,4 @@
-"""The local journal: every result is appended here (and fsynced) before anything goes to MLflow.
+"""The local journal: every result is appended here before anything goes to MLflow.
 
 One JSON-lines file per suite and profile under ``results/journal/``. Lines are events:
 
@@ -105,8 +105,9 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("a", encoding="utf-8")
             self._file.write(line)
+            # flush() hands the line to the kernel: it survives kill -9 of this process. fsync (power loss)
+            # costs milliseconds per result on common disks, so it happens once, at close().
             self._file.flush()
-            os.fsync(self._file.fileno())
 
     def append_result(self, result: CellResult) -> None:
         self.append({"type": "result", "record": result.to_dict()})
@@ -117,6 +118,7 @@ class Journal:
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
+                os.fsync(self._file.fileno())
                 self._file.close()
                 self._file = None
 

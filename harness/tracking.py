@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -43,6 +44,50 @@ _MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "FINISHED"}
 def default_tracking_uri(results_dir: Path) -> str:
     """``$HARNESS_TRACKING_URI``, else the embedded SQLite store ``results/mlflow.db``."""
     return os.environ.get("HARNESS_TRACKING_URI") or f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+
+
+def prepare_sqlite_store(tracking_uri: str) -> None:
+    """Create a new SQLite store by copying a pristine, already-migrated one.
+
+    Creating an MLflow SQLite store runs every schema migration (seconds, tens of seconds on a loaded machine);
+    the result depends only on the MLflow version, so it is built once per version under
+    ``$HARNESS_CACHE_DIR`` (default ``~/.cache/harness``) and copied for every new store after that.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    target = Path(tracking_uri.removeprefix("sqlite:///"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return
+    from importlib.metadata import version
+
+    cache = Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))
+    template = cache / f"mlflow-{version('mlflow')}-empty.db"
+    if not template.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        building = template.with_suffix(f".{os.getpid()}.tmp")
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(f"sqlite:///{building}").search_experiments()
+        _dispose_sqlite_engines()
+        os.replace(building, template)  # atomic: concurrent builders never see a half-written template
+    copy = target.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copyfile(template, copy)
+    if not target.exists():
+        os.replace(copy, target)
+    else:
+        copy.unlink()
+
+
+def _dispose_sqlite_engines() -> None:
+    """Close MLflow's cached SQLAlchemy engines so a template file is not held open while it is moved."""
+    try:
+        from mlflow.store.db import utils
+
+        for engine in getattr(utils, "_engine_cache", {}).values():
+            engine.dispose()
+    except Exception:  # best effort; a held handle only delays nothing on Linux
+        pass
 
 
 def _ms(seconds: float) -> int:
@@ -80,8 +125,7 @@ class MlflowTracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_store(tracking_uri)
         from mlflow.tracking import MlflowClient
 
         # After the import: mlflow configures its own loggers when imported.
