@@ -48,7 +48,7 @@ def run_kernel(
     def call(source: Any, target: Any) -> None:
         kernel(source, target, block_elements)
 
-    tolerance = protocol.tolerance_for(environment.dtype, params.get("tolerance", 0.0))
+    tolerance = protocol.tolerance_for(environment.dtype, params.get("tolerance", 0.0), environment.cols)
     source, target = environment.input(0), environment.output(0)
     protocol.poison(target, environment.dtype)
     call(source, target)

@@ -311,7 +311,7 @@ def run_gpu(
     else:
         launch = build(environment, plan)
 
-    tolerance = protocol.tolerance_for(environment.dtype, params.get("tolerance", 0.0))
+    tolerance = protocol.tolerance_for(environment.dtype, params.get("tolerance", 0.0), environment.cols)
     l2_bytes = device.attributes["L2CacheSize"]
     pairs = device_pairs(environment, environment.rotation_count(l2_bytes))
     source, target = pairs[0]

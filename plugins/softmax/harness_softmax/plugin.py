@@ -28,7 +28,10 @@ _LOW = Param("low", -1000.0, "inputs are uniform(low, high)")
 _HIGH = Param("high", 1000.0, "inputs are uniform(low, high)")
 _BUFFERS = Param("buffers", 0, "input/output pairs timed runs rotate over; 0: enough to exceed 2x the cache")
 _TOLERANCE = Param(
-    "tolerance", 0.0, "max relative error allowed; 0: the dtype's default (float32 1e-5, float16 2e-3, bfloat16 1.6e-2)"
+    "tolerance",
+    0.0,
+    "max relative error allowed; 0: the dtype's default (float32 1e-5, times sqrt(cols / 1e6) for longer rows; "
+    "float16 2e-3; bfloat16 1.6e-2)",
 )
 _THREADS = Param("threads", 0, "torch CPU threads; 0: leave torch's setting (reported in the outcome)")
 _BLOCK = Param(

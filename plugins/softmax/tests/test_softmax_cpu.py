@@ -140,6 +140,14 @@ def test_error_over_tolerance_fails_the_cell(tmp_path):
     assert outcome["max_rel_error"] == pytest.approx(1e-4, rel=0.05)
 
 
+def test_float32_tolerance_grows_with_the_square_root_of_long_rows_only():
+    assert protocol.tolerance_for("float32", 0.0, 781) == 1e-5
+    assert protocol.tolerance_for("float32", 0.0, 10**6) == 1e-5
+    assert protocol.tolerance_for("float32", 0.0, 10**8) == pytest.approx(1e-4)
+    assert protocol.tolerance_for("bfloat16", 0.0, 10**8) == 1.6e-2
+    assert protocol.tolerance_for("float32", 3e-3, 10**8) == 3e-3  # an explicit tolerance wins
+
+
 def test_relative_error_floors_the_denominator_at_the_smallest_normal():
     reference = torch.tensor([[1e-300, 0.5, 0.5]], dtype=torch.float64)
     output = torch.tensor([[0.0, 0.5, 0.5]], dtype=torch.float32)  # underflow to 0 is correct in float32
