@@ -125,6 +125,9 @@ class MlflowTracker:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+            # Else every set_terminated prints "View run ... at: URL" on stdout (breaking `--json`) after an
+            # extra get_run request per cell.
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         prepare_sqlite_store(tracking_uri)
         from mlflow.tracking import MlflowClient
 
