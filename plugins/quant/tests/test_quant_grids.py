@@ -111,7 +111,9 @@ def test_quest_gaussian_mse_formula_matches_monte_carlo():
         levels = 2**bits
         step = 2 * alpha / (levels - 1)
         q = torch.clamp(torch.round((sample + alpha) / step), 0, levels - 1) * step - alpha
-        assert float(((sample - q) ** 2).mean()) == pytest.approx(quest.gaussian_quantization_mse(alpha, bits), rel=1e-2)
+        assert float(((sample - q) ** 2).mean()) == pytest.approx(
+            quest.gaussian_quantization_mse(alpha, bits), rel=1e-2
+        )
 
 
 def test_quest_quantizer_grid_and_trust_mask():
