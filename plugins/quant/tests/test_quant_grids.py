@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from torch import nn
-
 from harness_quant.grids import effective_bits, quantize_dequantize
 from harness_quant.hadamard import block_hadamard, fwht, inverse_block_hadamard
 from harness_quant.layers import QuantizedLayer, model_size_bits
 from harness_quant.quantizers import gptq, lsq, quest, rtn
+from torch import nn
 
 
 def on_grid_values(bits: int, symmetric: bool, rows: int, cols: int, seed: int) -> torch.Tensor:

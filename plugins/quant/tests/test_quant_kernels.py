@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from harness_quant import gpu
 from harness_quant.grids import quantize_dequantize
 from harness_quant.hadamard import block_hadamard

@@ -11,11 +11,11 @@ import math
 
 import pytest
 import torch
+from harness_quant import harness_algorithms, harness_environments
+from harness_quant.environments import minilm
 
 from harness import CellContext
 from harness.specs import resolve_callable
-from harness_quant import harness_algorithms, harness_environments
-from harness_quant.environments import minilm
 
 ALGORITHMS = {spec.name: spec for spec in harness_algorithms()}
 ENVIRONMENTS = {spec.name: spec for spec in harness_environments()}
