@@ -1,0 +1,192 @@
+"""Tracking to a real `mlflow server` on 127.0.0.1: a run lands there with its artifacts; the server down at the
+start, or going away mid-run, loses nothing, and `harness sync` delivers every cell exactly once when it is back.
+
+One server (SQLite backend, its own artifact root) is shared by the module; tests stop and restart it on the
+same port and store, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from core_support import HARNESS, harness_env, load_json, mlflow_cell_runs, run_harness
+
+MLFLOW = str(Path(sys.executable).with_name("mlflow"))
+ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """`mlflow server` with a SQLite backend store and a served artifact root, started and stopped at will."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = (self.store / "server.log").open("a")
+        self.process = subprocess.Popen(
+            [MLFLOW, "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{self.store / 'mlflow.db'}",
+             "--artifacts-destination", str(self.store / "artifacts"), "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # The server's background job runner (a pool of huey consumers) is not needed for tracking.
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )  # fmt: skip
+        deadline = time.time() + 120
+        while True:
+            assert self.process.poll() is None, (self.store / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            assert time.time() < deadline, "mlflow server did not answer /health in 120 s"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """The server goes away at once (SIGKILL to its process group), as a crashed or unplugged host would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    instance = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.kill()
+
+
+def write_suite(directory: Path, name: str, body: str) -> Path:
+    path = directory / f"{name}.toml"
+    path.write_text(f'name = "{name}"\ndescription = "remote tracking test"\nmetrics = ["score"]\n{body}')
+    return path
+
+
+def assert_every_cell_once_with_its_metrics(uri: str, suite: str, cells: list[dict]) -> None:
+    runs = mlflow_cell_runs(uri, suite)
+    assert Counter(run.data.tags["harness.cell_key"] for run in runs) == Counter(cell["key"] for cell in cells)
+    assert {run.data.tags["harness.cell_key"]: run.data.metrics.get("score") for run in runs} == {
+        cell["key"]: cell["metrics"]["score"] for cell in cells
+    }
+    assert {run.info.status for run in runs} == {"FINISHED"}
+
+
+def parent_run(uri: str, run_id: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri).get_run(run_id)
+
+
+def test_mlflow_server_receives_a_run_with_its_artifacts(tmp_path: Path, server: MlflowServer) -> None:
+    write_suite(tmp_path, "remote", """
+seeds = [0, 1]
+algorithms = ["random", "noop"]
+environments = ["constant"]
+""")  # fmt: skip
+    process = run_harness("-p", "fixture_plugin", "run", "remote.toml", "-j", "2", "--tracking-uri", server.uri,
+                          "--json", cwd=tmp_path, env=ENV)  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    summary = load_json(process)
+    assert summary["tracking_error"] is None and summary["undelivered"] == 0
+    assert_every_cell_once_with_its_metrics(server.uri, "remote", summary["cells"])
+    assert parent_run(server.uri, summary["parent_run_id"]).info.status == "FINISHED"
+    # Artifacts go through the server to its artifact root: the client never touches the server's disk.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(server.uri)
+    run = mlflow_cell_runs(server.uri, "remote")[0]
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:")
+    record = json.loads(Path(client.download_artifacts(run.info.run_id, "cell.json", str(tmp_path))).read_text())
+    assert record["record_id"] == run.data.tags["harness.record_id"]
+    assert list((server.store / "artifacts").rglob("cell.json"))
+
+
+def sync(tmp_path: Path) -> list[dict]:
+    process = run_harness("sync", "--json", cwd=tmp_path, env=ENV)
+    assert process.returncode == 0, process.stderr
+    return json.loads(process.stdout) if process.stdout.strip().startswith("[") else []
+
+
+def test_server_gone_mid_run_then_back_and_sync_gives_every_cell_once(tmp_path: Path, server: MlflowServer) -> None:
+    marks = tmp_path / "marks.txt"
+    write_suite(tmp_path, "outage", f"""
+seeds = [0, 1, 2, 3, 4, 5, 6, 7]
+algorithms = [{{name = "marker", params = {{path = "{marks}", seconds = 0.5}}}}]
+environments = ["constant"]
+""")  # fmt: skip
+    driver = subprocess.Popen(
+        [*HARNESS, "-p", "fixture_plugin", "run", "outage.toml", "-j", "2", "--tracking-uri", server.uri, "--json"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journal = tmp_path / "results" / "journal" / "outage--smoke.jsonl"
+    try:
+        deadline = time.time() + 120
+        while not (journal.exists() and '"type":"synced"' in journal.read_text()):
+            assert driver.poll() is None, driver.communicate()
+            assert time.time() < deadline, "no cell reached the tracking server in 120 s"
+            time.sleep(0.05)
+        server.kill()  # the first results are in MLflow; the server goes away with the rest still running
+        stdout, stderr = driver.communicate(timeout=180)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, stderr  # every cell succeeded; the tracking failure is reported, not fatal
+    summary = json.loads(stdout)
+    assert summary["counts"]["ok"] == 8
+    assert summary["tracking_error"] and summary["undelivered"] >= 1
+    assert "harness sync" in stderr
+    server.start()
+    (report,) = sync(tmp_path)
+    assert report["error"] is None
+    assert report["delivered"] + report["already_present"] == summary["undelivered"]
+    assert_every_cell_once_with_its_metrics(server.uri, "outage", summary["cells"])
+    assert parent_run(server.uri, summary["parent_run_id"]).info.status == "FINISHED"
+    assert sync(tmp_path) == []  # nothing left: a second sync delivers nothing and duplicates nothing
+    assert_every_cell_once_with_its_metrics(server.uri, "outage", summary["cells"])
+    assert sorted(marks.read_text().split()) == sorted(cell["key"] for cell in summary["cells"])  # each ran once
+
+
+def test_server_down_at_start_loses_nothing_and_sync_delivers(tmp_path: Path, server: MlflowServer) -> None:
+    write_suite(tmp_path, "down", """
+seeds = [0, 1, 2]
+algorithms = ["random"]
+environments = ["constant"]
+""")  # fmt: skip
+    server.kill()
+    process = run_harness("-p", "fixture_plugin", "run", "down.toml", "-j", "2", "--tracking-uri", server.uri,
+                          "--json", cwd=tmp_path, env=ENV)  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    summary = load_json(process)
+    assert summary["counts"]["ok"] == 3
+    assert summary["parent_run_id"] is None and summary["undelivered"] == 3
+    assert "tracking unavailable" in process.stderr and "harness sync" in process.stderr
+    server.start()
+    (report,) = sync(tmp_path)
+    assert report["error"] is None and report["delivered"] == 3
+    assert_every_cell_once_with_its_metrics(server.uri, "down", summary["cells"])
+    assert parent_run(server.uri, report["parent_run_id"]).info.status == "FINISHED"
