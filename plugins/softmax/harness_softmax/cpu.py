@@ -104,10 +104,9 @@ def _mantissa_exponent(block: Any) -> tuple[Any, Any]:
     """
     import torch
 
-    n = torch.round(block * LOG2E)
-    reduced = block - n * LN2_HI
-    reduced -= n * LN2_LO
-    return torch.exp_(reduced), n
+    n = torch.mul(block, LOG2E).round_()
+    reduced = torch.add(block, n, alpha=-LN2_HI).add_(n, alpha=-LN2_LO)  # n * LN2_HI is exact, the sum too
+    return reduced.exp_(), n
 
 
 def _scale_by_power_of_two(mantissa: Any, exponent: Any) -> Any:
@@ -129,7 +128,7 @@ def _exp(block: Any) -> Any:
     CPU). The reduced argument stays in [-0.35, 0.35], where torch.exp is fast and accurate.
     """
     mantissa, exponent = _mantissa_exponent(block)
-    return _scale_by_power_of_two(mantissa, exponent)
+    return mantissa.mul_(exponent.exp2_())
 
 
 def two_pass(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
@@ -138,7 +137,8 @@ def two_pass(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> 
     Pass 1 accumulates sum(exp(x)) as a (mantissa, exponent) pair: each block's terms are scaled to the
     block's largest exponent and summed, and the block sum is added to the running pair after aligning the
     exponents; frexp renormalises the running mantissa to [0.5, 1) so it never overflows however long the
-    row. Pass 2 writes exp(x) / sum = (m / M) * 2^(n - E) with an exact ldexp. No max pass is needed.
+    row. Pass 2 writes exp(x) / sum = (m / M) * 2^(n - E), scaling by an exact power of two. No max pass
+    is needed.
     """
     import torch
 
