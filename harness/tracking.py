@@ -201,7 +201,12 @@ class MlflowTracker:
         self._call(self.client.set_terminated, run_id, status="FINISHED" if not failed else "FAILED")
 
     def logged_record_ids(self, suite: str, parent_run_id: str) -> dict[str, str]:
-        """Record id -> run id of every cell already logged under ``parent_run_id`` (for de-duplication)."""
+        """Record id -> run id of every cell already logged under ``parent_run_id`` (for de-duplication).
+
+        A cell run still RUNNING was cut short (the server or the driver went away inside :meth:`log_cell`,
+        which terminates every run it completes): it is deleted here, so the result is logged again in full
+        rather than counted as delivered without its metrics.
+        """
         found: dict[str, str] = {}
         token = None
         while True:
@@ -214,7 +219,9 @@ class MlflowTracker:
             )
             for run in page:
                 record_id = run.data.tags.get("harness.record_id")
-                if record_id:
+                if record_id and run.info.status == "RUNNING":
+                    self._call(self.client.delete_run, run.info.run_id)
+                elif record_id:
                     found[record_id] = run.info.run_id
             token = page.token
             if not token:
