@@ -81,8 +81,10 @@ def max_relative_error(output: Any, reference: Any, dtype: str) -> tuple[float, 
     """(max relative error, flat index where it occurs) of ``output`` against the float64 ``reference``.
 
     The denominator is floored at the dtype's smallest normal number: most softmax outputs of wide-range
-    inputs underflow, and an output of 0 for a reference of 1e-300 is correct, not 100% wrong. A NaN or inf
-    in the output counts as an infinite error.
+    inputs underflow, and an output of 0 for a reference of 1e-300 is correct, not 100% wrong. For the same
+    reason an output of exactly 0 where the reference is below the smallest normal counts as exact: CuPy
+    compiles kernels with flush-to-zero (``-ftz=true``), which rounds every subnormal result to 0. A NaN or
+    inf in the output counts as an infinite error.
     """
     import torch
 
@@ -93,6 +95,7 @@ def max_relative_error(output: Any, reference: Any, dtype: str) -> tuple[float, 
         out = flat_out[start : start + ERROR_CHUNK_ELEMENTS].to(torch.float64)
         ref = flat_ref[start : start + ERROR_CHUNK_ELEMENTS]
         error = (out - ref).abs_().div_(ref.clamp(min=tiny))
+        error.masked_fill_((out == 0) & (ref < tiny), 0.0)
         error = torch.where(torch.isfinite(out), error, torch.full_like(error, float("inf")))
         index = int(torch.argmax(error))
         if float(error[index]) > worst or start == 0:

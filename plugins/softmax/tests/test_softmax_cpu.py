@@ -153,6 +153,16 @@ def test_relative_error_floors_the_denominator_at_the_smallest_normal():
     output = torch.tensor([[0.0, 0.5, 0.5]], dtype=torch.float32)  # underflow to 0 is correct in float32
     error, _ = protocol.max_relative_error(output, reference, "float32")
     assert error < 1e-200
+    # Flush-to-zero (CuPy compiles kernels with -ftz=true): a subnormal result written as 0 is exact ...
+    flushed, _ = protocol.max_relative_error(
+        torch.tensor([[0.0, 1.0]]), torch.tensor([[1e-39, 1.0]], dtype=torch.float64), "float32"
+    )
+    assert flushed == 0.0
+    # ... but a wrong subnormal, or a 0 where the reference is a normal number, is not.
+    wrong, _ = protocol.max_relative_error(
+        torch.tensor([[5e-39, 0.0]]), torch.tensor([[1e-39, 2e-38]], dtype=torch.float64), "float32"
+    )
+    assert wrong == pytest.approx(1.0)
 
 
 def test_cpu_run_outcome_is_consistent(tmp_path):
