@@ -38,6 +38,37 @@ def test_plugin_specs_conform():
     assert report.ok, report.format()
 
 
+def test_every_profile_expands_without_pairings_that_cannot_run():
+    from harness_softmax.cpu import DEFAULT_BLOCK_ELEMENTS
+    from harness_softmax.gpu import FUSED_MAX_COLS
+
+    from harness.plugins import load_plugins
+    from harness.suite import load_suite_file
+
+    registry = load_plugins()
+    suite = load_suite_file(REPO / "suites" / "softmax.toml")
+    for profile in ("smoke", "short", "full"):
+        _, cells = suite.expand(registry, profile)
+        for cell in cells:
+            algorithm, params = cell.algorithm.name, cell.environment.params
+            cols = params.get("cols", params.get("n"))
+            if algorithm == "softmax-fused-cpu":
+                assert cols <= DEFAULT_BLOCK_ELEMENTS, cell.label
+            if algorithm == "softmax-fused-gpu":
+                assert cols <= FUSED_MAX_COLS, cell.label
+            if algorithm == "softmax-scipy-cpu":
+                assert params["dtype"] != "bfloat16", cell.label
+        names = {cell.algorithm.name for cell in cells}
+        if profile == "smoke":
+            assert all(name.endswith("-cpu") for name in names) and len(cells) <= 12
+        else:
+            assert len([name for name in names if name.endswith(("-gpu", "-cuda"))]) == 6
+            sizes = {cell.environment.params.get("n") for cell in cells} | {
+                cell.environment.params.get("cols") for cell in cells
+            }
+            assert {10**4, 10**8, 781, 262144} <= sizes  # in cache to far out of cache, irregular rows
+
+
 def test_list_shows_gpu_algorithms_unavailable_with_the_reason_and_cpu_ones_available():
     completed = harness("list", "algorithms", "--json")
     assert completed.returncode == 0, completed.stderr
