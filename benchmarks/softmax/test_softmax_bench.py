@@ -1,7 +1,10 @@
 """pytest-benchmark versions of the softmax kernels, so that `pytest-benchmark compare` works on them.
 
-    .venv/bin/pytest benchmarks/softmax --benchmark-autosave            # CPU (and GPU where present)
-    .venv/bin/pytest-benchmark compare                                   # against earlier saved runs
+    OMP_NUM_THREADS=1 .venv/bin/pytest benchmarks/softmax --benchmark-autosave   # CPU (and GPU where present)
+    .venv/bin/pytest-benchmark compare                                            # against earlier saved runs
+
+On a shared or 2-core machine keep OMP_NUM_THREADS=1: with more torch threads than idle cores, OpenMP barriers
+wait for descheduled threads and CPU timings go 10x off (extra_info records the thread count).
 
 Every benchmark first checks its kernel against the float64 reference (a wrong kernel fails, it is not timed),
 then times it on rotated buffers. extra_info carries the GB/s over the minimum traffic and over the actual
