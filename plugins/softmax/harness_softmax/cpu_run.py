@@ -33,7 +33,30 @@ def run_kernel(
     params: dict[str, Any],
     context: Any,
 ) -> dict[str, Any]:
-    """The protocol of :mod:`harness_softmax.protocol` for one CPU kernel; returns the outcome record."""
+    """The protocol of :mod:`harness_softmax.protocol` for one CPU kernel; returns the outcome record.
+
+    ``params["threads"]`` (when positive) sets torch's intra-op threads for this call only: a worker runs many
+    cells, and the next cell must find torch as it was.
+    """
+    import torch
+
+    threads_before = torch.get_num_threads()
+    if params.get("threads", 0) > 0:
+        torch.set_num_threads(params["threads"])
+    try:
+        return _run_kernel(algorithm, kernel, passes, environment, params, context)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run_kernel(
+    algorithm: str,
+    kernel: Kernel,
+    passes: tuple[int, int] | None,
+    environment: SoftmaxWorkload,
+    params: dict[str, Any],
+    context: Any,
+) -> dict[str, Any]:
     import torch
 
     if not isinstance(environment, SoftmaxWorkload):
@@ -41,8 +64,6 @@ def run_kernel(
             f"{algorithm} runs on softmax-workload environments (softmax-rows, softmax-vector), "
             f"got {type(environment).__name__}"
         )
-    if params.get("threads", 0) > 0:
-        torch.set_num_threads(params["threads"])
     block_elements = int(params.get("block_elements") or DEFAULT_BLOCK_ELEMENTS)
 
     def call(source: Any, target: Any) -> None:

@@ -170,13 +170,18 @@ def test_cpu_run_outcome_is_consistent(tmp_path):
         params={"n": 30011, "dtype": "bfloat16", "low": -1000.0, "high": 1000.0, "buffers": 3},
         context=context(tmp_path, seed=5),
     )
+    torch.set_num_threads(2)  # differs from the cell's threads=1 (the autouse fixture restores it afterwards)
+    threads_before = torch.get_num_threads()
     outcome = cpu_run.run_online(
         environment=workload,
         params={"tolerance": 0.0, "threads": 1, "block_elements": 4096},
         context=context(tmp_path, seed=5, warmup=1, repeats=4, copy_mb=8),
     )
     assert outcome["algorithm"] == "softmax-online-cpu" and outcome["device"] == "cpu"
-    assert outcome["threads"] == 1 and outcome["buffers"] == 3 and outcome["repeats"] == 4
+    assert outcome["threads"] == 1 and outcome["buffers"] == 3
+    assert (
+        torch.get_num_threads() == threads_before
+    )  # the cell's thread setting does not leak into the next and outcome["repeats"] == 4
     assert (outcome["passes_read"], outcome["passes_written"]) == (2, 1)
     assert outcome["min_traffic_bytes"] == 2 * 30011 * 2
     assert outcome["gbps_actual_passes"] == pytest.approx(1.5 * outcome["gbps_min_traffic"])
