@@ -18,6 +18,18 @@ import torch
 ActFn = Callable[[np.ndarray], np.ndarray]
 
 
+class TrainingInterrupted(TimeoutError):
+    """Training stopped short of its budget because the cell's deadline was near. The checkpoint is written,
+    so running the suite again resumes the cell; a partly trained result is never reported as finished."""
+
+
+def interrupted(name: str, done: int, total: int, unit: str, checkpoint: Any) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"{name}: stopped at {done} of {total} {unit} because the cell's deadline was near; the checkpoint "
+        f"{checkpoint} is kept: run the suite again (or raise its timeout_s) to resume from there"
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Seed python-independent RNGs the algorithms use (numpy's legacy global and torch)."""
     np.random.seed(seed % (2**32))

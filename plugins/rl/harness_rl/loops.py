@@ -24,6 +24,7 @@ import torch
 from harness_rl.common import (
     Evaluator,
     build_outcome,
+    interrupted,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -110,6 +111,8 @@ def train_offline(
         if step % checkpoint_every == 0:
             checkpoint()
     checkpoint()
+    if not finished:
+        raise interrupted(name, step, total, "gradient steps", path)
     points = evaluator.points
     evaluator.context = context
     evaluator.load(points)
@@ -205,6 +208,8 @@ def train_offline_to_online(
             checkpoint()
     env.close()
     checkpoint()
+    if not finished:
+        raise interrupted(name, step, total, "environment steps", path)
     points = evaluator.points
     evaluator.context = context
     evaluator.load(points)

@@ -34,6 +34,7 @@ from torch import nn
 from harness_rl.common import (
     Evaluator,
     build_outcome,
+    interrupted,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -570,6 +571,8 @@ def run(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, 
         eval_every=eval_every,
         should_stop=lambda: context.time_left() < 30,
     )
+    if not result.finished:
+        raise interrupted("sac", result.env_steps, total_steps, "environment steps", context.cell_dir() / "sac.pt")
     evaluator.context = context
     evaluator.load(result.evaluations)
     if evaluator.last is None:  # resumed after training had already finished: evaluate the final agent

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness_rl.common import Evaluator, build_outcome, load_checkpoint, save_checkpoint, seed_everything
+from harness_rl.common import (
+    Evaluator,
+    build_outcome,
+    interrupted,
+    load_checkpoint,
+    save_checkpoint,
+    seed_everything,
+)
 from harness_rl.loops import DEADLINE_MARGIN_S, config_from_params, offline_transitions, to_tensors
 from harness_rl.sac import SACAgent, SACConfig, SACTrainer, make_agent, train_sac
 
@@ -99,40 +106,34 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
         evaluator(trained.policy_action, step, env_steps=step)
         return evaluator.points[-1]
 
-    if finished:
-        result = train_sac(
-            environment.make_env,
-            total_steps=env_steps,
-            seed=context.seed,
-            checkpoint_path=context.cell_dir() / "wsrl_online.pt",
-            demonstrations=None,  # WSRL's point: no offline data retained online
-            device=context.device,
-            config=config,
-            initial_agent=agent,
-            warmup_steps=warmup_steps,
-            evaluate=evaluate,
-            eval_every=eval_every,
-            should_stop=lambda: context.time_left() < DEADLINE_MARGIN_S,
-        )
-        points, online_steps, online_grad, online_seconds = (
-            result.evaluations,
-            result.env_steps,
-            result.gradient_steps,
-            result.update_seconds,
-        )
-        env_seconds, finished = result.env_seconds, result.finished
-    else:  # the deadline came during pretraining: report the pretrained policy
-        points, online_steps, online_grad, online_seconds, env_seconds = [], 0, 0, 0.0, 0.0
+    if not finished:
+        raise interrupted("wsrl pretraining", done, pretrain_steps, "gradient steps", context.cell_dir())
+    result = train_sac(
+        environment.make_env,
+        total_steps=env_steps,
+        seed=context.seed,
+        checkpoint_path=context.cell_dir() / "wsrl_online.pt",
+        demonstrations=None,  # WSRL's point: no offline data retained online
+        device=context.device,
+        config=config,
+        initial_agent=agent,
+        warmup_steps=warmup_steps,
+        evaluate=evaluate,
+        eval_every=eval_every,
+        should_stop=lambda: context.time_left() < DEADLINE_MARGIN_S,
+    )
+    if not result.finished:
+        raise interrupted("wsrl online", result.env_steps, env_steps, "environment steps", context.cell_dir())
     evaluator.context = context
-    evaluator.load(points)
-    if evaluator.last is None:
-        evaluator(agent.policy_action, online_steps, env_steps=online_steps, record=False)
+    evaluator.load(result.evaluations)
+    if evaluator.last is None:  # resumed after the online phase had already finished
+        evaluator(agent.policy_action, result.env_steps, env_steps=result.env_steps, record=False)
     return build_outcome(
         evaluator,
-        gradient_steps=done + online_grad,
-        train_seconds=pretrain_seconds + online_seconds,
-        env_steps=online_steps,
-        env_seconds=env_seconds,
-        finished=finished,
+        gradient_steps=done + result.gradient_steps,
+        train_seconds=pretrain_seconds + result.update_seconds,
+        env_steps=result.env_steps,
+        env_seconds=result.env_seconds,
+        finished=True,
         extra={"protocol": "offline-to-online", "pretrain_gradient_steps": done, "warmup_steps": warmup_steps},
     )

@@ -104,3 +104,17 @@ def test_missing_dataset_is_a_clear_error(tiny_task, make_context):
     tiny_task.dataset = {}
     with pytest.raises(ValueError, match="provides no dataset or demonstrations"):
         iql.run(environment=tiny_task, params=params_for("iql"), context=make_context(BUDGET))
+
+
+def test_deadline_stops_with_a_checkpoint_and_a_rerun_resumes(tiny_task, make_context):
+    import time
+
+    from harness_rl.common import TrainingInterrupted
+
+    context = make_context(BUDGET, name="deadline")
+    context.deadline = time.time() + 10  # inside the safety margin: stop before the first step
+    with pytest.raises(TrainingInterrupted, match=r"stopped at 0 of 30 gradient steps.*run the suite again"):
+        iql.run(environment=tiny_task, params=params_for("iql"), context=context)
+    assert (context.checkpoint_dir / "iql.pt").exists()
+    outcome = iql.run(environment=tiny_task, params=params_for("iql"), context=make_context(BUDGET, name="deadline"))
+    assert outcome["finished"] and outcome["gradient_steps"] == 30

@@ -1,0 +1,219 @@
+"""Gradient steps per second of IQL and TD3+BC: through the harness against a plain eager PyTorch loop.
+
+What is compared, side by side in one process, rounds interleaved so machine load hits both alike:
+
+* ``plain``: the same update written here without the harness or the plugin (CORL's IQL and TD3+BC updates,
+  CORL network sizes: 256x2 hidden layers), a bare ``for`` loop sampling minibatches of 256 from tensors;
+* ``harness``: ``harness_rl.iql:run`` / ``harness_rl.td3_bc:run`` called as the runner calls them, with a
+  :class:`harness.CellContext`, on a Hopper-v5 environment object (obs 11, act 3) and a dataset of the same
+  size; timed end to end (wall clock of ``run``: dataset checks, normalization, the training loop with its
+  deadline checks, one checkpoint, one short evaluation episode), and also the rate the outcome reports
+  (update time only).
+
+Run: ``.venv/bin/python benchmarks/rl/bench_update_rate.py [--steps 500] [--rounds 3] [--threads 2]``.
+The dataset is random Hopper-v5 transitions generated here (throughput does not depend on data quality).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from harness_rl import iql, td3_bc
+from torch import nn
+
+from harness import CellContext
+
+OBS_DIM, ACT_DIM, BATCH, HIDDEN, DATASET_SIZE = 11, 3, 256, 256, 100_000
+
+
+def mlp(inputs: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, outputs)
+    )
+
+
+def soft_update(net: nn.Module, target: nn.Module, tau: float = 0.005) -> None:
+    with torch.no_grad():
+        for p, tp in zip(net.parameters(), target.parameters(), strict=True):
+            tp.mul_(1 - tau).add_(p, alpha=tau)
+
+
+def plain_iql(data: dict[str, torch.Tensor], steps: int) -> float:
+    """CORL's IQL update in a bare loop; returns gradient steps per second."""
+    q1, q2, vf = mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM, 1)
+    q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
+    actor, log_std = mlp(OBS_DIM, ACT_DIM), nn.Parameter(torch.zeros(ACT_DIM))
+    v_opt = torch.optim.Adam(vf.parameters(), 3e-4)
+    q_opt = torch.optim.Adam([*q1.parameters(), *q2.parameters()], 3e-4)
+    a_opt = torch.optim.Adam([*actor.parameters(), log_std], 3e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(a_opt, steps)
+    n = len(data["observations"])
+    start = time.perf_counter()
+    for _ in range(steps):
+        i = torch.randint(0, n, (BATCH,))
+        s, a, r = data["observations"][i], data["actions"][i], data["rewards"][i]
+        s2, d = data["next_observations"][i], data["terminals"][i]
+        sa = torch.cat([s, a], -1)
+        with torch.no_grad():
+            next_v = vf(s2).squeeze(-1)
+            target_q = torch.min(q1_t(sa), q2_t(sa)).squeeze(-1)
+        adv = target_q - vf(s).squeeze(-1)
+        v_loss = torch.mean(torch.abs(0.7 - (adv < 0).float()) * adv**2)
+        v_opt.zero_grad()
+        v_loss.backward()
+        v_opt.step()
+        y = r + (1 - d) * 0.99 * next_v
+        q_loss = (F.mse_loss(q1(sa).squeeze(-1), y) + F.mse_loss(q2(sa).squeeze(-1), y)) / 2
+        q_opt.zero_grad()
+        q_loss.backward()
+        q_opt.step()
+        soft_update(q1, q1_t)
+        soft_update(q2, q2_t)
+        weight = torch.exp(3.0 * adv.detach()).clamp(max=100.0)
+        dist = torch.distributions.Normal(torch.tanh(actor(s)), log_std.clamp(-20, 2).exp())
+        a_loss = torch.mean(weight * -dist.log_prob(a).sum(-1))
+        a_opt.zero_grad()
+        a_loss.backward()
+        a_opt.step()
+        sched.step()
+        # The harness loop reads each loss as a float (logging); do the same synchronization here.
+        v_loss.item(), q_loss.item(), a_loss.item()
+    return steps / (time.perf_counter() - start)
+
+
+def plain_td3_bc(data: dict[str, torch.Tensor], steps: int) -> float:
+    """CORL's TD3+BC update in a bare loop; returns gradient steps per second."""
+    actor = nn.Sequential(mlp(OBS_DIM, ACT_DIM), nn.Tanh())
+    c1, c2 = mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM + ACT_DIM, 1)
+    actor_t, c1_t, c2_t = copy.deepcopy(actor), copy.deepcopy(c1), copy.deepcopy(c2)
+    a_opt = torch.optim.Adam(actor.parameters(), 3e-4)
+    c_opt = torch.optim.Adam([*c1.parameters(), *c2.parameters()], 3e-4)
+    n = len(data["observations"])
+    start = time.perf_counter()
+    for it in range(1, steps + 1):
+        i = torch.randint(0, n, (BATCH,))
+        s, a, r = data["observations"][i], data["actions"][i], data["rewards"][i][:, None]
+        s2, d = data["next_observations"][i], data["terminals"][i][:, None]
+        with torch.no_grad():
+            noise = (torch.randn_like(a) * 0.2).clamp(-0.5, 0.5)
+            a2 = (actor_t(s2) + noise).clamp(-1, 1)
+            sa2 = torch.cat([s2, a2], -1)
+            y = r + (1 - d) * 0.99 * torch.min(c1_t(sa2), c2_t(sa2))
+        sa = torch.cat([s, a], -1)
+        c_loss = F.mse_loss(c1(sa), y) + F.mse_loss(c2(sa), y)
+        c_opt.zero_grad()
+        c_loss.backward()
+        c_opt.step()
+        c_loss.item()
+        if it % 2 == 0:
+            pi = actor(s)
+            q = c1(torch.cat([s, pi], -1))
+            a_loss = -(2.5 / q.abs().mean().detach()) * q.mean() + F.mse_loss(pi, a)
+            a_opt.zero_grad()
+            a_loss.backward()
+            a_opt.step()
+            a_loss.item()
+            soft_update(c1, c1_t)
+            soft_update(c2, c2_t)
+            soft_update(actor, actor_t)
+    return steps / (time.perf_counter() - start)
+
+
+def hopper_transitions(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random-policy Hopper-v5 transitions, tiled to ``size`` rows (qlearning layout)."""
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list] = {k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals")}
+    obs, _ = env.reset(seed=seed)
+    for _ in range(5_000):
+        action = rng.uniform(-1, 1, ACT_DIM).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for key, value in zip(rows, (obs, action, reward, next_obs, float(terminated)), strict=True):
+            rows[key].append(value)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+    repeats = -(-size // 5_000)
+    return {k: np.tile(np.asarray(v, np.float32), (repeats,) + (1,) * (np.ndim(v[0])))[:size] for k, v in rows.items()}
+
+
+@dataclass
+class HopperTask:
+    dataset: dict[str, np.ndarray]
+    name: str = "hopper-random-generated"
+    observation_dim: int = OBS_DIM
+    action_dim: int = ACT_DIM
+    max_episode_steps: int = 1000
+    extra: dict = field(default_factory=dict)
+
+    def make_env(self, seed: int) -> gym.Env:
+        return gym.make("Hopper-v5")
+
+    def normalized_score(self, episode_return: float) -> float:  # D4RL's hopper reference returns
+        return 100 * (episode_return + 20.272305) / (3234.3 + 20.272305)
+
+
+def harness_rate(run, task: HopperTask, steps: int, seed: int) -> tuple[float, float]:
+    """(end-to-end steps/s of run(), the outcome's reported gradient_steps_per_s)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        context = CellContext(
+            seed=seed,
+            budget={"gradient_steps": steps, "eval_every": steps, "eval_episodes": 1},
+            checkpoint_dir=Path(tmp) / "ck",
+            cache_dir=Path(tmp) / "cache",
+        )
+        start = time.perf_counter()
+        outcome = run(environment=task, params={}, context=context)
+        wall = time.perf_counter() - start
+    return steps / wall, outcome["gradient_steps_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=500, help="gradient steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    task = HopperTask(hopper_transitions(DATASET_SIZE))
+    tensors = {k: torch.as_tensor(v) for k, v in task.dataset.items()}
+    # Warm-up (allocator, first-call costs) for both paths, untimed.
+    plain_iql(tensors, 20), plain_td3_bc(tensors, 20)
+    results: dict[str, list[float]] = {}
+    for round_index in range(args.rounds):
+        for name, plain, run in (("iql", plain_iql, iql.run), ("td3-bc", plain_td3_bc, td3_bc.run)):
+            # Alternate which side goes first so a drift in machine load does not favour one side.
+            for side in ("plain", "harness") if round_index % 2 == 0 else ("harness", "plain"):
+                if side == "plain":
+                    results.setdefault(f"{name} plain", []).append(plain(tensors, args.steps))
+                else:
+                    end_to_end, reported = harness_rate(run, task, args.steps, seed=round_index)
+                    results.setdefault(f"{name} harness end-to-end", []).append(end_to_end)
+                    results.setdefault(f"{name} harness reported", []).append(reported)
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"batch {BATCH}, hidden {HIDDEN}x2, obs {OBS_DIM}, act {ACT_DIM}, {args.steps} steps x {args.rounds} rounds"
+    )
+    print(f"{'measurement':32} {'median steps/s':>15} {'all rounds':>30}")
+    for key, values in results.items():
+        print(f"{key:32} {statistics.median(values):15.1f} {', '.join(f'{v:.1f}' for v in values):>30}")
+    for name in ("iql", "td3-bc"):
+        plain = statistics.median(results[f"{name} plain"])
+        for kind in ("end-to-end", "reported"):
+            rate = statistics.median(results[f"{name} harness {kind}"])
+            print(f"{name} harness {kind} / plain: {rate / plain:.3f} (overhead {100 * (1 - rate / plain):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()
