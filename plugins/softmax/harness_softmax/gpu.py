@@ -28,12 +28,35 @@ SUFFIX = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
 THREADS = 256
 BLOCKS_PER_SM = 8  # multi-pass kernels aim for this many blocks per SM in flight
 MIN_ITEMS_PER_THREAD = 8  # a chunk gives every thread at least this many elements
-FUSED_MAX_ITEMS = 32  # must match kernels/fused.cu
-FUSED_ITEMS_TARGET = 8
-FUSED_MAX_COLS = 1024 * FUSED_MAX_ITEMS
+FUSED_ITEMS = (4, 8, 16, 32)  # the instantiations in kernels/fused.cu
+FUSED_THREADS_TARGET = 512
+FUSED_MAX_COLS = 1024 * FUSED_ITEMS[-1]
 DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 50
 DEFAULT_COPY_MB = 1024
+
+
+# The kernels of each file in launch order; the entry points are these names with a dtype suffix (and, for
+# the fused kernel, the items per thread): recompute_max_f32, fused_bf16_8, ...
+KERNEL_FUNCTIONS = {
+    "three_pass_recompute.cu": ("recompute_max", "recompute_sum", "recompute_out"),
+    "three_pass_reload.cu": ("reload_max", "reload_exp", "reload_scale"),
+    "two_pass.cu": ("two_pass_sum", "two_pass_out"),
+    "online.cu": ("online_stats", "online_out"),
+    "fused.cu": ("fused",),
+}
+
+
+def entry_points(filename: str) -> set[str]:
+    """Every kernel name the launchers may ask ``filename`` for (the compile test checks the PTX has them)."""
+    names = {f"{base}_{sfx}" for base in KERNEL_FUNCTIONS[filename] for sfx in SUFFIX.values()}
+    if filename == "fused.cu":
+        return {f"{name}_{items}" for name in names for items in FUSED_ITEMS}
+    return names
+
+
+def _kernels(filename: str, dtype: str) -> list[Any]:
+    return [kernel(filename, f"{base}_{SUFFIX[dtype]}") for base in KERNEL_FUNCTIONS[filename]]
 
 
 def kernel_sources() -> list[Path]:
@@ -90,18 +113,21 @@ def plan_chunks(rows: int, cols: int, multiprocessors: int) -> ChunkPlan:
     return ChunkPlan(rows, cols, math.ceil(cols / chunk_cols), chunk_cols)
 
 
-def fused_threads(cols: int) -> int:
-    """Threads per block of the fused kernel: about FUSED_ITEMS_TARGET elements each, a multiple of 32."""
+def fused_launch(cols: int) -> tuple[int, int]:
+    """(items per thread, threads per block) of the fused kernel for rows of ``cols`` elements.
+
+    The fewest items (of FUSED_ITEMS) that keep a block within FUSED_THREADS_TARGET threads, so short rows
+    waste no exps on padding and long rows keep enough loads in flight per thread; up to 1024 threads for the
+    longest rows. Threads are a multiple of 32 (the block reductions need whole warps).
+    """
     if cols > FUSED_MAX_COLS:
         raise ValueError(
             f"softmax-fused-gpu holds a row in registers: rows of {cols} elements exceed {FUSED_MAX_COLS} "
             "(1024 threads x 32 elements); use softmax-online-gpu or softmax-two-pass-gpu for long rows"
         )
-    threads = 32 * math.ceil(math.ceil(cols / FUSED_ITEMS_TARGET) / 32)
-    threads = min(1024, max(32, threads))
-    while threads * FUSED_MAX_ITEMS < cols:
-        threads += 32
-    return threads
+    items = next((n for n in FUSED_ITEMS if math.ceil(cols / n) <= FUSED_THREADS_TARGET), FUSED_ITEMS[-1])
+    threads = min(1024, max(32, 32 * math.ceil(math.ceil(cols / items) / 32)))
+    return items, threads
 
 
 # --- the algorithms: each returns launch(x, y) for one workload shape and dtype ----------------------------
@@ -120,8 +146,7 @@ def _partials(plan: ChunkPlan, count: int) -> list[Any]:
 
 
 def build_three_pass_recompute(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    sfx = SUFFIX[workload.dtype]
-    k_max, k_sum, k_out = (kernel("three_pass_recompute.cu", f"recompute_{p}_{sfx}") for p in ("max", "sum", "out"))
+    k_max, k_sum, k_out = _kernels("three_pass_recompute.cu", workload.dtype)
     partial_max, partial_sum = _partials(plan, 2)
     shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
 
@@ -134,8 +159,7 @@ def build_three_pass_recompute(workload: SoftmaxWorkload, plan: ChunkPlan) -> Ca
 
 
 def build_three_pass_reload(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    sfx = SUFFIX[workload.dtype]
-    k_max, k_exp, k_scale = (kernel("three_pass_reload.cu", f"reload_{p}_{sfx}") for p in ("max", "exp", "scale"))
+    k_max, k_exp, k_scale = _kernels("three_pass_reload.cu", workload.dtype)
     partial_max, partial_sum = _partials(plan, 2)
     shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
 
@@ -148,8 +172,7 @@ def build_three_pass_reload(workload: SoftmaxWorkload, plan: ChunkPlan) -> Calla
 
 
 def build_two_pass(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    sfx = SUFFIX[workload.dtype]
-    k_sum, k_out = (kernel("two_pass.cu", f"two_pass_{p}_{sfx}") for p in ("sum", "out"))
+    k_sum, k_out = _kernels("two_pass.cu", workload.dtype)
     partial_mantissa, partial_exponent = _partials(plan, 2)
     shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
 
@@ -161,8 +184,7 @@ def build_two_pass(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any,
 
 
 def build_online(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    sfx = SUFFIX[workload.dtype]
-    k_stats, k_out = (kernel("online.cu", f"online_{p}_{sfx}") for p in ("stats", "out"))
+    k_stats, k_out = _kernels("online.cu", workload.dtype)
     partial_max, partial_sum = _partials(plan, 2)
     shape = (_i64(plan.cols), _i64(plan.chunk_cols), _i64(plan.chunks))
 
@@ -174,8 +196,8 @@ def build_online(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, A
 
 
 def build_fused(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    threads = fused_threads(workload.cols)
-    k_fused = kernel("fused.cu", f"fused_{SUFFIX[workload.dtype]}")
+    items, threads = fused_launch(workload.cols)
+    k_fused = kernel("fused.cu", f"fused_{SUFFIX[workload.dtype]}_{items}")
     cols = _i64(workload.cols)
 
     def launch(x: Any, y: Any) -> None:

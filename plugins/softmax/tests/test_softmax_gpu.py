@@ -25,20 +25,25 @@ def test_chunk_plan_covers_each_row_with_nonempty_chunks(rows, cols):
         assert plan.chunks == H100_SMS * gpu.BLOCKS_PER_SM  # a long vector fills every SM
 
 
-@pytest.mark.parametrize("cols", [1, 5, 781, 1024, 4096, 32768])
-def test_fused_threads_hold_the_row(cols):
-    threads = gpu.fused_threads(cols)
+@pytest.mark.parametrize("cols", [1, 5, 781, 1024, 2048, 2049, 4096, 16384, 16385, 32768])
+def test_fused_launch_holds_the_row_with_the_fewest_items(cols):
+    items, threads = gpu.fused_launch(cols)
+    assert items in gpu.FUSED_ITEMS
     assert threads % 32 == 0 and 32 <= threads <= 1024
-    assert threads * gpu.FUSED_MAX_ITEMS >= cols
+    assert threads * items >= cols  # the whole row fits
+    smaller = [n for n in gpu.FUSED_ITEMS if n < items]
+    assert all(-(-cols // n) > gpu.FUSED_THREADS_TARGET for n in smaller)  # no fewer items would do
 
 
 def test_fused_gpu_refuses_rows_longer_than_its_registers():
     with pytest.raises(ValueError, match="softmax-online-gpu"):
-        gpu.fused_threads(32769)
+        gpu.fused_launch(32769)
 
 
-def test_fused_max_items_matches_the_kernel():
-    assert f"#define FUSED_MAX_ITEMS {gpu.FUSED_MAX_ITEMS}" in (gpu.KERNEL_DIR / "fused.cu").read_text()
+def test_fused_instantiations_match_the_launcher():
+    source = (gpu.KERNEL_DIR / "fused.cu").read_text()
+    for items in gpu.FUSED_ITEMS:
+        assert f"FUSED_INSTANTIATE(D, SUFFIX, {items})" in source
 
 
 # --- on a GPU ----------------------------------------------------------------------------------------------

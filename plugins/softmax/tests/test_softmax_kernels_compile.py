@@ -20,18 +20,6 @@ ARCH_FLAGS = ["-arch=compute_90"]
 CUPY_FLAGS = ["-ftz=true"]  # what CuPy adds to every NVRTC compile besides -arch
 
 
-def expected_entry_points(source: Path) -> set[str]:
-    """The extern "C" kernels a file defines: written out, or through its SOFTMAX_INSTANTIATE macro."""
-    text = source.read_text()
-    names = set(re.findall(r'extern "C" __global__ void (\w+)\(', text))
-    templates = {name for name in names if "##" in name}
-    names -= templates
-    macro_names = set(re.findall(r"__global__ void (\w+)_##SUFFIX", text))
-    for suffix in re.findall(r"^SOFTMAX_INSTANTIATE\(\w+, (\w+)\)", text, flags=re.MULTILINE):
-        names |= {f"{name}_{suffix}" for name in macro_names}
-    return names
-
-
 def nvrtc_ptx(source_text: str, name: str, options: list[str]) -> str:
     try:
         from cupy.cuda import nvrtc
@@ -48,20 +36,14 @@ def nvrtc_ptx(source_text: str, name: str, options: list[str]) -> str:
     return nvrtc.getPTX(program).decode() if isinstance(nvrtc.getPTX(program), bytes) else nvrtc.getPTX(program)
 
 
-def test_there_is_a_kernel_file_per_algorithm():
-    assert {path.stem for path in SOURCES} == {
-        "three_pass_recompute",
-        "three_pass_reload",
-        "two_pass",
-        "online",
-        "fused",
-    }
+def test_there_is_a_kernel_file_per_algorithm_and_the_launchers_know_each():
+    assert {path.name for path in SOURCES} == set(gpu.KERNEL_FUNCTIONS)
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda path: path.name)
 def test_kernel_compiles_with_nvrtc_for_compute_90(source):
-    entry_points = expected_entry_points(source)
-    assert {name[-3:] for name in entry_points} >= {"f32", "f16"} and any(n.endswith("bf16") for n in entry_points)
+    entry_points = gpu.entry_points(source.name)  # exactly the names the launchers in gpu.py ask for
+    assert all(any(f"_{sfx}" in name for name in entry_points) for sfx in ("f32", "f16", "bf16"))
     # As nvcc and a reader see it (the header found on the include path) ...
     ptx = nvrtc_ptx(source.read_text(), source.name, [*ARCH_FLAGS, f"-I{gpu.KERNEL_DIR}"])
     # ... and exactly what CuPy's RawModule compiles at run time (the header inlined).
@@ -98,7 +80,7 @@ def test_kernel_compiles_with_nvcc_for_sm_90(source, tmp_path):
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
-    assert set(re.findall(r"\.entry (\w+)\(", ptx.read_text())) == expected_entry_points(source)
+    assert set(re.findall(r"\.entry (\w+)\(", ptx.read_text())) == gpu.entry_points(source.name)
 
 
 def test_the_kernels_define_no_infinity_or_flt_max_macros_nvrtc_lacks():
