@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, trajectory_returns
+from harness_rl.common import observation_stats, seed_everything, trajectory_returns, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline
 
 
@@ -83,6 +83,7 @@ class BCTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+@with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point (offline protocol only): budget ``gradient_steps``, ``eval_every``,
     ``eval_episodes``."""

@@ -5,6 +5,7 @@ Kept deliberately thin (no base classes): an algorithm file reads top to bottom 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -28,6 +29,26 @@ def interrupted(name: str, done: int, total: int, unit: str, checkpoint: Any) ->
         f"{name}: stopped at {done} of {total} {unit} because the cell's deadline was near; the checkpoint "
         f"{checkpoint} is kept: run the suite again (or raise its timeout_s) to resume from there"
     )
+
+
+def with_torch_threads(run: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Wrap an algorithm's ``run`` so ``params["threads"] > 0`` sets torch's intra-op threads for the cell
+    (restored afterwards). Several torch threads on an oversubscribed CPU spin against each other and can be
+    many times slower than one; suites on shared machines set ``threads = 1``."""
+
+    @functools.wraps(run)
+    def wrapper(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        threads = int(params.get("threads", 0) or 0)
+        if threads <= 0:
+            return run(environment=environment, params=params, context=context)
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run(environment=environment, params=params, context=context)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def seed_everything(seed: int) -> None:

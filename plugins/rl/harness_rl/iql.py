@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, trajectory_returns
+from harness_rl.common import observation_stats, seed_everything, trajectory_returns, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -167,6 +167,7 @@ class IQLTrainer:
         self.actor_schedule.load_state_dict(state["actor_schedule"])
 
 
+@with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
     config = config_from_params(IQLConfig, params)

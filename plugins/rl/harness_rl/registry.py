@@ -108,6 +108,9 @@ WSRL_PARAMS = (
 )
 
 
+THREADS = Param("threads", 0, "torch intra-op threads for this cell (0: leave torch's default; 1 on shared CPUs)")
+
+
 def _spec(name: str, description: str, module: str, kinds: tuple[str, ...], params) -> AlgorithmSpec:
     return AlgorithmSpec(
         name=name,
@@ -115,7 +118,7 @@ def _spec(name: str, description: str, module: str, kinds: tuple[str, ...], para
         description=description,
         task_kinds=kinds,
         run=f"harness_rl.{module}:run",
-        params=tuple(params),
+        params=(*params, THREADS),
     )
 
 

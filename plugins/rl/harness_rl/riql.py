@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything
+from harness_rl.common import observation_stats, seed_everything, with_torch_threads
 from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, mlp, reward_scale
 from harness_rl.loops import config_from_params, offline_transitions, train_offline
 
@@ -150,6 +150,7 @@ class RIQLTrainer:
         self.actor_schedule.load_state_dict(state["actor_schedule"])
 
 
+@with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point (offline protocol): budget ``gradient_steps``, ``eval_every``, ``eval_episodes``."""
     config = config_from_params(RIQLConfig, params)

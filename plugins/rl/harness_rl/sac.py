@@ -41,6 +41,7 @@ from harness_rl.common import (
     scale_action,
     seed_everything,
     set_rng_state,
+    with_torch_threads,
 )
 
 LOG_STD_MAX = 2.0  # CleanRL's bounds on the policy's log standard deviation
@@ -540,6 +541,7 @@ def train_sac(
     )
 
 
+@with_torch_threads
 def run(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point: online SAC on ``environment.make_env``, demonstrations (if any and if
     ``use_demonstrations``) kick-starting the replay buffer. Budget keys: ``env_steps``, ``eval_every``,

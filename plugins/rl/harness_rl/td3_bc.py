@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything
+from harness_rl.common import observation_stats, seed_everything, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -141,6 +141,7 @@ class TD3BCTrainer:
         self.steps = int(state["steps"])
 
 
+@with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
     config = config_from_params(TD3BCConfig, params)

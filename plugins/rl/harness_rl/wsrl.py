@@ -31,6 +31,7 @@ from harness_rl.common import (
     load_checkpoint,
     save_checkpoint,
     seed_everything,
+    with_torch_threads,
 )
 from harness_rl.loops import DEADLINE_MARGIN_S, config_from_params, offline_transitions, to_tensors
 from harness_rl.sac import SACAgent, SACConfig, SACTrainer, make_agent, train_sac
@@ -80,6 +81,7 @@ def pretrain_offline(
     return step, seconds, finished
 
 
+@with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point: pretrain offline, warm up with the frozen policy, fine-tune online with SAC."""
     config = config_from_params(SACConfig, params)

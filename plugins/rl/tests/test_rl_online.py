@@ -72,3 +72,15 @@ def test_specs_are_valid_and_defaults_match_the_config_dataclasses():
     assert metrics == {"return_mean", "success_rate", "success_auc", "gradient_steps_per_s", "env_steps_per_s"}
     for metric in harness_metrics():
         metric.check()
+
+
+def test_threads_param_sets_torch_threads_for_the_cell_only():
+    import torch
+    from harness_rl.common import with_torch_threads
+
+    seen = []
+    wrapped = with_torch_threads(lambda environment, params, context: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    wrapped(environment=None, params={"threads": before + 1}, context=None)
+    wrapped(environment=None, params={"threads": 0}, context=None)
+    assert seen == [before + 1, before] and torch.get_num_threads() == before
