@@ -316,8 +316,6 @@ def collect_rollouts(
     collection resumed from ``partial_path`` (written every ``checkpoint_every`` rows) equals an
     uninterrupted one.
     """
-    import torch
-
     episodes: dict[str, list[np.ndarray]] = {key: [] for key in _ROLLOUT_KEYS}
     episode_returns: list[float] = []
     if partial_path.is_file():
@@ -341,7 +339,10 @@ def collect_rollouts(
             index = len(episode_lengths)
             episode_seed = int(np.random.SeedSequence([config.seed, 2, index]).generate_state(1)[0])
             rng = np.random.default_rng(episode_seed)
-            torch.manual_seed(episode_seed)
+            if agent is not None:  # random data needs no torch (and its import costs seconds)
+                import torch
+
+                torch.manual_seed(episode_seed)
             trajectory = _run_episode(env, agent, rng, low, high, random_log_prob, episode_seed)
             for key in _ROLLOUT_KEYS:
                 episodes[key].append(trajectory[key])
@@ -371,8 +372,8 @@ def _run_episode(
     random_log_prob: float,
     episode_seed: int,
 ) -> dict[str, np.ndarray]:
-    import torch
-
+    if agent is not None:
+        import torch
     steps: dict[str, list[Any]] = {key: [] for key in _ROLLOUT_KEYS}
     obs, _ = env.reset(seed=episode_seed % (2**31))
     data = env.unwrapped.data
