@@ -170,3 +170,9 @@ def test_quantized_conv_in_linear_form_equals_the_convolution():
     # A Hadamard rotation with no quantizer forces the unfold path; it must not change the output.
     wrapped = QuantizedLayer(conv, None, None, bits_per_weight=32, hadamard_block=32)
     torch.testing.assert_close(wrapped(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_block_hadamard_dense_path_equals_the_butterflies():
+    x = torch.randn(6, 3, 256, dtype=torch.float64)
+    butterflies = fwht(x.reshape(6, 3, 2, 128)).reshape(6, 3, 256)
+    torch.testing.assert_close(block_hadamard(x, 128), butterflies)
