@@ -11,11 +11,28 @@ probe imports CuPy only when ``harness list`` asks.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness import AlgorithmSpec, EnvironmentSpec, MetricSpec, Param, Resources, hookimpl, outcome_value
 
 HARNESS_API_VERSION = "1.0"
 
 TASK_KIND = "softmax-workload"
+# Outcome keys and metrics that are measurements (times, bandwidths and their ratios), so they differ between
+# two runs with one seed; `harness plugins check softmax` needs them as --ignore KEY.
+MEASURED_KEYS = (
+    "time_s",
+    "time_s_min",
+    "time_s_p90",
+    "gbps_min_traffic",
+    "gbps_actual_passes",
+    "bandwidth_ceiling_gbps",
+    "fraction_of_ceiling",
+    "torch_time_s",
+    "speedup_vs_torch",
+    "softmax_fraction_of_ceiling",
+    "softmax_speedup_vs_torch",
+)
 VERSION = "1"  # bump when a change makes results incomparable with earlier ones
 
 _DTYPE = Param(
@@ -196,3 +213,10 @@ def harness_metrics() -> list[MetricSpec]:
             1.0,
         ),
     ]
+
+
+@hookimpl
+def harness_suites() -> list[Path]:
+    """suites/softmax.toml, shipped as package data (a link to the repository's file in a source checkout)."""
+    suite = Path(__file__).parent / "suites" / "softmax.toml"
+    return [suite] if suite.is_file() else []

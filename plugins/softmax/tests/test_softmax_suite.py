@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from harness_softmax.availability import cupy_unavailable_reason
+from harness_softmax.plugin import MEASURED_KEYS
 
 from harness.testing import check_plugin
 
@@ -33,9 +34,12 @@ def harness(*args: str, env: dict[str, str] | None = None, timeout: float = 240)
     )
 
 
-def test_plugin_specs_conform():
-    report = check_plugin("softmax", run_cells=False)
+def test_plugin_conforms_running_its_smoke_cells(tmp_path):
+    # Runs each available algorithm twice on the suite's smoke shapes and compares everything but measurements.
+    report = check_plugin("softmax", results_dir=tmp_path, ignore_outcome_keys=MEASURED_KEYS)
     assert report.ok, report.format()
+    ran = [item for item in report.items if item.check == "runs one smoke cell" and item.status == "passed"]
+    assert len(ran) >= 7  # every CPU algorithm (the GPU ones are skipped without a GPU)
 
 
 def test_every_profile_expands_without_pairings_that_cannot_run():
