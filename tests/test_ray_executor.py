@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -65,23 +66,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def end_process_group(process: subprocess.Popen, grace_s: float = 10) -> None:
-    """SIGTERM, then SIGKILL, to the group this fixture started (the head and every process it spawned)."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-        if sig == signal.SIGTERM:  # the head is gone; make sure no worker of its group outlives it
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+def end_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL to the group this fixture started: the head and every process it spawned, at once."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
         return
+    process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +113,7 @@ def ray_head() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         end_process_group(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def write_suite(directory: Path, name: str, body: str) -> Path:
@@ -242,6 +234,8 @@ def two_node_cluster() -> Iterator[tuple]:
         cluster.wait_for_nodes()
         yield cluster, nodes
     finally:
+        for node in list(cluster.worker_nodes):
+            cluster.remove_node(node, allow_graceful=False)  # a test cluster: no need to wait for clean exits
         cluster.shutdown()
         for key, value in saved.items():
             if value is None:

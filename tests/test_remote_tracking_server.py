@@ -23,7 +23,9 @@ import pytest
 from core_support import HARNESS, harness_env, load_json, mlflow_cell_runs, run_harness
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
-ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
+# MLflow's client retries a dead server with backoff before the harness's own retries; none here, to keep the
+# outage tests short (the behaviour is the same, only reached sooner).
+ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
 
 
 def free_port() -> int:
@@ -126,67 +128,74 @@ environments = ["constant"]
     assert list((server.store / "artifacts").rglob("cell.json"))
 
 
-def sync(tmp_path: Path) -> list[dict]:
-    process = run_harness("sync", "--json", cwd=tmp_path, env=ENV)
+def sync(directory: Path) -> list[dict]:
+    process = run_harness("sync", "--json", cwd=directory, env=ENV)
     assert process.returncode == 0, process.stderr
     return json.loads(process.stdout) if process.stdout.strip().startswith("[") else []
 
 
-def test_server_gone_mid_run_then_back_and_sync_gives_every_cell_once(tmp_path: Path, server: MlflowServer) -> None:
-    marks = tmp_path / "marks.txt"
-    write_suite(tmp_path, "outage", f"""
+def test_server_gone_mid_run_or_down_at_start_then_sync_gives_every_cell_once(
+    tmp_path: Path, server: MlflowServer
+) -> None:
+    # 1. The server goes away mid-run: the first results are in MLflow, the rest still running.
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    marks = gone / "marks.txt"
+    write_suite(gone, "outage", f"""
 seeds = [0, 1, 2, 3, 4, 5, 6, 7]
 algorithms = [{{name = "marker", params = {{path = "{marks}", seconds = 0.5}}}}]
 environments = ["constant"]
 """)  # fmt: skip
     driver = subprocess.Popen(
         [*HARNESS, "-p", "fixture_plugin", "run", "outage.toml", "-j", "2", "--tracking-uri", server.uri, "--json"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=gone, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    journal = tmp_path / "results" / "journal" / "outage--smoke.jsonl"
+    journal = gone / "results" / "journal" / "outage--smoke.jsonl"
     try:
         deadline = time.time() + 120
         while not (journal.exists() and '"type":"synced"' in journal.read_text()):
             assert driver.poll() is None, driver.communicate()
             assert time.time() < deadline, "no cell reached the tracking server in 120 s"
             time.sleep(0.05)
-        server.kill()  # the first results are in MLflow; the server goes away with the rest still running
+        server.kill()
         stdout, stderr = driver.communicate(timeout=180)
     finally:
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 0, stderr  # every cell succeeded; the tracking failure is reported, not fatal
-    summary = json.loads(stdout)
-    assert summary["counts"]["ok"] == 8
-    assert summary["tracking_error"] and summary["undelivered"] >= 1
+    gone_summary = json.loads(stdout)
+    assert gone_summary["counts"]["ok"] == 8
+    assert gone_summary["tracking_error"] and gone_summary["undelivered"] >= 1
     assert "harness sync" in stderr
-    server.start()
-    (report,) = sync(tmp_path)
-    assert report["error"] is None
-    assert report["delivered"] + report["already_present"] == summary["undelivered"]
-    assert_every_cell_once_with_its_metrics(server.uri, "outage", summary["cells"])
-    assert parent_run(server.uri, summary["parent_run_id"]).info.status == "FINISHED"
-    assert sync(tmp_path) == []  # nothing left: a second sync delivers nothing and duplicates nothing
-    assert_every_cell_once_with_its_metrics(server.uri, "outage", summary["cells"])
-    assert sorted(marks.read_text().split()) == sorted(cell["key"] for cell in summary["cells"])  # each ran once
 
-
-def test_server_down_at_start_loses_nothing_and_sync_delivers(tmp_path: Path, server: MlflowServer) -> None:
-    write_suite(tmp_path, "down", """
+    # 2. While it is down, another suite starts: journal only, and the user is told.
+    down = tmp_path / "down"
+    down.mkdir()
+    write_suite(down, "down", """
 seeds = [0, 1, 2]
 algorithms = ["random"]
 environments = ["constant"]
 """)  # fmt: skip
-    server.kill()
     process = run_harness("-p", "fixture_plugin", "run", "down.toml", "-j", "2", "--tracking-uri", server.uri,
-                          "--json", cwd=tmp_path, env=ENV)  # fmt: skip
+                          "--json", cwd=down, env=ENV)  # fmt: skip
     assert process.returncode == 0, process.stderr
-    summary = load_json(process)
-    assert summary["counts"]["ok"] == 3
-    assert summary["parent_run_id"] is None and summary["undelivered"] == 3
+    down_summary = load_json(process)
+    assert down_summary["counts"]["ok"] == 3
+    assert down_summary["parent_run_id"] is None and down_summary["undelivered"] == 3
     assert "tracking unavailable" in process.stderr and "harness sync" in process.stderr
+
+    # 3. The server is back (same port, same database): sync delivers everything, each cell exactly once.
     server.start()
-    (report,) = sync(tmp_path)
+    (report,) = sync(gone)
+    assert report["error"] is None
+    assert report["delivered"] + report["already_present"] == gone_summary["undelivered"]
+    assert_every_cell_once_with_its_metrics(server.uri, "outage", gone_summary["cells"])
+    assert parent_run(server.uri, gone_summary["parent_run_id"]).info.status == "FINISHED"
+    assert sorted(marks.read_text().split()) == sorted(cell["key"] for cell in gone_summary["cells"])  # ran once
+    (report,) = sync(down)
     assert report["error"] is None and report["delivered"] == 3
-    assert_every_cell_once_with_its_metrics(server.uri, "down", summary["cells"])
+    assert_every_cell_once_with_its_metrics(server.uri, "down", down_summary["cells"])
     assert parent_run(server.uri, report["parent_run_id"]).info.status == "FINISHED"
+    # A second sync finds nothing left, and duplicates nothing.
+    assert sync(gone) == [] and sync(down) == []
+    assert_every_cell_once_with_its_metrics(server.uri, "outage", gone_summary["cells"])
