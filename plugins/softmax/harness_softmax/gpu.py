@@ -69,7 +69,7 @@ def inline_common_header(source: str) -> str:
 
     CuPy keys its kernel cache on the source text; inlining keeps a header change from reusing a stale binary.
     """
-    header = (KERNEL_DIR / COMMON_HEADER).read_text()
+    header = (KERNEL_DIR / COMMON_HEADER).read_text().replace("#pragma once\n", "")  # meaningless inlined
     return source.replace(f'#include "{COMMON_HEADER}"', header)
 
 
