@@ -4,6 +4,7 @@ The package face re-exports what plugin authors use; everything else lives in su
 """
 
 from harness.context import CellContext
+from harness.errors import BadInput, CellSkipped
 from harness.hookspecs import hookimpl
 from harness.records import Cell, CellResult, ComponentRef, RunInfo
 from harness.specs import (
@@ -26,9 +27,11 @@ HOOK_API_VERSION = "1.0"
 __all__ = [
     "HOOK_API_VERSION",
     "AlgorithmSpec",
+    "BadInput",
     "Cell",
     "CellContext",
     "CellResult",
+    "CellSkipped",
     "ComponentRef",
     "EnvironmentSpec",
     "MetricSpec",

@@ -234,3 +234,14 @@ def test_list_shows_specs_as_json(tmp_path: Path) -> None:
     process = run_harness("-p", "fixture_plugin", "list", "algorithms", "--json", cwd=tmp_path, env=ENV)
     names = {a["name"]: a for a in load_json(process)}
     assert names["random"]["params"] == {"scale": 1.0} and names["random"]["task_kinds"] == ["toy"]
+
+
+def test_plugins_add_commands_but_cannot_take_core_ones(tmp_path: Path) -> None:
+    process = run_harness("-p", "cli_plugin", "hello", "world", cwd=tmp_path, env=ENV)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.strip() == "hello world"
+    listing = run_harness("-p", "cli_plugin", "plugins", "--json", cwd=tmp_path, env=ENV)
+    (record,) = [r for r in load_json(listing) if r["name"] == "cli_plugin"]
+    assert any("'run' is already taken" in p["message"] for p in record["problems"])
+    help_text = run_harness("-p", "cli_plugin", "run", "--help", cwd=tmp_path, env=ENV).stdout
+    assert "hijacked" not in help_text and "Run SUITE" in help_text

@@ -64,7 +64,18 @@ class HarnessGroup(click.Group):
                 continue
             for command in getattr(module, "COMMANDS", []):
                 commands[command.name] = command
-        state = ctx.find_root().obj
+        root = ctx.find_root()
+        state = root.obj
+        if not isinstance(state, State):
+            # Click resolves a subcommand before the root callback has run; the root's options are parsed by
+            # then, so build the state from them (the callback reuses it).
+            params = root.params
+            state = root.obj = State(
+                tuple(params.get("modules") or ()),
+                tuple(params.get("disabled") or ()),
+                bool(params.get("strict")),
+                Path(params.get("results_dir") or os.environ.get("HARNESS_RESULTS_DIR", "results")),
+            )
         if isinstance(state, State):
             try:
                 registry = state.registry()
@@ -140,7 +151,8 @@ def cli(ctx: click.Context, modules: tuple[str, ...], disabled: tuple[str, ...],
     Plugins are found through the 'harness' entry-point group; set HARNESS_DISABLE_PLUGIN_AUTOLOAD=1 to load
     only the modules given with -p.
     """
-    ctx.obj = State(modules, disabled, strict, results_dir)
+    if not isinstance(ctx.obj, State):
+        ctx.obj = State(modules, disabled, strict, results_dir)
 
 
 @cli.group(invoke_without_command=True)
@@ -155,6 +167,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     registry = _state(ctx).registry()
+    root = ctx.find_root()
+    if isinstance(root.command, HarnessGroup):
+        root.command._extra_commands(root)  # records refused plugin commands as problems of their plugins
     records = [record.to_dict() for record in registry.plugins.values()]
     if as_json:
         click.echo(json.dumps(records, indent=2))
