@@ -32,7 +32,7 @@ PROBE_PLUGIN = '''"""Written by tests/test_ray_executor.py."""
 import os
 import time
 
-from harness import AlgorithmSpec, Param, hookimpl
+from harness import AlgorithmSpec, Param, Resources, hookimpl
 
 
 def run_probe(*, environment, params, context):
@@ -55,7 +55,16 @@ def harness_algorithms():
             task_kinds=("toy",),
             run="ray_probe_plugin:run_probe",
             params=(Param("path", ""), Param("seconds", 0.0)),
-        )
+        ),
+        AlgorithmSpec(
+            name="probe-gpu",
+            version="1",
+            description="declares a GPU",
+            task_kinds=("toy",),
+            run="ray_probe_plugin:run_probe",
+            params=(Param("path", ""), Param("seconds", 0.0)),
+            resources=Resources(gpus=1.0),
+        ),
     ]
 '''
 
@@ -211,6 +220,28 @@ environments = ["constant"]
     assert started[victim_key] == 2 and sum(started.values()) == 4
     pids = [line.split()[1] for line in starts.read_text().splitlines() if line.startswith(victim_key)]
     assert pids[0] == victim_pid and pids[1] != victim_pid
+
+
+def test_timeout_and_a_cell_no_node_can_hold_are_recorded_not_waited_for(
+    tmp_path: Path, ray_head: str, plugin_dir: Path
+) -> None:
+    write_suite(tmp_path, "limits", """
+seeds = [0]
+timeout_s = 3
+algorithms = [{name = "sleep", params = {seconds = 60.0}}, "probe-gpu", "noop"]
+environments = ["constant"]
+""")  # fmt: skip
+    started = time.time()
+    process = run_harness("-p", "fixture_plugin", "-p", "ray_probe_plugin", "run", "limits.toml", "--executor",
+                          "ray", "--address", ray_head, "--no-tracking", "--json", cwd=tmp_path,
+                          env=driver_env(plugin_dir))  # fmt: skip
+    assert time.time() - started < 60
+    assert process.returncode == 1, process.stderr
+    cells = {cell["label"].split("/")[0]: cell for cell in load_json(process)["cells"]}
+    assert cells["sleep"]["status"] == "failed" and cells["sleep"]["error"] == "timeout: exceeded 3 s"
+    assert cells["probe-gpu"]["status"] == "skipped"
+    assert "no node of the Ray cluster has a GPU" in cells["probe-gpu"]["error"]
+    assert cells["noop"]["status"] == "ok"
 
 
 @pytest.fixture(scope="module")
