@@ -6,9 +6,13 @@ What is compared, side by side in one process, rounds interleaved so machine loa
   CORL network sizes: 256x2 hidden layers), a bare ``for`` loop sampling minibatches of 256 from tensors;
 * ``harness``: ``harness_rl.iql:run`` / ``harness_rl.td3_bc:run`` called as the runner calls them, with a
   :class:`harness.CellContext`, on a Hopper-v5 environment object (obs 11, act 3) and a dataset of the same
-  size; timed end to end (wall clock of ``run``: dataset checks, normalization, the training loop with its
-  deadline checks, one checkpoint, one short evaluation episode), and also the rate the outcome reports
-  (update time only).
+  size; timed end to end (``run``: dataset checks, normalization, the training loop with its deadline
+  checks, one checkpoint, one short evaluation episode), and also the rate the outcome reports (update time
+  only, wall clock).
+
+Both sides are timed in wall-clock and in process CPU time (``time.process_time``). On a shared, loaded
+machine wall-clock rates swing by 2x between rounds; with one torch thread the CPU-time rate is the stable
+measure of what each side costs, so the harness/plain ratio is read from it (wall ratios are printed too).
 
 Run: ``.venv/bin/python benchmarks/rl/bench_update_rate.py [--steps 500] [--rounds 3] [--threads 2]``.
 The dataset is random Hopper-v5 transitions generated here (throughput does not depend on data quality).
@@ -49,8 +53,8 @@ def soft_update(net: nn.Module, target: nn.Module, tau: float = 0.005) -> None:
             tp.mul_(1 - tau).add_(p, alpha=tau)
 
 
-def plain_iql(data: dict[str, torch.Tensor], steps: int) -> float:
-    """CORL's IQL update in a bare loop; returns gradient steps per second."""
+def plain_iql(data: dict[str, torch.Tensor], steps: int) -> tuple[float, float]:
+    """CORL's IQL update in a bare loop; returns gradient steps per second of (wall, process CPU) time."""
     q1, q2, vf = mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM, 1)
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
     actor, log_std = mlp(OBS_DIM, ACT_DIM), nn.Parameter(torch.zeros(ACT_DIM))
@@ -59,7 +63,7 @@ def plain_iql(data: dict[str, torch.Tensor], steps: int) -> float:
     a_opt = torch.optim.Adam([*actor.parameters(), log_std], 3e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(a_opt, steps)
     n = len(data["observations"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         i = torch.randint(0, n, (BATCH,))
         s, a, r = data["observations"][i], data["actions"][i], data["rewards"][i]
@@ -89,18 +93,18 @@ def plain_iql(data: dict[str, torch.Tensor], steps: int) -> float:
         sched.step()
         # The harness loop reads each loss as a float (logging); do the same synchronization here.
         v_loss.item(), q_loss.item(), a_loss.item()
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu_start)
 
 
-def plain_td3_bc(data: dict[str, torch.Tensor], steps: int) -> float:
-    """CORL's TD3+BC update in a bare loop; returns gradient steps per second."""
+def plain_td3_bc(data: dict[str, torch.Tensor], steps: int) -> tuple[float, float]:
+    """CORL's TD3+BC update in a bare loop; returns gradient steps per second of (wall, process CPU) time."""
     actor = nn.Sequential(mlp(OBS_DIM, ACT_DIM), nn.Tanh())
     c1, c2 = mlp(OBS_DIM + ACT_DIM, 1), mlp(OBS_DIM + ACT_DIM, 1)
     actor_t, c1_t, c2_t = copy.deepcopy(actor), copy.deepcopy(c1), copy.deepcopy(c2)
     a_opt = torch.optim.Adam(actor.parameters(), 3e-4)
     c_opt = torch.optim.Adam([*c1.parameters(), *c2.parameters()], 3e-4)
     n = len(data["observations"])
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for it in range(1, steps + 1):
         i = torch.randint(0, n, (BATCH,))
         s, a, r = data["observations"][i], data["actions"][i], data["rewards"][i][:, None]
@@ -127,7 +131,7 @@ def plain_td3_bc(data: dict[str, torch.Tensor], steps: int) -> float:
             soft_update(c1, c1_t)
             soft_update(c2, c2_t)
             soft_update(actor, actor_t)
-    return steps / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start), steps / (time.process_time() - cpu_start)
 
 
 def hopper_transitions(size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -163,8 +167,8 @@ class HopperTask:
         return 100 * (episode_return + 20.272305) / (3234.3 + 20.272305)
 
 
-def harness_rate(run, task: HopperTask, steps: int, seed: int) -> tuple[float, float]:
-    """(end-to-end steps/s of run(), the outcome's reported gradient_steps_per_s)."""
+def harness_rate(run, task: HopperTask, steps: int, seed: int) -> tuple[float, float, float]:
+    """Steps/s of ``run()`` end to end in (wall, process CPU) time, and the outcome's gradient_steps_per_s."""
     with tempfile.TemporaryDirectory() as tmp:
         context = CellContext(
             seed=seed,
@@ -172,10 +176,10 @@ def harness_rate(run, task: HopperTask, steps: int, seed: int) -> tuple[float, f
             checkpoint_dir=Path(tmp) / "ck",
             cache_dir=Path(tmp) / "cache",
         )
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         outcome = run(environment=task, params={}, context=context)
-        wall = time.perf_counter() - start
-    return steps / wall, outcome["gradient_steps_per_s"]
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return steps / wall, steps / cpu, outcome["gradient_steps_per_s"]
 
 
 def main() -> None:
@@ -190,17 +194,21 @@ def main() -> None:
     tensors = {k: torch.as_tensor(v) for k, v in task.dataset.items()}
     # Warm-up (allocator, first-call costs) for both paths, untimed.
     plain_iql(tensors, 20), plain_td3_bc(tensors, 20)
+    harness_rate(iql.run, task, 20, seed=0), harness_rate(td3_bc.run, task, 20, seed=0)
     results: dict[str, list[float]] = {}
     for round_index in range(args.rounds):
         for name, plain, run in (("iql", plain_iql, iql.run), ("td3-bc", plain_td3_bc, td3_bc.run)):
             # Alternate which side goes first so a drift in machine load does not favour one side.
             for side in ("plain", "harness") if round_index % 2 == 0 else ("harness", "plain"):
                 if side == "plain":
-                    results.setdefault(f"{name} plain", []).append(plain(tensors, args.steps))
+                    wall, cpu = plain(tensors, args.steps)
+                    results.setdefault(f"{name} plain wall", []).append(wall)
+                    results.setdefault(f"{name} plain cpu", []).append(cpu)
                 else:
-                    end_to_end, reported = harness_rate(run, task, args.steps, seed=round_index)
-                    results.setdefault(f"{name} harness end-to-end", []).append(end_to_end)
-                    results.setdefault(f"{name} harness reported", []).append(reported)
+                    wall, cpu, reported = harness_rate(run, task, args.steps, seed=round_index)
+                    results.setdefault(f"{name} harness e2e wall", []).append(wall)
+                    results.setdefault(f"{name} harness e2e cpu", []).append(cpu)
+                    results.setdefault(f"{name} harness reported wall", []).append(reported)
     print(
         f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
         f"batch {BATCH}, hidden {HIDDEN}x2, obs {OBS_DIM}, act {ACT_DIM}, {args.steps} steps x {args.rounds} rounds"
@@ -209,10 +217,15 @@ def main() -> None:
     for key, values in results.items():
         print(f"{key:32} {statistics.median(values):15.1f} {', '.join(f'{v:.1f}' for v in values):>30}")
     for name in ("iql", "td3-bc"):
-        plain = statistics.median(results[f"{name} plain"])
-        for kind in ("end-to-end", "reported"):
-            rate = statistics.median(results[f"{name} harness {kind}"])
-            print(f"{name} harness {kind} / plain: {rate / plain:.3f} (overhead {100 * (1 - rate / plain):+.1f}%)")
+        for harness_key, plain_key in (
+            ("harness e2e cpu", "plain cpu"),
+            ("harness e2e wall", "plain wall"),
+            ("harness reported wall", "plain wall"),
+        ):
+            ratio = statistics.median(results[f"{name} {harness_key}"]) / statistics.median(
+                results[f"{name} {plain_key}"]
+            )
+            print(f"{name} {harness_key} / {plain_key}: {ratio:.3f} (harness cost {100 * (1 - ratio):+.1f}%)")
 
 
 if __name__ == "__main__":
