@@ -222,6 +222,45 @@ environments = ["constant"]
     assert pids[0] == victim_pid and pids[1] != victim_pid
 
 
+def test_driver_killed_mid_run_then_resumed_on_ray_logs_every_cell_once(
+    tmp_path: Path, ray_head: str, plugin_dir: Path
+) -> None:
+    starts = tmp_path / "starts.txt"
+    write_suite(tmp_path, "resume", f"""
+seeds = [0, 1, 2, 3, 4, 5]
+algorithms = [{{name = "probe", params = {{path = "{starts}", seconds = 1.0}}}}]
+environments = ["constant"]
+""")  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    command = [*HARNESS, "-p", "fixture_plugin", "-p", "ray_probe_plugin", "run", "resume.toml", "--executor", "ray",
+               "--address", ray_head, "--tracking-uri", uri, "--json"]  # fmt: skip
+    env = driver_env(plugin_dir)
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    journal = tmp_path / "results" / "journal" / "resume--smoke.jsonl"
+    try:
+        deadline = time.time() + 120
+        while not (journal.exists() and '"type":"result"' in journal.read_text()):
+            assert first.poll() is None, first.communicate()
+            assert time.time() < deadline, "no result in 120 s"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)  # the driver dies with cells still running on the cluster
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    done_before = {record["cell"]["key"] for record in journal_results(tmp_path / "results")}
+    assert 1 <= len(done_before) < 6
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["already_finished"] == len(done_before)
+    assert not done_before & {cell["key"] for cell in summary["cells"]}  # finished cells were not run again
+    records = journal_results(tmp_path / "results")
+    keys = [record["cell"]["key"] for record in records]
+    assert len(keys) == len(set(keys)) == 6
+    assert sorted(run.data.tags["harness.cell_key"] for run in mlflow_cell_runs(uri, "resume")) == sorted(keys)
+
+
 def test_timeout_and_a_cell_no_node_can_hold_are_recorded_not_waited_for(
     tmp_path: Path, ray_head: str, plugin_dir: Path
 ) -> None:
