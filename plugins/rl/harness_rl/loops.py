@@ -80,8 +80,8 @@ def train_offline(
         trainer.load(state["trainer"])
         step, update_seconds = int(state["step"]), float(state["update_seconds"])
         evaluator.points = [dict(p) for p in state["curve"]]
-        generator.set_state(state["generator"].cpu() if device.type == "cpu" else state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"].cpu())  # RNG states are CPU byte tensors, even for CUDA
+        torch.set_rng_state(state["torch_rng"].cpu())
 
     def checkpoint() -> None:
         save_checkpoint(
@@ -157,7 +157,7 @@ def train_offline_to_online(
         episode_returns = [float(r) for r in state["episode_returns"]]
         evaluator.points = [dict(p) for p in state["curve"]]
         set_rng_state(rng, state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
 
     def checkpoint() -> None:
         save_checkpoint(

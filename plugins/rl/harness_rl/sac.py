@@ -456,7 +456,7 @@ def train_sac(
         stopped_early = bool(state["stopped_early"])
         update_seconds, env_seconds = float(state["update_seconds"]), float(state["env_seconds"])
         set_rng_state(rng, state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
 
     def checkpoint() -> None:
         if checkpoint_path is None:

@@ -58,7 +58,7 @@ def pretrain_offline(
     if state is not None:
         trainer.load(state["trainer"])
         step, seconds = int(state["step"]), float(state["seconds"])
-        generator.set_state(state["generator"])
+        generator.set_state(state["generator"].cpu())
 
     def checkpoint() -> None:
         save_checkpoint(
