@@ -147,12 +147,22 @@ class MlflowTracker:
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return method(*args, **kwargs)
 
+    def _artifact_location(self, suite: str) -> str | None:
+        """Artifacts of an embedded store live beside its database, not in ``./mlruns`` of whatever directory
+        the harness was started from (MLflow's default for a SQLite store)."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None  # a server decides where its artifacts go
+        database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+        return (database.parent / "mlartifacts" / suite).resolve().as_uri()
+
     def experiment_id(self, suite: str) -> str:
         if suite not in self._experiments:
             experiment = self._call(self.client.get_experiment_by_name, suite)
             if experiment is None:
                 try:
-                    experiment_id = self._call(self.client.create_experiment, suite)
+                    experiment_id = self._call(
+                        self.client.create_experiment, suite, artifact_location=self._artifact_location(suite)
+                    )
                 except Exception:  # created concurrently by another driver
                     experiment = self._call(self.client.get_experiment_by_name, suite)
                     if experiment is None:

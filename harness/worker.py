@@ -115,9 +115,10 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
                 raise RuntimeError(f"metric {name!r} failed: {type(exc).__name__}: {exc}") from exc
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+            if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
                 raise TypeError(
-                    f"metric {name!r} returned {value!r} ({type(value).__name__}); compute() must return a float or None"
+                    f"metric {name!r} returned {value!r} ({type(value).__name__}); "
+                    "compute() must return a float or None"
                 )
             metrics[name] = float(value)
         result.status = "ok"

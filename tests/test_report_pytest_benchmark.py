@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,13 @@ def test_pytest_benchmark_json_becomes_a_suite_run_that_reports(tmp_path: Path):
     (tmp_path / "test_bench_sums.py").write_text(BENCHMARKS)
     saved = tmp_path / "bench.json"
     process = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-o", "filterwarnings=",
-         str(tmp_path / "test_bench_sums.py"), f"--benchmark-json={saved}", "--benchmark-max-time=0.05",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "-o", "addopts=", "-o", "filterwarnings=", str(tmp_path / "test_bench_sums.py"),
+         f"--benchmark-json={saved}", "--benchmark-max-time=0.05",
          "--benchmark-min-rounds=3"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        # Not the xdist worker's variables: pytest-benchmark turns itself off inside an xdist run.
+        env={k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "PYTEST_XDIST"))},
     )  # fmt: skip
     assert process.returncode == 0, process.stdout + process.stderr
     data = json.loads(saved.read_text())
