@@ -63,6 +63,8 @@ def assert_scores_in_mlflow(summary: dict, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+# Several cells of real training in one subprocess: minutes on a busy 2-core machine.
+@pytest.mark.timeout(900)
 def test_d4rl_suite_smoke_profile(tmp_path: Path) -> None:
     summary = run_smoke("d4rl", tmp_path)
     assert summary["counts"]["ok"] == 6
@@ -78,6 +80,8 @@ def test_d4rl_suite_smoke_profile(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+# Several cells of real training in one subprocess: minutes on a busy 2-core machine.
+@pytest.mark.timeout(900)
 def test_d4rl_corruption_suite_smoke_profile(tmp_path: Path) -> None:
     summary = run_smoke("d4rl-corruption", tmp_path)
     assert summary["counts"]["ok"] == 6

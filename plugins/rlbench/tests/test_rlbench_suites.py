@@ -38,6 +38,8 @@ def test_rlbench_smoke_records_skips_naming_what_to_install(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+# Several cells of real training in one subprocess: minutes on a busy 2-core machine.
+@pytest.mark.timeout(900)
 def test_metaworld_smoke_runs_every_algorithm_and_logs_success(tmp_path: Path) -> None:
     summary, uri = _run_smoke("metaworld", tmp_path)
     assert summary["counts"]["failed"] == 0 and summary["counts"]["ok"] == len(summary["cells"]) == 5
