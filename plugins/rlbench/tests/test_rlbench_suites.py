@@ -57,3 +57,32 @@ def test_metaworld_smoke_runs_every_algorithm_and_logs_success(tmp_path: Path) -
         if "success_rate" in run.data.metrics
     ]
     assert len(logged) == 5
+
+
+BC_REACH_SUITE = """
+name = "bc-reach"
+description = "BC from 50 scripted-expert demonstrations on Meta-World reach"
+seeds = [0]
+metrics = ["success_rate"]
+[[matrix]]
+algorithms = [{ name = "bc", params = { normalize = false } }]
+environments = [{ name = "metaworld-reach", params = { n_demos = 50 } }]
+[profiles.smoke]
+budget = { gradient_steps = 5000, eval_every = 5000, eval_episodes = 20 }
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bc_from_50_demos_succeeds_on_reach_at_least_80_percent(tmp_path: Path) -> None:
+    # Issue 5's floor: BC as the suites configure it, evaluated on 20 episodes whose goals the demos never saw.
+    suite = tmp_path / "bc-reach.toml"
+    suite.write_text(BC_REACH_SUITE)
+    command = [
+        sys.executable, "-m", "harness.cli.main", "--results-dir", str(tmp_path / "results"),
+        "run", str(suite), "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--json",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (cell,) = json.loads(done.stdout)["cells"]
+    assert cell["metrics"]["success_rate"] >= 0.8, cell
