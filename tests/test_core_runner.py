@@ -46,6 +46,21 @@ environments = ["constant"]
     assert cells["segfault"]["status"] == "failed" and "SIGSEGV" in cells["segfault"]["error"]
 
 
+def test_dry_run_lists_the_cells_and_which_a_resume_skips(tmp_path: Path) -> None:
+    toy_suite(tmp_path, 'seeds = [0, 1]\nmetrics = ["score"]\nalgorithms = ["noop"]\nenvironments = ["constant"]\n')
+    base = ("-p", "fixture_plugin", "run", "toy.toml")
+    plan = load_json(run_harness(*base, "--dry-run", "--json", cwd=tmp_path, env=ENV))
+    assert [c["state"] for c in plan["cells"]] == ["to run", "to run"]
+    assert not (tmp_path / "results").exists(), "a dry run writes nothing"
+    done = run_harness(*base, "--no-tracking", "--json", "--set", "seeds=[0]", cwd=tmp_path, env=ENV)
+    assert done.returncode == 0, done.stderr
+    plan = load_json(run_harness(*base, "--dry-run", "--json", cwd=tmp_path, env=ENV))
+    assert {c["seed"]: c["state"] for c in plan["cells"]} == {0: "done", 1: "to run"}
+    assert plan["cells"][0]["key"] == load_json(done)["cells"][0]["key"]
+    table = run_harness(*base, "--dry-run", cwd=tmp_path, env=ENV)
+    assert table.returncode == 0 and "1 of 2 cells to run" in table.stdout
+
+
 def test_same_suite_and_seed_give_identical_metrics(tmp_path: Path) -> None:
     toy_suite(
         tmp_path,

@@ -278,6 +278,9 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
 @click.option("-p", "modules", multiple=True, metavar="MODULE", help="Load a plugin module for this run.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address for --executor ray (default: start a local Ray).")
+@click.option(
+    "--dry-run", is_flag=True, help="List the cells (and which a resume would skip) without running anything."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_context
 def run(
@@ -292,6 +295,7 @@ def run(
     modules: tuple[str, ...],
     executor: str,
     address: str | None,
+    dry_run: bool,
     as_json: bool,
 ) -> None:
     """Run SUITE (a suite name or a path to a .toml file) and track every cell in MLflow.
@@ -307,6 +311,9 @@ def run(
     state = _state(ctx)
     registry = state.registry(modules)
     suite_obj = resolve_suite(suite, registry)
+    if dry_run:
+        _print_plan(suite_obj, registry, profile, overrides, state.results_dir, resume=not no_resume, as_json=as_json)
+        return
     uri = None if no_tracking else (tracking_uri or default_tracking_uri(state.results_dir))
     options = RunOptions(
         profile=profile,
@@ -335,6 +342,45 @@ def run(
             "once the tracking server is reachable."
         )
     ctx.exit(summary.exit_code)
+
+
+def _print_plan(
+    suite: Any,
+    registry: Any,
+    profile: str | None,
+    overrides: tuple[str, ...],
+    results_dir: Path,
+    *,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    """What ``harness run`` would do: the expanded cells, each marked done (a resume skips it) or to run."""
+    from harness.journal import Journal
+
+    profile_name, cells = suite.expand(registry, profile, overrides)
+    journal = Journal.for_suite(results_dir, suite.name, profile_name)
+    finished = journal.read().finished_keys() if resume and journal.path.exists() else set()
+    plan = [
+        {
+            "label": cell.label,
+            "key": cell.key,
+            "state": "done" if cell.key in finished else "to run",
+            "algorithm": {"name": cell.algorithm.name, "params": dict(cell.algorithm.params)},
+            "environment": {"name": cell.environment.name, "params": dict(cell.environment.params)},
+            "seed": cell.seed,
+            "budget": dict(cell.budget),
+            "timeout_s": cell.timeout_s,
+        }
+        for cell in cells
+    ]
+    if as_json:
+        click.echo(json.dumps({"suite": suite.name, "profile": profile_name, "cells": plan}, indent=2))
+        return
+    rows = [[c["label"], c["key"], c["state"], json.dumps(c["budget"], sort_keys=True)] for c in plan]
+    to_run = sum(c["state"] == "to run" for c in plan)
+    print_table(
+        f"{suite.name} ({profile_name}): {to_run} of {len(plan)} cells to run", ["cell", "key", "state", "budget"], rows
+    )
 
 
 @cli.command()
