@@ -9,6 +9,7 @@ Nothing heavy is imported here: specs name their callables as strings.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from harness import hookimpl
@@ -120,3 +121,11 @@ def harness_cli_commands() -> Sequence[Any]:
     from harness_d4rl.cli import data
 
     return [data]
+
+
+@hookimpl
+def harness_suites() -> list[Path]:
+    """suites/d4rl.toml and suites/d4rl-corruption.toml, shipped as package data (links to the repository's
+    files in a source checkout), so `harness run d4rl` works from any directory."""
+    suites = Path(__file__).parent / "suites"
+    return [suites / name for name in ("d4rl.toml", "d4rl-corruption.toml") if (suites / name).is_file()]

@@ -86,3 +86,13 @@ def test_d4rl_corruption_suite_smoke_profile(tmp_path: Path) -> None:
     summary = run_smoke("d4rl-corruption", tmp_path)
     assert summary["counts"]["ok"] == 6
     assert_scores_in_mlflow(summary, tmp_path)
+
+
+@pytest.mark.parametrize("suite", ["d4rl", "d4rl-corruption"])
+def test_the_plugin_ships_its_suites_so_they_run_by_name_anywhere(suite: str, tmp_path: Path) -> None:
+    listed = subprocess.run(
+        [str(HARNESS), "list", "suites", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = [s for s in json.loads(listed.stdout) if s["name"] == suite]
+    assert Path(entry["path"]).read_text() == (REPO / "suites" / f"{suite}.toml").read_text()

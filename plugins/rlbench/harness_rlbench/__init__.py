@@ -12,6 +12,8 @@ Listing imports neither gymnasium, metaworld nor rlbench: every callable is a ``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness import EnvironmentSpec, Param, hookimpl
 from harness_rlbench.manipulation import REWARD_TYPES, TASK_KIND
 
@@ -99,3 +101,11 @@ def _rlbench_spec(task: str) -> EnvironmentSpec:
 @hookimpl
 def harness_environments() -> list[EnvironmentSpec]:
     return [_metaworld_spec(task) for task in METAWORLD_TASKS] + [_rlbench_spec(t) for t in RLBENCH_TASKS]
+
+
+@hookimpl
+def harness_suites() -> list[Path]:
+    """suites/metaworld.toml and suites/rlbench.toml, shipped as package data (links to the repository's files
+    in a source checkout), so `harness run metaworld` works from any directory."""
+    suites = Path(__file__).parent / "suites"
+    return [suites / name for name in ("metaworld.toml", "rlbench.toml") if (suites / name).is_file()]

@@ -86,3 +86,14 @@ def test_bc_from_50_demos_succeeds_on_reach_at_least_80_percent(tmp_path: Path) 
     assert done.returncode == 0, done.stderr[-3000:]
     (cell,) = json.loads(done.stdout)["cells"]
     assert cell["metrics"]["success_rate"] >= 0.8, cell
+
+
+@pytest.mark.parametrize("suite", ["metaworld", "rlbench"])
+def test_the_plugin_ships_its_suites_so_they_run_by_name_anywhere(suite: str, tmp_path: Path) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "list", "suites", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    (entry,) = [s for s in json.loads(listed.stdout) if s["name"] == suite]
+    assert Path(entry["path"]).read_text() == (REPO / "suites" / f"{suite}.toml").read_text()
