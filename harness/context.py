@@ -21,7 +21,9 @@ class CellContext:
 
     Attributes:
         seed: the cell's seed; python, numpy and torch are already seeded with it when ``make`` is called.
-        device: ``"cpu"`` or ``"cuda"`` (a cell declaring GPUs in its resources gets ``"cuda"`` where present).
+        device: ``"cpu"`` or ``"cuda"``: ``"cuda"`` for a spec needing GPUs (``Resources(gpus=1)``), and for one
+            that can use a GPU (``Resources(uses_gpu=True)``) when the run's ``--device`` allows it and a GPU
+            is visible; move models and tensors there.
         budget: the profile's budget, free-form (for example ``{"gradient_steps": 1000, "eval_episodes": 5}``);
             plugins read the keys they understand and fall back to their own defaults.
         profile: the name of the budget profile (``smoke``, ``short``, ``full`` or a suite's own).

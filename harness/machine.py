@@ -67,6 +67,25 @@ def _gpu() -> tuple[str, str, str]:
         return "none", "none", "none"
 
 
+def gpu_visible() -> bool:
+    """Whether this process can use a CUDA GPU: asked of torch or CuPy, whichever is installed (torch first),
+    so ``CUDA_VISIBLE_DEVICES`` and the driver are honoured exactly as the cell's code will see them."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        pass
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no CuPy, no driver, no device: all mean "no GPU" here
+        return False
+
+
 def git_state(directory: Path | None = None) -> tuple[str, bool]:
     """(commit, dirty) of the git checkout holding ``directory`` (cwd by default); ('none', False) outside one."""
     cwd = str(directory or Path.cwd())

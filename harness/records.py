@@ -47,6 +47,9 @@ class Cell:
     label: str
     key: str = ""
     task_kind: str = ""
+    #: The run's ``--device`` (auto, cpu or cuda): where a cell whose specs can use a GPU runs. Not part of the
+    #: key: the same configuration on another device is the same cell (the device is recorded per result).
+    device: str = "auto"
 
     @staticmethod
     def compute_key(
@@ -93,6 +96,7 @@ class CellResult:
     started_at: float = 0.0
     finished_at: float = 0.0
     worker: str = ""
+    device: str = ""  # where it ran: "cpu" or "cuda" ("" when it never got that far)
     attempt: int = 1
     record_id: str = ""
     schema_version: int = SCHEMA_VERSION

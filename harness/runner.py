@@ -8,6 +8,7 @@ delivers what MLflow did not get, exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections import Counter
@@ -46,6 +47,9 @@ class NoProgress:
         pass
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass
 class RunOptions:
     profile: str | None = None
@@ -57,6 +61,7 @@ class RunOptions:
     executor: str = "local"
     ray_address: str | None = None
     max_retries: int = 2
+    device: str = "auto"  # where cells that can use a GPU run: auto (a GPU if visible), cpu, cuda
 
 
 @dataclass
@@ -96,6 +101,7 @@ class RunSummary:
                     "key": r.cell.key,
                     "label": r.cell.label,
                     "status": r.status,
+                    "device": r.device,
                     "metrics": r.metrics,
                     "error": r.error,
                     "duration_s": round(r.duration_s, 4),
@@ -173,6 +179,9 @@ def run_suite(
     """Run ``suite`` with ``options``; bad input raises :class:`BadInput` before anything runs."""
     progress = progress or NoProgress()
     profile, cells = suite.expand(registry, options.profile, options.overrides)
+    if options.device not in DEVICES:
+        raise BadInput(f"device must be one of {', '.join(DEVICES)}, got {options.device!r}")
+    cells = [dataclasses.replace(cell, device=options.device) for cell in cells]
     if not cells:
         raise BadInput(f"{suite.path}: profile {profile!r} expands to no cells")
     options.results_dir.mkdir(parents=True, exist_ok=True)

@@ -76,11 +76,18 @@ class Param:
 
 @dataclass(frozen=True)
 class Resources:
-    """What one cell needs from a machine; executors that schedule (Ray) place cells by it."""
+    """What one cell needs from a machine; executors that schedule (Ray) place cells by it.
+
+    ``gpus > 0``: the cell cannot run without a GPU (``context.device`` is ``"cuda"``; without one the cell is
+    skipped). ``uses_gpu=True``: the cell runs on either and goes to a GPU when the run's ``--device`` allows
+    it (``auto``, the default: when one is visible to the worker; ``cuda``: always, skipping the cell where no
+    GPU is visible; ``cpu``: never). Everything else runs on the CPU.
+    """
 
     cpus: float = 1.0
     gpus: float = 0.0
     memory_mb: int = 0
+    uses_gpu: bool = False
 
 
 Requirement = Callable[[], "str | None"] | str | None

@@ -259,6 +259,7 @@ class MlflowTracker:
             "harness.seed": str(cell.seed),
             "harness.task_kind": cell.task_kind,
             "harness.worker": result.worker,
+            "harness.device": result.device or "none",
             "harness.attempt": str(result.attempt),
         }
         if result.error:

@@ -20,9 +20,10 @@ from typing import Any
 
 from harness.context import CellContext
 from harness.errors import CellSkipped
+from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
 from harness.records import Cell, CellResult
-from harness.specs import resolve_callable
+from harness.specs import Resources, resolve_callable
 
 
 def seed_everything(seed: int) -> None:
@@ -77,6 +78,24 @@ def make_context(cell: Cell, results_dir: str | Path, started: float, device: st
     )
 
 
+def choose_device(cell: Cell, *resources: Resources) -> str:
+    """``"cuda"`` or ``"cpu"`` for this cell, from its specs' resources and the run's ``--device``.
+
+    A spec that needs a GPU always gets ``"cuda"`` (its own ``requires`` says whether one is usable); one that
+    can use a GPU gets it unless the run says ``cpu``, and ``--device cuda`` without a visible GPU skips the
+    cell rather than quietly measuring the CPU.
+    """
+    if any(r.gpus > 0 for r in resources):
+        return "cuda"
+    if not any(r.uses_gpu for r in resources) or cell.device == "cpu":
+        return "cpu"
+    if gpu_visible():
+        return "cuda"
+    if cell.device == "cuda":
+        raise CellSkipped("--device cuda: no CUDA GPU is visible to this worker")
+    return "cpu"
+
+
 def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int = 1) -> CellResult:
     """Run one cell in this process and return its result; never raises for a cell's own failure."""
     registry = registry_for(plugin_options)
@@ -101,8 +120,8 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         # Resolve (import) everything before seeding: imports may consume randomness or import torch.
         make, run = resolve_callable(environment.make), resolve_callable(algorithm.run)
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
-        needs_gpu = algorithm.resources.gpus > 0 or environment.resources.gpus > 0
-        context = make_context(cell, results_dir, started, "cuda" if needs_gpu else "cpu")
+        result.device = choose_device(cell, algorithm.resources, environment.resources)
+        context = make_context(cell, results_dir, started, result.device)
         context.components.update(make=make, run=run)
         seed_everything(cell.seed)
         outcome = registry.hook.harness_execute_cell(cell=cell, context=context) or {}

@@ -279,6 +279,14 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address for --executor ray (default: start a local Ray).")
 @click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where cells that can use a GPU run: auto (a GPU when one is visible), cpu, or cuda (skip cells "
+    "where none is). Cells that need a GPU always get one.",
+)
+@click.option(
     "--dry-run", is_flag=True, help="List the cells (and which a resume would skip) without running anything."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
@@ -295,6 +303,7 @@ def run(
     modules: tuple[str, ...],
     executor: str,
     address: str | None,
+    device: str,
     dry_run: bool,
     as_json: bool,
 ) -> None:
@@ -324,6 +333,7 @@ def run(
         overrides=overrides,
         executor=executor,
         ray_address=address,
+        device=device,
     )
     err = console(stderr=True)
     summary = run_suite(

@@ -76,14 +76,22 @@ class CellResources:
         return options
 
 
-def cell_resources(cell: Cell, plugin_options: PluginOptions) -> CellResources:
-    """The resources the cell's algorithm and environment specs declare."""
+def cell_resources(cell: Cell, plugin_options: PluginOptions, cluster_has_gpu: bool = False) -> CellResources:
+    """The resources the cell's algorithm and environment specs declare.
+
+    A cell that can use a GPU asks Ray for one under ``--device cuda``, and under ``--device auto`` when the
+    cluster has GPUs: Ray hides the GPUs from a task that did not ask for one.
+    """
     registry = registry_for(plugin_options)
     algorithm = registry.get("algorithm", cell.algorithm.name).spec.resources
     environment = registry.get("environment", cell.environment.name).spec.resources
+    gpus = max(algorithm.gpus, environment.gpus)
+    wants_gpu = cell.device == "cuda" or (cell.device == "auto" and cluster_has_gpu)
+    if gpus == 0 and wants_gpu and (algorithm.uses_gpu or environment.uses_gpu):
+        gpus = 1.0
     return CellResources(
         cpus=max(algorithm.cpus, environment.cpus),
-        gpus=max(algorithm.gpus, environment.gpus),
+        gpus=gpus,
         memory_mb=algorithm.memory_mb + environment.memory_mb,
     )
 
@@ -207,7 +215,7 @@ class RayExecutor:
         nodes = self._node_capacities()
         resources_of: dict[str, CellResources] = {}
         for cell in cells:
-            resources = cell_resources(cell, self.plugin_options)
+            resources = cell_resources(cell, self.plugin_options, any(node.get("GPU", 0) > 0 for node in nodes))
             problem = self._placement_problem(resources, nodes)
             if problem is not None:
                 status, reason = problem

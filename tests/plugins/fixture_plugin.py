@@ -7,7 +7,7 @@ import random
 import time
 from typing import Any
 
-from harness import AlgorithmSpec, CellContext, EnvironmentSpec, MetricSpec, Param, hookimpl, outcome_value
+from harness import AlgorithmSpec, CellContext, EnvironmentSpec, MetricSpec, Param, Resources, hookimpl, outcome_value
 
 HARNESS_API_VERSION = "1.0"
 
@@ -60,11 +60,24 @@ def run_marker(*, environment: Constant, params: dict[str, Any], context: CellCo
     return {"score": float(context.seed)}
 
 
+def run_device_probe(*, environment: Constant, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Score 1 on the GPU, 0 on the CPU: which device the runner gave a cell that can use either."""
+    return {"score": 1.0 if context.device == "cuda" else 0.0}
+
+
 @hookimpl
 def harness_algorithms() -> list[AlgorithmSpec]:
-    def spec(name: str, run: str, *params: Param, kinds: tuple[str, ...] = ("toy",)) -> AlgorithmSpec:
+    def spec(
+        name: str, run: str, *params: Param, kinds: tuple[str, ...] = ("toy",), resources: Resources | None = None
+    ) -> AlgorithmSpec:
         return AlgorithmSpec(
-            name=name, version="1", description=f"fixture {name}", task_kinds=kinds, run=run, params=params
+            name=name,
+            version="1",
+            description=f"fixture {name}",
+            task_kinds=kinds,
+            run=run,
+            params=params,
+            resources=resources or Resources(),
         )
 
     return [
@@ -75,6 +88,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("crash", "fixture_plugin:run_crash", Param("how", "exit", choices=("exit", "segfault"))),
         spec("marker", "fixture_plugin:run_marker", Param("path", ""), Param("seconds", 0.0)),
         spec("other-kind", "fixture_plugin:run_noop", kinds=("something-else",)),
+        spec("device-probe", "fixture_plugin:run_device_probe", resources=Resources(uses_gpu=True)),
     ]
 
 

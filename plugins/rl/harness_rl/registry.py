@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness import AlgorithmSpec, MetricSpec, Param, hookimpl, outcome_value
+from harness import AlgorithmSpec, MetricSpec, Param, Resources, hookimpl, outcome_value
 
 OFFLINE = "offline-rl"
 MANIPULATION = "manipulation"
@@ -119,6 +119,8 @@ def _spec(name: str, description: str, module: str, kinds: tuple[str, ...], para
         task_kinds=kinds,
         run=f"harness_rl.{module}:run",
         params=(*params, THREADS),
+        # torch on either device: a GPU when the run's --device allows one (context.device), else the CPU.
+        resources=Resources(uses_gpu=True),
     )
 
 
