@@ -30,7 +30,7 @@ METAWORLD_TASKS = (
     "drawer-open",
     "button-press",
     "window-open",
-    "peg-insert-side",
+    "hammer",
 )
 RLBENCH_TASKS = (
     "reach-target",

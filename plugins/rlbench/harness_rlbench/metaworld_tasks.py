@@ -38,7 +38,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "drawer-open": ("drawer-open-v3", "SawyerDrawerOpenV3Policy"),
     "button-press": ("button-press-v3", "SawyerButtonPressV3Policy"),
     "window-open": ("window-open-v3", "SawyerWindowOpenV3Policy"),
-    "peg-insert-side": ("peg-insert-side-v3", "SawyerPegInsertionSideV3Policy"),
+    "hammer": ("hammer-v3", "SawyerHammerV3Policy"),
 }
 
 OBSERVATION_DIM = 39  # hand xyz + gripper, two object poses, the same for the previous frame, goal xyz
