@@ -71,3 +71,32 @@ def test_nightly_promotes_ignores_a_rerun_and_flags_a_20_percent_slowdown(tmp_pa
     assert rows["wall_time_s"]["verdict"] == "regressed"
     assert rows["wall_time_s"]["relative_change"] == pytest.approx(0.2, abs=0.08)
     assert rows["score"]["verdict"] == "unchanged"
+
+
+def test_calibrate_reruns_the_suite_and_stores_thresholds_that_compare_uses(tmp_path: Path):
+    (tmp_path / "toy.toml").write_text(SUITE.replace("seeds = [0, 1, 2, 3, 4, 5, 6, 7]", "seeds = [0, 1, 2]"))
+    calibrated = harness(tmp_path, "calibrate", "toy.toml", "--repeats", "2", "--json")
+    assert calibrated.returncode == 0, calibrated.stdout + calibrated.stderr
+    assert calibrated.stderr.count("calibration run") == 2  # really ran the suite twice
+    calibration = json.loads(calibrated.stdout)
+    wall = calibration["metrics"]["wall_time_s"]
+    assert 0 <= wall["cv"] < 0.5 and wall["threshold"] >= wall["configured_threshold"] and wall["repeats_needed"] >= 1
+    stored = list((tmp_path / "results" / "calibration").glob("toy-nightly-*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["metrics"].keys() == calibration["metrics"].keys()
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("toy-nightly")
+    suite_runs = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'suite-run'")
+    assert len(suite_runs) == 2
+    kinds = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'calibration'")
+    assert len(kinds) == 1
+
+    # The two calibration runs are the same code: compare must not flag them, and judges with the calibration.
+    baseline, candidate = (run.info.run_id for run in sorted(suite_runs, key=lambda r: r.info.start_time))
+    compared = harness(tmp_path, "compare", baseline, candidate, "--json")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    rows = {row["metric"]: row for row in json.loads(compared.stdout)["rows"]}
+    assert rows["wall_time_s"]["verdict"] != "regressed"
+    assert rows["wall_time_s"]["threshold"] == pytest.approx(wall["threshold"])
