@@ -226,6 +226,7 @@ def _train_policy(
         checkpoint_every=config.checkpoint_every,
         stop_at_return=target,
         device=config.device,
+        log=_training_progress(role, config.sac_steps, say),
         config=_sac_config(config),
         should_stop=should_stop,
     )
@@ -258,6 +259,32 @@ def _train_policy(
             medium_target_reached=bool(summary["stopped_early"]),
         )
     return {"agent": result.agent, "replay_buffer": result.replay_buffer, "attrs": attrs}
+
+
+def _training_progress(
+    role: str, total_steps: int, say: Log, every_s: float = 30.0
+) -> Callable[[str, float, int], None]:
+    """A ``train_sac`` log callback saying, at most every ``every_s`` seconds, how far training is: the
+    policies train for many minutes (hours at the full protocol) and a silent terminal looks hung."""
+    returns: list[float] = []
+    last = {"time": time.monotonic(), "step": 0}
+
+    def log(name: str, value: float, step: int) -> None:
+        if name != "episode_return":
+            return
+        returns.append(value)
+        now = time.monotonic()
+        if now - last["time"] < every_s:
+            return
+        rate = (step - last["step"]) / (now - last["time"])
+        recent = returns[-10:]
+        say(
+            f"  {role}: {step}/{total_steps} environment steps ({rate:.0f}/s), training return "
+            f"{sum(recent) / len(recent):.1f} (mean of the last {len(recent)} episodes)"
+        )
+        last.update(time=now, step=step)
+
+    return log
 
 
 def _medium_target(config: GenerationConfig, work: Path) -> tuple[float, str]:

@@ -222,3 +222,15 @@ def test_make_generates_a_tiny_dataset_when_asked_and_corrupts_it(tmp_path: Path
     assert 0.2 < fraction < 0.4
     with h5py.File(environment.info["path"]) as handle:
         assert len(handle["rewards"]) == 800
+
+
+def test_policy_training_reports_progress_so_a_long_generation_is_not_silent() -> None:
+    from harness_d4rl.generation import _training_progress
+
+    said: list[str] = []
+    log = _training_progress("medium", 50_000, said.append, every_s=0.0)
+    log("critic_loss", 1.0, 1000)  # losses are not progress
+    log("episode_return", 100.0, 1200)
+    log("episode_return", 300.0, 2400)
+    assert len(said) == 2
+    assert said[-1].startswith("  medium: 2400/50000 environment steps") and "training return 200.0" in said[-1]
