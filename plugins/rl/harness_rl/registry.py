@@ -96,6 +96,7 @@ SAC_PARAMS = (
     Param("policy_frequency", 2, "steps between (batched) actor updates"),
     Param("target_network_frequency", 1, "steps between target updates"),
     Param("alpha", 0.2, "entropy temperature (initial when autotuned)"),
+    Param("demo_ratio", 0.0, "share of each batch from the demonstrations (0: uniform over all data)"),
     Param("autotune", True, "learn the temperature"),
     Param("hidden_dim", 256, "hidden width"),
 )

@@ -20,6 +20,7 @@ bounds, and the replay buffer stores the [-1, 1] actions (identical for MuJoCo a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -60,7 +61,10 @@ class SACConfig:
     q_lr: float = 1e-3  # critics' and temperature's learning rate
     policy_frequency: int = 2  # actor updated every this many steps (that many times, as in CleanRL/TD3)
     target_network_frequency: int = 1  # steps between target-critic Polyak updates
-    alpha: float = 0.2  # entropy temperature (initial value is log-space 0 when autotuned, as in CleanRL)
+    alpha: float = 0.2  # entropy temperature; its initial value when autotuned (CleanRL starts at 1.0, which
+    # with a sparse 0/1 reward lets the entropy bonus swamp the task for thousands of updates)
+    demo_ratio: float = 0.0  # share of each batch drawn from the demonstrations; 0: uniform over demos and
+    # online data together; 0.5 is RLPD's symmetric sampling (Ball et al. 2023)
     autotune: bool = True  # learn the temperature towards a target entropy of -act_dim
     hidden_dim: int = 256  # width of the two hidden layers of actor and critics
     return_window: int = 10  # training episodes averaged when checking stop_at_return
@@ -147,14 +151,16 @@ class SACAgent:
         return torch.min(self.qf1(obs_t, act_t), self.qf2(obs_t, act_t)).squeeze(-1).cpu().numpy()
 
 
-def make_agent(obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, hidden_dim: int, device) -> SACAgent:
+def make_agent(
+    obs_dim: int, act_dim: int, low: np.ndarray, high: np.ndarray, hidden_dim: int, device, initial_alpha: float = 1.0
+) -> SACAgent:
     return SACAgent(
         actor=Actor(obs_dim, act_dim, hidden_dim).to(device),
         qf1=SoftQNetwork(obs_dim, act_dim, hidden_dim).to(device),
         qf2=SoftQNetwork(obs_dim, act_dim, hidden_dim).to(device),
         action_low=np.asarray(low, dtype=np.float32),
         action_high=np.asarray(high, dtype=np.float32),
-        log_alpha=torch.zeros(1, device=device),
+        log_alpha=torch.full((1,), math.log(initial_alpha), device=device),
         hidden_dim=hidden_dim,
     )
 
@@ -376,11 +382,18 @@ def sample_batch(
     batch_size: int,
     rng: np.random.Generator,
     device: torch.device,
+    demo_ratio: float = 0.0,
 ) -> dict[str, torch.Tensor]:
-    """Uniform over the union of demonstrations and online transitions (demos kick-start the buffer)."""
+    """Uniform over the union of demonstrations and online transitions (demos kick-start the buffer), or,
+    with ``demo_ratio > 0`` and online data present, that share of the batch from the demonstrations."""
     n_demo = 0 if demos is None else len(demos["observations"])
-    index = rng.integers(0, n_demo + buffer.size, size=batch_size)
-    from_demo, from_online = index[index < n_demo], index[index >= n_demo] - n_demo
+    if n_demo and buffer.size and demo_ratio > 0:
+        n_from_demo = round(batch_size * demo_ratio)
+        from_demo = rng.integers(0, n_demo, size=n_from_demo)
+        from_online = rng.integers(0, buffer.size, size=batch_size - n_from_demo)
+    else:
+        index = rng.integers(0, n_demo + buffer.size, size=batch_size)
+        from_demo, from_online = index[index < n_demo], index[index >= n_demo] - n_demo
     batch = {}
     for key in QLEARNING_KEYS:
         parts = [buffer.arrays[key][from_online]]
@@ -436,7 +449,7 @@ def train_sac(
     if initial_agent is not None:
         agent = initial_agent
     else:
-        agent = make_agent(obs_dim, act_dim, low, high, cfg.hidden_dim, torch_device)
+        agent = make_agent(obs_dim, act_dim, low, high, cfg.hidden_dim, torch_device, cfg.alpha)
     trainer = SACTrainer(agent, cfg)
     demos = check_transitions(demonstrations, "demonstrations") if demonstrations else None
     n_demo = 0 if demos is None else len(demos["observations"])
@@ -512,7 +525,7 @@ def train_sac(
 
         if n_demo + buffer.size >= max(start_threshold, cfg.batch_size):
             update_start = time.perf_counter()
-            info = trainer.update(sample_batch(buffer, demos, cfg.batch_size, rng, torch_device))
+            info = trainer.update(sample_batch(buffer, demos, cfg.batch_size, rng, torch_device, cfg.demo_ratio))
             update_seconds += time.perf_counter() - update_start
             if log is not None and trainer.steps % 1000 == 0:
                 for name, value in info.items():

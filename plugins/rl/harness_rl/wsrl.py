@@ -91,7 +91,7 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     low, high = env.action_space.low, env.action_space.high
     env.close()
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
-    agent = make_agent(obs_dim, act_dim, low, high, config.hidden_dim, context.device)
+    agent = make_agent(obs_dim, act_dim, low, high, config.hidden_dim, context.device, config.alpha)
 
     pretrain_steps = int(params.get("pretrain_steps") or context.budget_value("gradient_steps", 1_000_000))
     done, pretrain_seconds, finished = pretrain_offline(

@@ -97,3 +97,24 @@ def test_sac_stop_at_return_and_agent_round_trip(tmp_path):
     assert torch.equal(loaded.log_alpha, result.agent.log_alpha.detach())
     with pytest.raises(FileNotFoundError, match="train_sac"):
         load_agent(tmp_path / "missing.pt")
+
+
+def test_demo_ratio_fixes_the_share_of_each_batch_drawn_from_the_demonstrations():
+    from harness_rl.sac import ReplayBuffer, sample_batch
+
+    demos = {key: np.full((10, 1 if key in ("actions",) else 3), 7.0, np.float32) for key in
+             ("observations", "actions", "next_observations")}  # fmt: skip
+    demos.update(rewards=np.ones(10, np.float32), terminals=np.zeros(10, np.float32))
+    buffer = ReplayBuffer(3, 1, 1000)
+    for _ in range(990):  # online data outnumbers the demos 99 to 1
+        buffer.add(np.zeros(3), np.zeros(1), 0.0, np.zeros(3), 0.0, 0.0)
+    rng = np.random.default_rng(0)
+    half = sample_batch(buffer, demos, 256, rng, torch.device("cpu"), demo_ratio=0.5)
+    assert int((half["rewards"] == 1).sum()) == 128
+    uniform = sample_batch(buffer, demos, 256, rng, torch.device("cpu"))
+    assert int((uniform["rewards"] == 1).sum()) < 16
+
+
+def test_the_temperature_starts_at_alpha_when_autotuned():
+    result = train_sac(make_pendulum, total_steps=64, seed=0, config=SACConfig(learning_starts=1000, alpha=0.05))
+    assert result.agent.log_alpha.exp().item() == pytest.approx(0.05)  # no update yet: still the initial value
