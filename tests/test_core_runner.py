@@ -181,6 +181,69 @@ environments = ["constant"]
     assert len(mlflow_cell_runs(uri, "toy")) == 8
 
 
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited; only its parent's reaping is left
+
+
+def _start_announcing_run(tmp_path: Path, pids: Path) -> subprocess.Popen:
+    toy_suite(
+        tmp_path,
+        f"""
+seeds = [0, 1]
+metrics = ["score"]
+algorithms = [{{name = "announce", params = {{path = "{pids}", seconds = 120.0}}}}]
+environments = ["constant"]
+""",
+    )
+    args = [*HARNESS, "-p", "fixture_plugin", "run", "toy.toml", "-j", "2", "--no-tracking"]
+    return subprocess.Popen(
+        args, cwd=tmp_path, env=ENV, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def _worker_pids(pids: Path, count: int) -> list[int]:
+    deadline = time.time() + 120
+    while time.time() < deadline and (not pids.exists() or len(pids.read_text().split()) < count):
+        time.sleep(0.05)
+    return [int(pid) for pid in pids.read_text().split()]
+
+
+def _gone_within(pids: list[int], seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    return not any(_alive(pid) for pid in pids)
+
+
+def test_workers_do_not_outlive_a_driver_killed_with_sigkill(tmp_path: Path) -> None:
+    pids = tmp_path / "pids.txt"
+    driver = _start_announcing_run(tmp_path, pids)
+    try:
+        workers = _worker_pids(pids, 2)
+        os.kill(driver.pid, signal.SIGKILL)  # the driver alone, as the out-of-memory killer would
+        driver.wait()
+        assert _gone_within(workers, 15), "orphaned workers kept running their 120 s cells"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_the_run_like_ctrl_c(tmp_path: Path) -> None:
+    pids = tmp_path / "pids.txt"
+    driver = _start_announcing_run(tmp_path, pids)
+    try:
+        workers = _worker_pids(pids, 2)
+        driver.terminate()
+        assert driver.wait(timeout=60) == 143
+        assert "interrupted" in driver.stderr.read().decode()
+        assert _gone_within(workers, 15)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+
+
 def test_tracking_down_loses_nothing_and_sync_delivers_once(tmp_path: Path) -> None:
     toy_suite(
         tmp_path,

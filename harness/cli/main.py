@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -423,8 +424,17 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
     ctx.exit(1 if any(r.error for r in reports) else 0)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the run stops its workers and keeps every finished result."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns BadInput into exit code 2 with the message, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = cli.main(args=argv, prog_name="harness", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -433,15 +443,19 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:
+        # Click turns Ctrl-C (and our SIGTERM) into Abort; say what happened to the run.
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            print_error("interrupted; finished results are in the journal (run again to resume)")
+            sys.exit(143 if isinstance(exc.__cause__, Terminated) else 130)
         print_error("aborted")
         sys.exit(130)
     except BadInput as exc:
         print_error(str(exc))
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print_error("interrupted; finished results are in the journal (run again to resume)")
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import CancelledError, as_completed
@@ -25,7 +26,20 @@ from harness.worker import execute_cell
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def _exit_with_the_driver(driver_pid: int, poll_s: float = 1.0) -> None:
+    """Exit once the driver is gone: a driver killed with SIGKILL (or by the out-of-memory killer) cannot
+    stop its pool, and orphaned workers would burn the machine's CPUs on cells nobody will ever collect.
+    Pebble's workers usually notice a dead driver themselves, but workers in long torch cells were seen
+    running on for over 20 minutes after their driver was killed; this check does not depend on the pipe."""
+    while os.getppid() == driver_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
 def _initialize_worker(options: PluginOptions, threads: int) -> None:
+    threading.Thread(
+        target=_exit_with_the_driver, args=(os.getppid(),), name="harness-driver-watch", daemon=True
+    ).start()
     # Before any plugin imports torch or numpy: their thread pools read these once. Without it every worker
     # starts one thread per core and ``--jobs N`` oversubscribes the machine N times (OpenMP barriers then
     # make small networks tens of times slower). A value the user exported wins.

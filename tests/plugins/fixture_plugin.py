@@ -60,6 +60,14 @@ def run_marker(*, environment: Constant, params: dict[str, Any], context: CellCo
     return {"score": float(context.seed)}
 
 
+def run_announce(*, environment: Constant, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Write this worker's pid to a file, then sleep: lets a test find and watch the worker process."""
+    with open(params["path"], "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    time.sleep(params["seconds"])
+    return {"score": 0.0}
+
+
 def run_device_probe(*, environment: Constant, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Score 1 on the GPU, 0 on the CPU: which device the runner gave a cell that can use either."""
     return {"score": 1.0 if context.device == "cuda" else 0.0}
@@ -88,6 +96,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("crash", "fixture_plugin:run_crash", Param("how", "exit", choices=("exit", "segfault"))),
         spec("marker", "fixture_plugin:run_marker", Param("path", ""), Param("seconds", 0.0)),
         spec("other-kind", "fixture_plugin:run_noop", kinds=("something-else",)),
+        spec("announce", "fixture_plugin:run_announce", Param("path", ""), Param("seconds", 0.0)),
         spec("device-probe", "fixture_plugin:run_device_probe", resources=Resources(uses_gpu=True)),
     ]
 
