@@ -46,6 +46,13 @@ def default_tracking_uri(results_dir: Path) -> str:
     return os.environ.get("HARNESS_TRACKING_URI") or f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
 
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for any other store."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///"))
+
+
 def prepare_sqlite_store(tracking_uri: str) -> None:
     """Create a new SQLite store by copying a pristine, already-migrated one.
 
@@ -53,9 +60,9 @@ def prepare_sqlite_store(tracking_uri: str) -> None:
     the result depends only on the MLflow version, so it is built once per version under
     ``$HARNESS_CACHE_DIR`` (default ``~/.cache/harness``) and copied for every new store after that.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    target = sqlite_path(tracking_uri)
+    if target is None:
         return
-    target = Path(tracking_uri.removeprefix("sqlite:///"))
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         return
@@ -150,9 +157,9 @@ class MlflowTracker:
     def _artifact_location(self, suite: str) -> str | None:
         """Artifacts of an embedded store live beside its database, not in ``./mlruns`` of whatever directory
         the harness was started from (MLflow's default for a SQLite store)."""
-        if not self.tracking_uri.startswith("sqlite:///"):
+        database = sqlite_path(self.tracking_uri)
+        if database is None:
             return None  # a server decides where its artifacts go
-        database = Path(self.tracking_uri.removeprefix("sqlite:///"))
         return (database.parent / "mlartifacts" / suite).resolve().as_uri()
 
     def experiment_id(self, suite: str) -> str:

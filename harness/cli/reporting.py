@@ -30,7 +30,9 @@ def _results_dir(ctx: click.Context, value: Path | None) -> Path:
 
 
 def _tracking_uri(results_dir: Path, value: str | None) -> str:
-    return value or os.environ.get("HARNESS_TRACKING_URI") or f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
+    from harness.tracking import default_tracking_uri
+
+    return value or default_tracking_uri(results_dir)
 
 
 def _store_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -407,8 +409,11 @@ def import_pytest_benchmark(
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    from harness.tracking import sqlite_path
+
+    database = sqlite_path(uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     for path in files:
         run_id = import_file(path, uri, suite=suite or "pytest-benchmark", profile=profile)
         click.echo(f"{path}: run {run_id}")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.tracking import sqlite_path
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
@@ -160,12 +161,9 @@ class RunStore:
     """Reads suite runs from one tracking URI."""
 
     def __init__(self, tracking_uri: str) -> None:
-        if tracking_uri.startswith("sqlite:///"):
-            path = Path(tracking_uri.removeprefix("sqlite:///"))
-            if not path.exists():
-                raise BadInput(
-                    f"no MLflow store at {path}: run a suite first (harness run SUITE) or pass --tracking-uri"
-                )
+        path = sqlite_path(tracking_uri)
+        if path is not None and not path.exists():
+            raise BadInput(f"no MLflow store at {path}: run a suite first (harness run SUITE) or pass --tracking-uri")
         # Artifact downloads would otherwise draw a progress bar per cell on stderr.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow.tracking import MlflowClient
