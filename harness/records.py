@@ -32,6 +32,10 @@ class ComponentRef:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Values of ``harness run --device``, kept on every :class:`Cell`.
+DEVICES = ("auto", "cpu", "cuda")
+
+
 @dataclass(frozen=True)
 class Cell:
     """One (algorithm, environment, seed, params) combination of a suite, ready to run."""

@@ -21,7 +21,7 @@ from harness.errors import BadInput, TrackingError
 from harness.journal import Journal, JournalState, all_journals
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
-from harness.records import Cell, CellResult, RunInfo
+from harness.records import DEVICES, Cell, CellResult, RunInfo
 from harness.suite import Suite, metric_thresholds
 
 
@@ -45,9 +45,6 @@ class NoProgress:
 
     def stop(self) -> None:
         pass
-
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

@@ -17,6 +17,7 @@ import click
 from harness.cli.output import console, make_progress, print_error, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
+from harness.records import DEVICES
 
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
 
@@ -281,7 +282,7 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
 @click.option("--address", help="Ray cluster address for --executor ray (default: start a local Ray).")
 @click.option(
     "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
+    type=click.Choice(DEVICES),
     default="auto",
     show_default=True,
     help="Where cells that can use a GPU run: auto (a GPU when one is visible), cpu, or cuda (skip cells "
@@ -432,6 +433,11 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
+def _exit_interrupted(interrupt: KeyboardInterrupt) -> None:
+    print_error("interrupted; finished results are in the journal (run again to resume)")
+    sys.exit(143 if isinstance(interrupt, Terminated) else 130)  # 128 + SIGTERM or SIGINT
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns BadInput into exit code 2 with the message, never a traceback."""
     signal.signal(signal.SIGTERM, _terminate)
@@ -446,16 +452,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort as exc:
         # Click turns Ctrl-C (and our SIGTERM) into Abort; say what happened to the run.
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            print_error("interrupted; finished results are in the journal (run again to resume)")
-            sys.exit(143 if isinstance(exc.__cause__, Terminated) else 130)
+            _exit_interrupted(exc.__cause__)
         print_error("aborted")
         sys.exit(130)
     except BadInput as exc:
         print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        print_error("interrupted; finished results are in the journal (run again to resume)")
-        sys.exit(143 if isinstance(exc, Terminated) else 130)
+        _exit_interrupted(exc)
 
 
 if __name__ == "__main__":

@@ -213,9 +213,10 @@ class RayExecutor:
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
         nodes = self._node_capacities()
+        cluster_has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
         resources_of: dict[str, CellResources] = {}
         for cell in cells:
-            resources = cell_resources(cell, self.plugin_options, any(node.get("GPU", 0) > 0 for node in nodes))
+            resources = cell_resources(cell, self.plugin_options, cluster_has_gpu)
             problem = self._placement_problem(resources, nodes)
             if problem is not None:
                 status, reason = problem
