@@ -19,7 +19,8 @@ def _run_smoke(suite: str, tmp_path: Path) -> tuple[dict, str]:
         sys.executable, "-m", "harness.cli.main", "--results-dir", str(tmp_path / "results"),
         "run", str(REPO / "suites" / f"{suite}.toml"), "--profile", "smoke", "--tracking-uri", uri, "--json",
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # see test_bc_from_50_demos_...: no oversubscribed torch threads
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout), uri
 
