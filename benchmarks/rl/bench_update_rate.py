@@ -14,7 +14,12 @@ Both sides are timed in wall-clock and in process CPU time (``time.process_time`
 machine wall-clock rates swing by 2x between rounds; with one torch thread the CPU-time rate is the stable
 measure of what each side costs, so the harness/plain ratio is read from it (wall ratios are printed too).
 
-Run: ``.venv/bin/python benchmarks/rl/bench_update_rate.py [--steps 500] [--rounds 3] [--threads 2]``.
+With ``--compile MODE`` it also times the two trainers' ``update`` alone, eager against ``compile = MODE``
+(torch.compile of the losses; "reduce-overhead" adds CUDA graphs on a GPU), on ``--device`` (the trainers
+only: the plain and end-to-end rows always run on the CPU). Compilation happens in an untimed warm-up.
+
+Run: ``.venv/bin/python benchmarks/rl/bench_update_rate.py [--steps 500] [--rounds 3] [--threads 2]
+[--compile default] [--device cuda]``.
 The dataset is random Hopper-v5 transitions generated here (throughput does not depend on data quality).
 """
 
@@ -182,11 +187,49 @@ def harness_rate(run, task: HopperTask, steps: int, seed: int) -> tuple[float, f
     return steps / wall, steps / cpu, outcome["gradient_steps_per_s"]
 
 
+def trainer_rates(
+    tensors: dict[str, torch.Tensor], mode: str, device: str, steps: int, rounds: int
+) -> dict[str, list[float]]:
+    """Wall-clock update steps/s of IQLTrainer and TD3BCTrainer, eager vs ``compile = mode``, rounds
+    interleaved; losses are read once at the end (as the training loops do), so GPU work is synchronized."""
+    data = {k: v.to(device) for k, v in tensors.items()}
+    stats = np.zeros(OBS_DIM, np.float32), np.ones(OBS_DIM, np.float32)
+    trainers = {}
+    for variant in ("eager", f"compiled {mode}"):
+        compile_mode = "off" if variant == "eager" else mode
+        trainers[f"iql trainer {variant}"] = iql.IQLTrainer(
+            OBS_DIM, ACT_DIM, *stats, iql.IQLConfig(compile=compile_mode), steps * (rounds + 1), device
+        )
+        trainers[f"td3-bc trainer {variant}"] = td3_bc.TD3BCTrainer(
+            OBS_DIM, ACT_DIM, *stats, td3_bc.TD3BCConfig(compile=compile_mode), device
+        )
+    n = len(data["observations"])
+
+    def timed(trainer, count: int) -> float:
+        start = time.perf_counter()
+        for _ in range(count):
+            index = torch.randint(0, n, (BATCH,), device=device)
+            info = trainer.update({k: v[index] for k, v in data.items()})
+        [float(v) for v in info.values()]  # wait for the device
+        return count / (time.perf_counter() - start)
+
+    for trainer in trainers.values():
+        timed(trainer, 20)  # compiles (minutes on a CPU), warms caches
+    results: dict[str, list[float]] = {}
+    for round_index in range(rounds):
+        order = list(trainers.items())
+        for name, trainer in order if round_index % 2 == 0 else reversed(order):
+            results.setdefault(name, []).append(timed(trainer, steps))
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=500, help="gradient steps per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--compile", default="off", help="also time the trainers eager vs this torch.compile mode")
+    parser.add_argument("--device", default="cpu", help="device of the --compile trainer rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -226,6 +269,16 @@ def main() -> None:
                 results[f"{name} {plain_key}"]
             )
             print(f"{name} {harness_key} / {plain_key}: {ratio:.3f} (harness cost {100 * (1 - ratio):+.1f}%)")
+    if args.compile != "off":
+        rates = trainer_rates(tensors, args.compile, args.device, args.steps, args.rounds)
+        print(f"trainer update alone on {args.device}, wall clock:")
+        for key, values in rates.items():
+            print(f"{key:32} {statistics.median(values):15.1f} {', '.join(f'{v:.1f}' for v in values):>30}")
+        for name in ("iql", "td3-bc"):
+            ratio = statistics.median(rates[f"{name} trainer compiled {args.compile}"]) / statistics.median(
+                rates[f"{name} trainer eager"]
+            )
+            print(f"{name} compiled {args.compile} / eager: {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness_rl.registry import COMPILE_MODES
+
 ActFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -49,6 +51,16 @@ def with_torch_threads(run: Callable[..., dict[str, Any]]) -> Callable[..., dict
             torch.set_num_threads(before)
 
     return wrapper
+
+
+def compiled(function: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    """``function`` under ``torch.compile(mode=mode)``, or unchanged for mode "off" (``registry.COMPILE``)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile = {mode!r}: choose one of {', '.join(COMPILE_MODES)}")
+    if mode == "off":
+        return function
+    # Batches keep one shape for the whole cell: a static graph, no dynamic-shape guards.
+    return torch.compile(function, mode=mode, dynamic=False)
 
 
 def seed_everything(seed: int) -> None:

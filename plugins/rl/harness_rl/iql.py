@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, trajectory_returns, with_torch_threads
+from harness_rl.common import compiled, observation_stats, seed_everything, trajectory_returns, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -39,6 +39,7 @@ class IQLConfig:
     hidden_dim: int = 256  # width of the two hidden layers of every network
     normalize: bool = True  # standardize observations with the dataset's mean and std
     normalize_reward: bool = True  # scale rewards by 1000 / (max - min trajectory return)
+    compile: str = "off"  # torch.compile mode of the loss computation (registry.COMPILE_MODES)
 
 
 def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
@@ -107,8 +108,15 @@ class IQLTrainer:
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
         self.reward_scale = 1.0
+        self.optimizers = (self.v_optimizer, self.q_optimizer, self.actor_optimizer)
+        self.qf_params = list(self.qf.parameters())
+        self.target_params = list(self.q_target.parameters())
+        self.compute_losses = compiled(self.losses, config.compile)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Value, Q and actor losses, all from the parameters before this step's updates (as CORL computes
+        them): each loss reaches only its own network, so one backward of their sum gives each optimizer the
+        gradient CORL's three separate backward passes give."""
         cfg = self.config
         obs = (batch["observations"] - self.obs_mean) / self.obs_std
         next_obs = (batch["next_observations"] - self.obs_mean) / self.obs_std
@@ -121,28 +129,29 @@ class IQLTrainer:
         v = self.vf(obs).squeeze(-1)
         advantage = target_q - v
         v_loss = expectile_loss(advantage, cfg.iql_tau)
-        self.v_optimizer.zero_grad()
-        v_loss.backward()
-        self.v_optimizer.step()
 
         targets = rewards + (1.0 - terminals) * cfg.discount * next_v
         q1, q2 = self.qf.both(obs, actions)
         q_loss = (F.mse_loss(q1, targets) + F.mse_loss(q2, targets)) / 2
-        self.q_optimizer.zero_grad()
-        q_loss.backward()
-        self.q_optimizer.step()
-        with torch.no_grad():
-            for p, tp in zip(self.qf.parameters(), self.q_target.parameters(), strict=True):
-                tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
 
         exp_advantage = torch.exp(cfg.beta * advantage.detach()).clamp(max=EXP_ADV_MAX)
         bc_losses = -self.actor(obs).log_prob(actions).sum(-1)
         actor_loss = torch.mean(exp_advantage * bc_losses)
-        self.actor_optimizer.zero_grad()
-        actor_loss.backward()
-        self.actor_optimizer.step()
+        return v_loss, q_loss, actor_loss
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient step of value, Q and actor; returns the losses as detached tensors (reading them with
+        ``.item()`` would wait for the GPU on every step)."""
+        v_loss, q_loss, actor_loss = self.compute_losses(batch)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
+        (v_loss + q_loss + actor_loss).backward()
+        for optimizer in self.optimizers:
+            optimizer.step()
         self.actor_schedule.step()
-        return {"v_loss": v_loss.item(), "q_loss": q_loss.item(), "actor_loss": actor_loss.item()}
+        with torch.no_grad():
+            torch._foreach_lerp_(self.target_params, self.qf_params, self.config.tau)  # Polyak averaging
+        return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss.detach()}
 
     @torch.no_grad()
     def policy_action(self, obs: np.ndarray) -> np.ndarray:

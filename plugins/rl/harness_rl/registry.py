@@ -20,6 +20,16 @@ PROTOCOL = Param(
     "mixed into online training (budget env_steps)",
     choices=("offline", "offline-to-online"),
 )
+# "off" runs eager PyTorch; the others are torch.compile modes of the update's loss computation.
+# "reduce-overhead" replays it as a CUDA graph on a GPU, the fix for small networks whose step time is kernel
+# launches; on a CPU torch.compile generates C++ (it needs a C++ compiler and takes about a minute per cell).
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+COMPILE = Param(
+    "compile",
+    "off",
+    "torch.compile the update: off (eager), default, reduce-overhead (CUDA graphs on a GPU) or max-autotune",
+    choices=COMPILE_MODES,
+)
 
 BC_PARAMS = (
     Param("batch_size", 256, "transitions per gradient step"),
@@ -42,6 +52,7 @@ TD3_BC_PARAMS = (
     Param("alpha", 2.5, "Q-term weight against BC"),
     Param("normalize", True, "standardize observations"),
     Param("expl_noise", 0.1, "exploration noise std (offline-to-online)"),
+    COMPILE,
 )
 IQL_PARAMS = (
     PROTOCOL,
@@ -56,6 +67,7 @@ IQL_PARAMS = (
     Param("hidden_dim", 256, "hidden width"),
     Param("normalize", True, "standardize observations"),
     Param("normalize_reward", True, "scale rewards by 1000 / return range"),
+    COMPILE,
 )
 RIQL_PARAMS = (
     Param("batch_size", 256, "transitions per gradient step"),

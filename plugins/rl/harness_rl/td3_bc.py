@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import compiled, observation_stats, seed_everything, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -35,6 +35,7 @@ class TD3BCConfig:
     alpha: float = 2.5  # weight of the Q term relative to BC (lambda = alpha / mean|Q|)
     normalize: bool = True  # standardize observations with the dataset's mean and std
     expl_noise: float = 0.1  # std of the Gaussian exploration noise (offline-to-online only)
+    compile: str = "off"  # torch.compile mode of the loss computations (registry.COMPILE_MODES)
 
 
 def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
@@ -72,47 +73,56 @@ class TD3BCTrainer:
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
         self.steps = 0
+        nets = (self.critic1, self.critic2, self.actor)
+        targets = (self.critic1_target, self.critic2_target, self.actor_target)
+        self.online_params = [p for net in nets for p in net.parameters()]
+        self.target_params = [p for net in targets for p in net.parameters()]
+        self.compute_critic_loss = compiled(self.critic_loss, config.compile)
+        self.compute_actor_loss = compiled(self.actor_loss, config.compile)
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def critic_loss(self, obs, actions, rewards, terminals, next_obs, noise) -> torch.Tensor:
         cfg = self.config
-        obs = (batch["observations"] - self.obs_mean) / self.obs_std
-        next_obs = (batch["next_observations"] - self.obs_mean) / self.obs_std
-        actions, rewards, terminals = batch["actions"], batch["rewards"][:, None], batch["terminals"][:, None]
-        self.steps += 1
         with torch.no_grad():
             # Target policy smoothing (TD3): clipped noise on the target action.
-            noise = (torch.randn_like(actions) * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
+            noise = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
             next_actions = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
             target_q = torch.min(
                 self.critic1_target(next_obs, next_actions), self.critic2_target(next_obs, next_actions)
             )
             target_q = rewards + (1.0 - terminals) * cfg.discount * target_q
-        critic_loss = F.mse_loss(self.critic1(obs, actions), target_q) + F.mse_loss(
-            self.critic2(obs, actions), target_q
-        )
+        return F.mse_loss(self.critic1(obs, actions), target_q) + F.mse_loss(self.critic2(obs, actions), target_q)
+
+    def actor_loss(self, obs, actions) -> torch.Tensor:
+        pi = self.actor(obs)
+        q = self.critic1(obs, pi)
+        # lambda normalizes the Q term by its scale so alpha means the same on every dataset.
+        lmbda = self.config.alpha / q.abs().mean().detach()
+        return -lmbda * q.mean() + F.mse_loss(pi, actions)
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One critic step, and every ``policy_freq`` steps one actor step and the target updates; returns the
+        losses as detached tensors (reading them with ``.item()`` would wait for the GPU on every step)."""
+        obs = (batch["observations"] - self.obs_mean) / self.obs_std
+        next_obs = (batch["next_observations"] - self.obs_mean) / self.obs_std
+        actions, rewards, terminals = batch["actions"], batch["rewards"][:, None], batch["terminals"][:, None]
+        self.steps += 1
+        # The smoothing noise is drawn outside the compiled code so both modes consume torch's RNG alike.
+        noise = torch.randn_like(actions)
+        critic_loss = self.compute_critic_loss(obs, actions, rewards, terminals, next_obs, noise)
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
         self.critic_optimizer.step()
-        info = {"critic_loss": critic_loss.item()}
+        info = {"critic_loss": critic_loss.detach()}
 
-        if self.steps % cfg.policy_freq == 0:
-            pi = self.actor(obs)
-            q = self.critic1(obs, pi)
-            # lambda normalizes the Q term by its scale so alpha means the same on every dataset.
-            lmbda = cfg.alpha / q.abs().mean().detach()
-            actor_loss = -lmbda * q.mean() + F.mse_loss(pi, actions)
+        if self.steps % self.config.policy_freq == 0:
+            # After the critic step, as TD3: the actor climbs the freshly updated critic.
+            actor_loss = self.compute_actor_loss(obs, actions)
             self.actor_optimizer.zero_grad()
             actor_loss.backward()
             self.actor_optimizer.step()
             with torch.no_grad():
-                for net, target in (
-                    (self.critic1, self.critic1_target),
-                    (self.critic2, self.critic2_target),
-                    (self.actor, self.actor_target),
-                ):
-                    for p, tp in zip(net.parameters(), target.parameters(), strict=True):
-                        tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
-            info["actor_loss"] = actor_loss.item()
+                torch._foreach_lerp_(self.target_params, self.online_params, self.config.tau)  # Polyak averaging
+            info["actor_loss"] = actor_loss.detach()
         return info
 
     @torch.no_grad()

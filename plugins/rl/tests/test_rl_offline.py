@@ -118,3 +118,108 @@ def test_deadline_stops_with_a_checkpoint_and_a_rerun_resumes(tiny_task, make_co
     assert (context.checkpoint_dir / "iql.pt").exists()
     outcome = iql.run(environment=tiny_task, params=params_for("iql"), context=make_context(BUDGET, name="deadline"))
     assert outcome["finished"] and outcome["gradient_steps"] == 30
+
+
+def random_batches(obs_dim: int, act_dim: int, count: int, size: int = 64) -> list[dict]:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=generator)
+
+    return [
+        {
+            "observations": draw(size, obs_dim),
+            "actions": draw(size, act_dim).clamp(-0.99, 0.99),
+            "rewards": draw(size),
+            "next_observations": draw(size, obs_dim),
+            "terminals": (draw(size) > 1.5).float(),
+        }
+        for _ in range(count)
+    ]
+
+
+def iql_trainer(config):
+    import torch
+
+    torch.manual_seed(0)  # the same initial networks for every trainer built here
+    return iql.IQLTrainer(4, 2, np.zeros(4, np.float32), np.ones(4, np.float32), config, 10, "cpu")
+
+
+def td3_trainer(config):
+    import torch
+
+    torch.manual_seed(0)
+    return td3_bc.TD3BCTrainer(4, 2, np.zeros(4, np.float32), np.ones(4, np.float32), config, "cpu")
+
+
+def test_iql_one_backward_equals_corls_three_separate_updates():
+    """IQLTrainer.update takes one backward pass of the summed losses; CORL steps value, Q and actor one after
+    another. Each loss reaches only its own network, so the parameters must come out the same."""
+    import torch
+    import torch.nn.functional as F
+
+    config = iql.IQLConfig(hidden_dim=32)
+    fused, corl = (iql_trainer(config) for _ in range(2))
+    for batch in random_batches(4, 2, 4):
+        fused.update(batch)
+        # CORL's update, verbatim in structure: value step, Q step + Polyak, actor step.
+        obs, actions, next_obs = batch["observations"], batch["actions"], batch["next_observations"]
+        with torch.no_grad():
+            target_q = corl.q_target(obs, actions)
+            next_v = corl.vf(next_obs).squeeze(-1)
+        advantage = target_q - corl.vf(obs).squeeze(-1)
+        v_loss = iql.expectile_loss(advantage, config.iql_tau)
+        corl.v_optimizer.zero_grad()
+        v_loss.backward()
+        corl.v_optimizer.step()
+        targets = batch["rewards"] + (1.0 - batch["terminals"]) * config.discount * next_v
+        q1, q2 = corl.qf.both(obs, actions)
+        q_loss = (F.mse_loss(q1, targets) + F.mse_loss(q2, targets)) / 2
+        corl.q_optimizer.zero_grad()
+        q_loss.backward()
+        corl.q_optimizer.step()
+        with torch.no_grad():
+            for p, tp in zip(corl.qf.parameters(), corl.q_target.parameters(), strict=True):
+                tp.mul_(1 - config.tau).add_(p, alpha=config.tau)
+        weights = torch.exp(config.beta * advantage.detach()).clamp(max=iql.EXP_ADV_MAX)
+        actor_loss = torch.mean(weights * -corl.actor(obs).log_prob(actions).sum(-1))
+        corl.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        corl.actor_optimizer.step()
+        corl.actor_schedule.step()
+    for name in ("vf", "qf", "q_target", "actor"):
+        for a, b in zip(getattr(fused, name).parameters(), getattr(corl, name).parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.timeout(900)
+def test_compiled_updates_match_eager_ones():
+    """compile = "default" runs the losses through torch.compile (C++ from inductor on this CPU): same
+    losses and parameters as eager PyTorch, step for step, for IQL and TD3+BC (4 steps: two actor updates)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    graphs_before = counters["stats"]["unique_graphs"]
+    iql_eager = iql_trainer(iql.IQLConfig(hidden_dim=32))
+    iql_compiled = iql_trainer(iql.IQLConfig(hidden_dim=32, compile="default"))
+    td3_eager = td3_trainer(td3_bc.TD3BCConfig(hidden_dim=32))
+    td3_compiled = td3_trainer(td3_bc.TD3BCConfig(hidden_dim=32, compile="default"))
+    for batch in random_batches(4, 2, 4):
+        torch.manual_seed(1)  # the same target-smoothing noise on both sides
+        expected = {**iql_eager.update(batch), **td3_eager.update(batch)}
+        torch.manual_seed(1)
+        got = {**iql_compiled.update(batch), **td3_compiled.update(batch)}
+        assert expected.keys() == got.keys()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert counters["stats"]["unique_graphs"] >= graphs_before + 3  # IQL's losses, TD3+BC's critic and actor
+    for eager, compiled_ in ((iql_eager, iql_compiled), (td3_eager, td3_compiled)):
+        for a, b in zip(eager.actor.parameters(), compiled_.actor.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_compile_mode_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"compile = 'fast': choose one of off, default, reduce-overhead"):
+        iql_trainer(iql.IQLConfig(compile="fast"))
