@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, observation_stats, seed_everything, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -174,7 +174,7 @@ class ARSQTrainer:
         self.q1, self.q2 = make(), make()
         self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
         self.q2_target = copy.deepcopy(self.q2).requires_grad_(False)
-        self.optimizer = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()], lr=config.learning_rate)
+        self.optimizer = adam([*self.q1.parameters(), *self.q2.parameters()], lr=config.learning_rate)
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, trajectory_returns, with_torch_threads
+from harness_rl.common import adam, observation_stats, seed_everything, trajectory_returns, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline
 
 
@@ -58,7 +58,7 @@ def keep_best_trajectories(data: dict[str, np.ndarray], frac: float) -> dict[str
 class BCTrainer:
     def __init__(self, obs_dim: int, act_dim: int, obs_mean, obs_std, config: BCConfig, device) -> None:
         self.actor = Actor(obs_dim, act_dim, config.hidden_dim).to(device)
-        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.learning_rate)
+        self.optimizer = adam(self.actor.parameters(), lr=config.learning_rate)
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
 

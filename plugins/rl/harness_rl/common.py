@@ -9,7 +9,7 @@ import functools
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,15 @@ def with_torch_threads(run: Callable[..., dict[str, Any]]) -> Callable[..., dict
             torch.set_num_threads(before)
 
     return wrapper
+
+
+def adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam, with torch's fused kernel where it has one (float parameters on CPU or CUDA): one kernel per step
+    for all tensors instead of about ten small ops per tensor, 15-22% more IQL and TD3+BC updates per second
+    on a 2-core CPU (benchmarks/RESULTS.md). The same algorithm; it differs from the unfused path by rounding."""
+    params = list(parameters)
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
 def compiled(function: Callable[..., Any], mode: str) -> Callable[..., Any]:

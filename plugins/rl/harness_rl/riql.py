@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, observation_stats, seed_everything, with_torch_threads
 from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, mlp, reward_scale
 from harness_rl.loops import config_from_params, offline_transitions, train_offline
 
@@ -91,9 +91,9 @@ class RIQLTrainer:
         self.q_target = copy.deepcopy(self.qf).requires_grad_(False)
         self.vf = mlp(obs_dim, 1, config.hidden_dim).to(device)
         self.actor = GaussianPolicy(obs_dim, act_dim, config.hidden_dim).to(device)
-        self.v_optimizer = torch.optim.Adam(self.vf.parameters(), lr=config.vf_lr)
-        self.q_optimizer = torch.optim.Adam(self.qf.parameters(), lr=config.qf_lr)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.v_optimizer = adam(self.vf.parameters(), lr=config.vf_lr)
+        self.q_optimizer = adam(self.qf.parameters(), lr=config.qf_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), lr=config.actor_lr)
         self.actor_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.actor_optimizer, max(max_steps, 1))
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)

@@ -34,6 +34,7 @@ from torch import nn
 
 from harness_rl.common import (
     Evaluator,
+    adam,
     build_outcome,
     interrupted,
     load_checkpoint,
@@ -289,11 +290,11 @@ class SACTrainer:
         ).to(device)
         self.qf1_target.load_state_dict(agent.qf1.state_dict())
         self.qf2_target.load_state_dict(agent.qf2.state_dict())
-        self.q_optimizer = torch.optim.Adam([*agent.qf1.parameters(), *agent.qf2.parameters()], lr=config.q_lr)
-        self.actor_optimizer = torch.optim.Adam(agent.actor.parameters(), lr=config.policy_lr)
+        self.q_optimizer = adam([*agent.qf1.parameters(), *agent.qf2.parameters()], lr=config.q_lr)
+        self.actor_optimizer = adam(agent.actor.parameters(), lr=config.policy_lr)
         self.target_entropy = -float(agent.actor.mean.out_features)
         agent.log_alpha = agent.log_alpha.detach().clone().to(device).requires_grad_(True)
-        self.alpha_optimizer = torch.optim.Adam([agent.log_alpha], lr=config.q_lr)
+        self.alpha_optimizer = adam([agent.log_alpha], lr=config.q_lr)
         self.alpha = agent.log_alpha.exp().item() if config.autotune else config.alpha
         self.steps = 0
         # Offline pretraining only (WSRL): weight of the TD3+BC-style regularizer keeping the actor on the

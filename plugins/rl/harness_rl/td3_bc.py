@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import compiled, observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, compiled, observation_stats, seed_everything, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -66,10 +66,8 @@ class TD3BCTrainer:
         self.actor_target = copy.deepcopy(self.actor)
         self.critic1_target = copy.deepcopy(self.critic1)
         self.critic2_target = copy.deepcopy(self.critic2)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(
-            [*self.critic1.parameters(), *self.critic2.parameters()], lr=config.critic_lr
-        )
+        self.actor_optimizer = adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = adam([*self.critic1.parameters(), *self.critic2.parameters()], lr=config.critic_lr)
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
         self.steps = 0
