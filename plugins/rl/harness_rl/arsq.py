@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, observation_stats, seed_everything, soft_update, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -190,10 +190,7 @@ class ARSQTrainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            for net, target_net in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
-                for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
-                    tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+        soft_update(((self.q1, self.q1_target), (self.q2, self.q2_target)), cfg.tau)
         return {"q_loss": loss.item()}
 
     def _act(self, obs: np.ndarray, sample: bool) -> np.ndarray:

@@ -62,6 +62,19 @@ def adam(parameters: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Ada
     return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
+@torch.no_grad()
+def soft_update(pairs: Iterable[tuple[torch.nn.Module, torch.nn.Module]], tau: float) -> None:
+    """Polyak averaging, ``target <- (1 - tau) * target + tau * online`` for every ``(online, target)`` pair:
+    the arithmetic of CORL's and CleanRL's per-tensor loop, as two foreach kernels over all tensors."""
+    online: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    for net, target in pairs:
+        online.extend(net.parameters())
+        targets.extend(target.parameters())
+    torch._foreach_mul_(targets, 1 - tau)
+    torch._foreach_add_(targets, online, alpha=tau)
+
+
 def compiled(function: Callable[..., Any], mode: str) -> Callable[..., Any]:
     """``function`` under ``torch.compile(mode=mode)``, or unchanged for mode "off" (``registry.COMPILE``)."""
     if mode not in COMPILE_MODES:

@@ -19,7 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, compiled, observation_stats, seed_everything, trajectory_returns, with_torch_threads
+from harness_rl.common import (
+    adam,
+    compiled,
+    observation_stats,
+    seed_everything,
+    soft_update,
+    trajectory_returns,
+    with_torch_threads,
+)
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -109,8 +117,6 @@ class IQLTrainer:
         self.obs_std = torch.as_tensor(obs_std, device=device)
         self.reward_scale = 1.0
         self.optimizers = (self.v_optimizer, self.q_optimizer, self.actor_optimizer)
-        self.qf_params = list(self.qf.parameters())
-        self.target_params = list(self.q_target.parameters())
         self.compute_losses = compiled(self.losses, config.compile)
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -149,8 +155,7 @@ class IQLTrainer:
         for optimizer in self.optimizers:
             optimizer.step()
         self.actor_schedule.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.target_params, self.qf_params, self.config.tau)  # Polyak averaging
+        soft_update([(self.qf, self.q_target)], self.config.tau)
         return {"v_loss": v_loss.detach(), "q_loss": q_loss.detach(), "actor_loss": actor_loss.detach()}
 
     @torch.no_grad()

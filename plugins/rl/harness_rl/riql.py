@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, observation_stats, seed_everything, soft_update, with_torch_threads
 from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, mlp, reward_scale
 from harness_rl.loops import config_from_params, offline_transitions, train_offline
 
@@ -121,9 +121,7 @@ class RIQLTrainer:
         self.q_optimizer.zero_grad()
         q_loss.backward()
         self.q_optimizer.step()
-        with torch.no_grad():
-            for p, tp in zip(self.qf.parameters(), self.q_target.parameters(), strict=True):
-                tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+        soft_update([(self.qf, self.q_target)], cfg.tau)
 
         exp_advantage = torch.exp(cfg.beta * advantage.detach()).clamp(max=EXP_ADV_MAX)
         actor_loss = torch.mean(exp_advantage * -self.actor(obs).log_prob(actions).sum(-1))

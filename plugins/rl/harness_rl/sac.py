@@ -43,6 +43,7 @@ from harness_rl.common import (
     scale_action,
     seed_everything,
     set_rng_state,
+    soft_update,
     with_torch_threads,
 )
 
@@ -340,10 +341,7 @@ class SACTrainer:
                     self.alpha = agent.log_alpha.exp().item()
             info["actor_loss"] = actor_loss.item()
         if self.steps % cfg.target_network_frequency == 0:
-            with torch.no_grad():
-                for net, target_net in ((agent.qf1, self.qf1_target), (agent.qf2, self.qf2_target)):
-                    for p, tp in zip(net.parameters(), target_net.parameters(), strict=True):
-                        tp.mul_(1 - cfg.tau).add_(p, alpha=cfg.tau)
+            soft_update(((agent.qf1, self.qf1_target), (agent.qf2, self.qf2_target)), cfg.tau)
         return info
 
     def state(self) -> dict[str, Any]:

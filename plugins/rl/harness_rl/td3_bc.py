@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, compiled, observation_stats, seed_everything, with_torch_threads
+from harness_rl.common import adam, compiled, observation_stats, seed_everything, soft_update, with_torch_threads
 from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
 
 
@@ -71,10 +71,11 @@ class TD3BCTrainer:
         self.obs_mean = torch.as_tensor(obs_mean, device=device)
         self.obs_std = torch.as_tensor(obs_std, device=device)
         self.steps = 0
-        nets = (self.critic1, self.critic2, self.actor)
-        targets = (self.critic1_target, self.critic2_target, self.actor_target)
-        self.online_params = [p for net in nets for p in net.parameters()]
-        self.target_params = [p for net in targets for p in net.parameters()]
+        self.target_pairs = (
+            (self.critic1, self.critic1_target),
+            (self.critic2, self.critic2_target),
+            (self.actor, self.actor_target),
+        )
         self.compute_critic_loss = compiled(self.critic_loss, config.compile)
         self.compute_actor_loss = compiled(self.actor_loss, config.compile)
 
@@ -118,8 +119,7 @@ class TD3BCTrainer:
             self.actor_optimizer.zero_grad()
             actor_loss.backward()
             self.actor_optimizer.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(self.target_params, self.online_params, self.config.tau)  # Polyak averaging
+            soft_update(self.target_pairs, self.config.tau)
             info["actor_loss"] = actor_loss.detach()
         return info
 
