@@ -69,7 +69,8 @@ _GPU_ALGORITHMS = {
     "three-pass-reload": "CuPy kernels: max, stored exp and sum, rescale (3 reads, 2 writes)",
     "two-pass": "CuPy kernels: Dukhan & Ablavatski (mantissa, exponent) sum, output (2 reads, 1 write)",
     "online": "CuPy kernels: Milakov & Gimelshein running max and rescaled sum, output (2 reads, 1 write)",
-    "fused": "CuPy fused row kernel: one block per row held in registers (rows up to 32768; 1 read, 1 write)",
+    "fused": "CuPy fused row kernel: a row held in the registers of one block (up to 32768) or of a thread-block "
+    "cluster (up to 262144); 1 read, 1 write",
 }
 
 
