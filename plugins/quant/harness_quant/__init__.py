@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import AlgorithmSpec, EnvironmentSpec, MetricSpec, Param, hookimpl, outcome_value
+from harness import AlgorithmSpec, EnvironmentSpec, MetricSpec, Param, Resources, hookimpl, outcome_value
 
 HARNESS_API_VERSION = "1.0"
 TASK_KIND = "quantization"  # also harness_quant.workload.TASK_KIND (kept import-free here)
 _KINDS = (TASK_KIND,)
 _BITS = (*range(1, 9), 32)
 _GRANULARITY = ("tensor", "channel", "group")
+# Every quantizer runs where its workload lives: a GPU when the run's --device allows one (context.device; the
+# environments move model and data there), else the CPU. On a GPU, per-row grids and QuEST's Hadamard rotation
+# run on the CuPy kernels of kernels/*.cu (harness_quant.dispatch).
+_ON_EITHER_DEVICE = Resources(uses_gpu=True)
 
 
 def _bits(name: str, default: int, what: str) -> Param:
@@ -44,6 +48,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="Full-precision baseline: the environment's float32 model, unquantized",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.none:run",
         ),
         AlgorithmSpec(
@@ -51,6 +56,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="Round-to-nearest post-training quantization of weights and/or activations",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.rtn:run",
             params=(
                 _bits("weight_bits", 4, "weights"),
@@ -66,6 +72,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="QAT with the straight-through estimator (absmax grids, identity gradient)",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.ste:run",
             params=(
                 _bits("weight_bits", 4, "weights"),
@@ -81,6 +88,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="Learned Step Size Quantization (Esser et al. 2020) with its gradient scaling",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.lsq:run",
             params=(
                 _bits("weight_bits", 4, "weights"),
@@ -95,6 +103,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="GPTQ (Frantar et al. 2023): column-wise quantization with inverse-Hessian updates",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.gptq:run",
             params=(
                 Param("weight_bits", 4, "weights: 1..8 bits", choices=tuple(range(1, 9))),
@@ -111,6 +120,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             version="1",
             description="QuEST (Panferov et al. 2025): Hadamard + Gaussian-fit grids + trust gradient mask",
             task_kinds=_KINDS,
+            resources=_ON_EITHER_DEVICE,
             run=f"{module}.quest:run",
             params=(
                 _bits("weight_bits", 4, "weights"),

@@ -79,7 +79,9 @@ def quantize_dequantize(
 def grid_parameters(units: torch.Tensor, bits: int, symmetric: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point of each row of ``units`` (zero is 0 for symmetric grids), shapes ``(rows, 1)``."""
     if symmetric and bits == 1:
-        return units.abs().mean(dim=1, keepdim=True), torch.zeros(units.shape[0], 1, dtype=units.dtype)
+        return units.abs().mean(dim=1, keepdim=True), torch.zeros(
+            units.shape[0], 1, dtype=units.dtype, device=units.device
+        )
     if symmetric:
         scale = units.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1) - 1)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))

@@ -4,7 +4,8 @@ Every quantizer in this package sees plain 2-D matrices: a layer's weight as ``(
 (a convolution's kernel flattened to ``(out_channels, in_channels * kh * kw)``) and its input as
 ``(rows, in_features)`` (tokens, or a convolution's image patches via ``unfold``). :class:`QuantizedLayer`
 does that reshaping, optionally rotates both operands with the same block Hadamard transform (QuEST), applies
-the weight and input quantizers and multiplies.
+the weight and input quantizers and multiplies. Per-row grids and the rotation run on the CuPy kernels for CUDA
+tensors and on torch elsewhere (:mod:`harness_quant.dispatch`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness_quant import dispatch
 from harness_quant.grids import FULL_PRECISION_BITS, fake_quantize_ste, quantize_dequantize
-from harness_quant.hadamard import block_hadamard
 
 QUANTIZABLE_TYPES = (nn.Linear, nn.Conv2d)
 
@@ -38,6 +39,10 @@ class GridQuantizer(nn.Module):
         self.group_size, self.straight_through = group_size, straight_through
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.granularity == "channel" and self.bits != FULL_PRECISION_BITS:
+            # Per-row grids: the CuPy kernel for CUDA tensors, the torch reference elsewhere (dispatch.py).
+            quantized = dispatch.rtn_rows(x.detach(), self.bits, self.symmetric)
+            return x + (quantized - x).detach() if self.straight_through else quantized
         grid = {"symmetric": self.symmetric, "granularity": self.granularity, "group_size": self.group_size}
         if self.straight_through:
             return fake_quantize_ste(x, self.bits, **grid)
@@ -84,7 +89,7 @@ class QuantizedLayer(nn.Module):
     def quantized_weight(self) -> torch.Tensor:
         weight = self.weight_matrix()
         if self.hadamard_block:
-            weight = block_hadamard(weight, self.hadamard_block)
+            weight = dispatch.hadamard(weight, self.hadamard_block)
         return self.weight_quantizer(weight) if self.weight_quantizer is not None else weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +104,7 @@ class QuantizedLayer(nn.Module):
             )
         rows = self.input_rows(x)
         if self.hadamard_block:
-            rows = block_hadamard(rows, self.hadamard_block)
+            rows = dispatch.hadamard(rows, self.hadamard_block)
         if self.input_quantizer is not None:
             rows = self.input_quantizer(rows)
         out = rows @ weight.T

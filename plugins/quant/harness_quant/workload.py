@@ -2,7 +2,9 @@
 
 An environment's ``make`` returns a :class:`QuantWorkload`: a trained full-precision model (never modified;
 quantizers work on a deep copy), the data to calibrate and to fine-tune it, and an ``evaluate`` function
-whose primary value is named by ``quality_name``. Third-party quantizers and environments only need this
+whose primary value is named by ``quality_name``. Model and data live on ``device``, the cell's
+``context.device``: the full-precision model is trained (and cached) on the CPU, so every device starts from
+the same weights, and then moved. Third-party quantizers and environments only need this
 shape.
 """
 
@@ -50,6 +52,9 @@ class QuantWorkload:
     quantizable: list[str]
     # The environment's resolved parameters (for records and cache keys).
     config: dict[str, Any] = field(default_factory=dict)
+    # Where the model and every batch live: the cell's context.device ("cpu" or "cuda"). Quantizers put what
+    # they add (quantized layers, learned step sizes) there too.
+    device: str = "cpu"
 
     @property
     def fp_quality(self) -> float:

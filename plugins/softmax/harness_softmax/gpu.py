@@ -31,6 +31,10 @@ MIN_ITEMS_PER_THREAD = 8  # a chunk gives every thread at least this many elemen
 FUSED_ITEMS = (4, 8, 16, 32)  # the instantiations in kernels/fused.cu
 FUSED_THREADS_TARGET = 512
 FUSED_MAX_COLS = 1024 * FUSED_ITEMS[-1]
+SPLIT_ITEMS = 32  # elements per thread of kernels/fused_split.cu
+SPLIT_CLUSTERS = (2, 4, 8)  # its instantiations: blocks per row, one thread-block cluster (8: portable maximum)
+SPLIT_MAX_COLS = SPLIT_CLUSTERS[-1] * 1024 * SPLIT_ITEMS
+VECTOR_BYTES = 16  # one 128-bit load or store
 DEFAULT_WARMUP = 5
 DEFAULT_REPEATS = 50
 DEFAULT_COPY_MB = 1024
@@ -44,6 +48,7 @@ KERNEL_FUNCTIONS = {
     "two_pass.cu": ("two_pass_sum", "two_pass_out"),
     "online.cu": ("online_stats", "online_out"),
     "fused.cu": ("fused",),
+    "fused_split.cu": ("fused_split",),
 }
 
 
@@ -52,6 +57,8 @@ def entry_points(filename: str) -> set[str]:
     names = {f"{base}_{sfx}" for base in KERNEL_FUNCTIONS[filename] for sfx in SUFFIX.values()}
     if filename == "fused.cu":
         return {f"{name}_{items}" for name in names for items in FUSED_ITEMS}
+    if filename == "fused_split.cu":
+        return {f"{name}_c{cluster}{tag}" for name in names for cluster in SPLIT_CLUSTERS for tag in ("", "_v")}
     return names
 
 
@@ -122,12 +129,43 @@ def fused_launch(cols: int) -> tuple[int, int]:
     """
     if cols > FUSED_MAX_COLS:
         raise ValueError(
-            f"softmax-fused-gpu holds a row in registers: rows of {cols} elements exceed {FUSED_MAX_COLS} "
-            "(1024 threads x 32 elements); use softmax-online-gpu or softmax-two-pass-gpu for long rows"
+            f"the one-block fused kernel holds a row in registers: rows of {cols} elements exceed "
+            f"{FUSED_MAX_COLS} (1024 threads x 32 elements); split_launch() plans rows up to {SPLIT_MAX_COLS}, "
+            "softmax-online-gpu or softmax-two-pass-gpu take any length"
         )
     items = next((n for n in FUSED_ITEMS if math.ceil(cols / n) <= FUSED_THREADS_TARGET), FUSED_ITEMS[-1])
     threads = min(1024, max(32, 32 * math.ceil(math.ceil(cols / items) / 32)))
     return items, threads
+
+
+@dataclass(frozen=True)
+class SplitLaunch:
+    """How kernels/fused_split.cu covers rows of ``cols``: ``cluster`` blocks of ``threads`` per row."""
+
+    cluster: int
+    threads: int
+    vector: bool  # 128-bit loads and stores (the row length is a multiple of 16 bytes)
+
+    @property
+    def chunk_cols(self) -> int:
+        return self.threads * SPLIT_ITEMS
+
+
+def split_launch(cols: int, itemsize: int) -> SplitLaunch:
+    """The smallest cluster whose blocks hold a row of ``cols`` in registers, threads a multiple of 32.
+
+    Rows of more than :data:`FUSED_MAX_COLS` (one block's registers) up to :data:`SPLIT_MAX_COLS`; longer rows
+    raise (the online and two-pass algorithms take any length).
+    """
+    if cols > SPLIT_MAX_COLS:
+        raise ValueError(
+            f"softmax-fused-gpu holds a row in the registers of one thread-block cluster: rows of {cols} elements "
+            f"exceed {SPLIT_MAX_COLS} ({SPLIT_CLUSTERS[-1]} blocks x 1024 threads x {SPLIT_ITEMS}); use "
+            "softmax-online-gpu or softmax-two-pass-gpu for longer rows"
+        )
+    cluster = next(c for c in SPLIT_CLUSTERS if c * 1024 * SPLIT_ITEMS >= cols)
+    threads = 32 * math.ceil(math.ceil(cols / cluster) / (32 * SPLIT_ITEMS))
+    return SplitLaunch(cluster, threads, vector=cols % (VECTOR_BYTES // itemsize) == 0)
 
 
 # --- the algorithms: each returns launch(x, y) for one workload shape and dtype ----------------------------
@@ -196,14 +234,32 @@ def build_online(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, A
 
 
 def build_fused(workload: SoftmaxWorkload, plan: ChunkPlan) -> Callable[[Any, Any], None]:
-    items, threads = fused_launch(workload.cols)
-    k_fused = kernel("fused.cu", f"fused_{SUFFIX[workload.dtype]}_{items}")
+    """One block per row up to FUSED_MAX_COLS; longer rows split over a thread-block cluster (fused_split.cu)."""
     cols = _i64(workload.cols)
+    if workload.cols <= FUSED_MAX_COLS:
+        items, threads = fused_launch(workload.cols)
+        k_fused = kernel("fused.cu", f"fused_{SUFFIX[workload.dtype]}_{items}")
+        grid = (workload.rows,)
+    else:
+        split = split_launch(workload.cols, workload.itemsize)
+        tag = "_v" if split.vector else ""
+        k_fused = kernel("fused_split.cu", f"fused_split_{SUFFIX[workload.dtype]}_c{split.cluster}{tag}")
+        grid, threads = (split.cluster * workload.rows,), split.threads
 
     def launch(x: Any, y: Any) -> None:
-        k_fused((workload.rows,), (threads,), (x, y, cols))
+        k_fused(grid, (threads,), (x, y, cols))
 
     return launch
+
+
+def fused_path(cols: int, itemsize: int) -> str:
+    """Which fused kernel rows of ``cols`` take, for the outcome record."""
+    if cols <= FUSED_MAX_COLS:
+        items, threads = fused_launch(cols)
+        return f"one block per row ({threads} threads x {items})"
+    split = split_launch(cols, itemsize)
+    vector = ", 128-bit loads" if split.vector else ""
+    return f"cluster of {split.cluster} blocks per row ({split.threads} threads x {SPLIT_ITEMS}{vector})"
 
 
 # --- moving buffers and timing -----------------------------------------------------------------------------
@@ -371,6 +427,7 @@ def run_gpu(
             "chunks": plan.chunks,
             "multiprocessors": multiprocessors,
             "torch_baseline": "torch.softmax (CUDA)" if baseline is not None else "unavailable: torch has no CUDA",
+            **({"fused_path": fused_path(environment.cols, environment.itemsize)} if build is build_fused else {}),
         },
     )
 

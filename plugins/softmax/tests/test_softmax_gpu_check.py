@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness_softmax import gpu, protocol
+from harness_softmax.availability import cupy_unavailable_reason
+from harness_softmax.workload import SoftmaxWorkload
 
 ROOT = Path(__file__).resolve().parents[3]
 CHECK = ROOT / "benchmarks" / "gpu" / "check.py"
@@ -117,3 +120,52 @@ def test_pytest_step_parses_junit_and_tells_collection_errors_apart(tmp_path):
         ("plugins.a::test_bad", "failed"),
     ]
     assert [c["test"] for c in collection] == ["plugins.d4rl.tests.test_x"]
+
+
+# --- the fused kernel's split-row path (kernels/fused_split.cu) ---------------------------------------------
+
+
+@pytest.mark.parametrize("cols", [32769, 40000, 65536, 70001, 131072, 200003, 262144])
+@pytest.mark.parametrize("itemsize", [4, 2])
+def test_split_launch_holds_the_row_in_the_smallest_cluster(cols, itemsize):
+    split = gpu.split_launch(cols, itemsize)
+    assert split.cluster in gpu.SPLIT_CLUSTERS and split.threads % 32 == 0 and 32 <= split.threads <= 1024
+    assert split.cluster * split.chunk_cols >= cols > (split.cluster - 1) * split.chunk_cols  # no idle block
+    assert all(c * 1024 * gpu.SPLIT_ITEMS < cols for c in gpu.SPLIT_CLUSTERS if c < split.cluster)
+    assert split.vector == (cols * itemsize % gpu.VECTOR_BYTES == 0)
+    assert split.chunk_cols % (gpu.VECTOR_BYTES // itemsize) == 0  # every chunk starts 16-byte aligned
+
+
+def test_rows_longer_than_a_cluster_are_refused_with_the_algorithms_that_take_them():
+    with pytest.raises(ValueError, match="softmax-online-gpu"):
+        gpu.split_launch(gpu.SPLIT_MAX_COLS + 1, 4)
+
+
+def test_split_instantiations_match_the_launcher():
+    source = (gpu.KERNEL_DIR / "fused_split.cu").read_text()
+    for cluster in gpu.SPLIT_CLUSTERS:
+        assert f"SPLIT_INSTANTIATE(D, SUFFIX, {cluster}, 1, )" in source
+        assert f"SPLIT_INSTANTIATE(D, SUFFIX, {cluster}, VEC, _v)" in source
+    assert f"#define SPLIT_ITEMS {gpu.SPLIT_ITEMS}" in source
+
+
+_REASON = cupy_unavailable_reason()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_REASON is not None, reason=f"GPU tests need CuPy and a CUDA device: {_REASON}")
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_gpu_fused_split_rows_match_float64_reference(dtype):
+    # Irregular (scalar loads) and aligned (128-bit loads) lengths, each cluster size, odd row counts.
+    for seed, (rows, cols) in enumerate([(3, 32769), (5, 65536), (2, 70001), (7, 131072), (1, 200003), (2, 262144)]):
+        workload = SoftmaxWorkload(rows, cols, dtype, -1000.0, 1000.0, seed=300 + seed)
+        launch = gpu.build_fused(workload, gpu.plan_chunks(rows, cols, 132))
+        ((source, target),) = gpu.device_pairs(workload, 1)
+        poisoned = workload.output(0)
+        protocol.poison(poisoned, dtype)
+        target.set(gpu.host_bits(poisoned))
+        launch(source, target)
+        output = gpu.to_host(target, dtype)
+        assert protocol.count_unwritten(output, dtype) == (0, None), (rows, cols)
+        error, _ = protocol.max_relative_error(output, workload.reference(0), dtype)
+        assert error <= protocol.tolerance_for(dtype, 0.0, cols), (dtype, rows, cols, error)

@@ -106,7 +106,9 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
 
     def sample_windows(rng: np.random.Generator) -> torch.Tensor:
         starts = rng.integers(0, len(train_tokens) - seq_len - 1, batch_size)
-        return torch.stack([train_tokens[s : s + seq_len + 1] for s in starts])
+        # One gather on the tokens' device (not one slice per window): rows starts[i] .. starts[i] + seq_len.
+        offsets = torch.arange(seq_len + 1, device=train_tokens.device)
+        return train_tokens[torch.as_tensor(starts, device=train_tokens.device)[:, None] + offsets]
 
     def train() -> nn.Module:
         torch.manual_seed(seed)
@@ -131,6 +133,10 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
     model = build()
     model.load_state_dict(state)
     model.eval()
+    # Trained on the CPU (the cache is shared by every device); evaluated and quantized on the cell's device.
+    device = str(getattr(context, "device", "cpu"))
+    model.to(device)
+    train_tokens, validation_windows = train_tokens.to(device), validation_windows.to(device)
 
     @torch.no_grad()
     def evaluate(candidate: nn.Module) -> dict[str, float]:
@@ -158,4 +164,5 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
         # Embeddings and the LM head stay in full precision, as in GPTQ and QuEST.
         quantizable=quantizable_layer_names(model, skip=("head",)),
         config=config,
+        device=device,
     )

@@ -82,6 +82,10 @@ def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkl
     model = build()
     model.load_state_dict(state)
     model.eval()
+    # Trained on the CPU (the cache is shared by every device); evaluated and quantized on the cell's device.
+    device = str(getattr(context, "device", "cpu"))
+    model.to(device)
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
 
     @torch.no_grad()
     def evaluate(candidate: nn.Module) -> dict[str, float]:
@@ -90,7 +94,7 @@ def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkl
         return {"accuracy": float((predictions == y_val).float().mean())}
 
     def train_batch(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.from_numpy(rng.integers(0, len(y_train), params["batch_size"]))
+        index = torch.from_numpy(rng.integers(0, len(y_train), params["batch_size"])).to(device)
         return x_train[index], y_train[index]
 
     def loss(candidate: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -110,6 +114,7 @@ def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkl
         forward=lambda candidate, batch: candidate(batch),
         quantizable=quantizable_layer_names(model),
         config=config,
+        device=device,
     )
 
 

@@ -69,20 +69,23 @@ def load_model() -> nn.Module:
 def embed(model: nn.Module, texts: list[str]) -> torch.Tensor:
     """Normalised sentence embeddings through the module graph (so quantized layers and gradients apply)."""
     features = model.tokenize(texts)  # type: ignore[operator]
+    device = next(model.parameters()).device  # tokenize() answers on the CPU
+    features = {key: value.to(device) if torch.is_tensor(value) else value for key, value in features.items()}
     return model(features)["sentence_embedding"]
 
 
 def make(params: dict[str, Any], context: Any) -> QuantWorkload:
     from scipy.stats import spearmanr
 
-    model = load_model()
+    device = str(getattr(context, "device", "cpu"))
+    model = load_model().to(device)
     model.eval()
     eval_sentences = sentences(int(params["eval_sentences"]), offset=0)
     pool = sentences(int(params["train_sentences"]), offset=1)  # disjoint from the evaluation set
     with torch.no_grad():
         reference = torch.cat([embed(model, eval_sentences[i : i + 64]) for i in range(0, len(eval_sentences), 64)])
-    upper = torch.triu_indices(len(eval_sentences), len(eval_sentences), offset=1)
-    reference_similarity = (reference @ reference.T)[upper[0], upper[1]].numpy()
+    upper = torch.triu_indices(len(eval_sentences), len(eval_sentences), offset=1, device=device)
+    reference_similarity = (reference @ reference.T)[upper[0], upper[1]].cpu().numpy()
 
     @torch.no_grad()
     def evaluate(candidate: nn.Module) -> dict[str, float]:
@@ -90,7 +93,7 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
         batches = [embed(candidate, eval_sentences[i : i + 64]) for i in range(0, len(eval_sentences), 64)]
         embeddings = torch.nn.functional.normalize(torch.cat(batches), dim=-1)
         cosine = float((embeddings * reference).sum(dim=-1).mean())
-        similarity = (embeddings @ embeddings.T)[upper[0], upper[1]].numpy()
+        similarity = (embeddings @ embeddings.T)[upper[0], upper[1]].cpu().numpy()
         rank = float(spearmanr(similarity, reference_similarity).statistic)
         return {"embedding_cosine": cosine, "embedding_spearman": rank}
 
@@ -119,4 +122,5 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
         forward=lambda candidate, batch: embed(candidate, batch),
         quantizable=[n for n in quantizable_layer_names(model) if ".encoder.layer." in n],
         config={"seed": int(context.seed), **params},
+        device=device,
     )

@@ -45,7 +45,9 @@ def gptq_quantize_matrix(weight: torch.Tensor, hessian: torch.Tensor, config: GP
     dead = torch.diag(hessian) == 0  # inputs that are always zero: their weights do not matter
     hessian[dead, dead] = 1.0
     weight[:, dead] = 0.0
-    hessian += config.damp * torch.mean(torch.diag(hessian)) * torch.eye(cols, dtype=hessian.dtype)
+    hessian += (
+        config.damp * torch.mean(torch.diag(hessian)) * torch.eye(cols, dtype=hessian.dtype, device=hessian.device)
+    )
     inverse = torch.cholesky_inverse(torch.linalg.cholesky(hessian))
     inverse_upper = torch.linalg.cholesky(inverse, upper=True)
 
@@ -78,7 +80,7 @@ def layer_hessian(model: nn.Module, name: str, workload: QuantWorkload) -> torch
     """``2 X^T X / n`` of the named layer's inputs over the calibration batches, through the current model."""
     layer = model.get_submodule(name)
     cols = layer.weight[0].numel()
-    hessian = torch.zeros(cols, cols, dtype=torch.float64)
+    hessian = torch.zeros(cols, cols, dtype=torch.float64, device=layer.weight.device)
     count = 0
 
     def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:

@@ -116,6 +116,7 @@ def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dic
     model = copy.deepcopy(environment.model)
     start = time.perf_counter()
     quantize_model(model, environment.quantizable, config)
+    model.to(environment.device)  # the new step sizes are created on the CPU
     initialise_steps(model, environment)
     training = finetune(model, environment, steps, config.lr, context)
     return quantization_outcome(environment, model, quantize_time_s=time.perf_counter() - start, **training)

@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness_quant import dispatch
 from harness_quant.grids import FULL_PRECISION_BITS, check_bits
 from harness_quant.hadamard import block_size_for
 from harness_quant.layers import QuantizedLayer, replace_layers
@@ -108,9 +109,19 @@ class QuESTQuantizer(nn.Module):
         self.bits = bits
         self.alpha_scale = clip_scale(bits)
         self.trust_factor = trust_factor
-        self.last_trusted_fraction = 1.0
+        self._trusted_mean: torch.Tensor | float = 1.0
+
+    @property
+    def last_trusted_fraction(self) -> float:
+        """Share of the last forward's values whose gradient was kept (a GPU sync only when read)."""
+        return float(self._trusted_mean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = dispatch.quest_rows(x.detach(), self.bits, self.alpha_scale, self.trust_factor)
+        if kernel is not None:  # CUDA tensor: the CuPy kernel (dispatch.py); the torch code below is its reference
+            quantized, trusted = kernel
+            self._trusted_mean = trusted.float().mean()
+            return quantized + (x - x.detach()) * trusted
         levels = 2**self.bits
         with torch.no_grad():
             rms = x.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8)
@@ -119,7 +130,7 @@ class QuESTQuantizer(nn.Module):
             index = torch.clamp(torch.round((x + alpha) / step), 0, levels - 1)
             quantized = index * step - alpha
             trusted = (quantized - x).abs() <= self.trust_factor * step / 2 * (1 + 1e-6)
-            self.last_trusted_fraction = float(trusted.float().mean())
+            self._trusted_mean = trusted.float().mean()
         # Forward: the quantized value; backward: identity where trusted, zero where the value was clipped.
         return quantized + (x - x.detach()) * trusted
 
