@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.context import CellContext
 from harness.hookspecs import hookimpl
-from harness.records import Cell
+from harness.tracking.record import Cell
 
 
 @hookimpl(trylast=True)

@@ -15,8 +15,8 @@ import pluggy
 import pytest
 
 from harness import HOOK_API_VERSION, AlgorithmSpec, MetricSpec, hookimpl
-from harness.conformance import check_plugin
-from harness.deprecation import (
+from harness.authoring.conformance import check_plugin
+from harness.authoring.deprecation import (
     DEPRECATED_SPEC_FIELDS,
     Deprecation,
     HarnessDeprecationWarning,
@@ -205,7 +205,7 @@ def test_deprecated_hook_warns_when_a_plugin_implements_it() -> None:
 
 
 def test_deprecated_spec_field_warns_and_check_reports_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("harness.deprecation.DEPRECATED_SPEC_FIELDS", dict(DEPRECATED_SPEC_FIELDS))
+    monkeypatch.setattr("harness.authoring.deprecation.DEPRECATED_SPEC_FIELDS", dict(DEPRECATED_SPEC_FIELDS))
     deprecate_spec_field(MetricSpec, "threshold", since="1.1", removed_in="2.0", instead="the suite's [thresholds]")
     spec = MetricSpec("authoring_m", "1", "A metric", unit="1", direction="higher", compute="m:f", threshold=0.2)
     with pytest.warns(HarnessDeprecationWarning, match=r"plugin 'p', authoring_m: MetricSpec.threshold is deprecated"):

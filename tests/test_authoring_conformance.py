@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from harness.authoring.conformance import ConformanceReport, check_plugin
 from harness.cli.authoring import check_command
-from harness.conformance import ConformanceReport, check_plugin
 from harness.errors import BadInput
 from harness.plugins import PluginOptions
 

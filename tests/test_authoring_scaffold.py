@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.conformance import check_plugin
+from harness.authoring.conformance import check_plugin
+from harness.authoring.scaffold import create_plugin, render_plugin
 from harness.errors import BadInput
 from harness.plugins import PluginOptions
-from harness.scaffold import create_plugin, render_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli.main"]

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness.analysis.calibration import calibrate_from_runs, load_calibration
 from harness.cli.reporting import COMMANDS
-from harness.regress.calibration import calibrate_from_runs, load_calibration
-from harness.report.runs import RunStore
-from harness.report.writer import CellToWrite, write_suite_run
+from harness.tracking.reader import RunStore
+from harness.tracking.writer import CellToWrite, write_suite_run
 
 TAGS = {
     "harness.fingerprint": "fp-same",

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from core_support import harness_env, load_json, mlflow_cell_runs, run_harness
 
-from harness import worker
 from harness.errors import CellSkipped
-from harness.executors.ray import cell_resources
 from harness.plugins import PluginOptions
-from harness.records import Cell, ComponentRef
+from harness.run import worker
+from harness.run.executors.ray import cell_resources
 from harness.specs import Resources
+from harness.tracking.record import Cell, ComponentRef
 
 ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", CUDA_VISIBLE_DEVICES="")
 SUITE = 'name = "devices"\ndescription = "d"\nseeds = [0]\nmetrics = ["score"]\n'

@@ -9,7 +9,7 @@ from core_support import harness_env, run_harness
 
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, load_plugins
-from harness.suite import load_suite_file
+from harness.run.suite import load_suite_file
 
 GOOD = """
 name = "toy"

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from harness import hookspecs
-from harness.scaffold import docs
+from harness.authoring.scaffold import docs
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
 def test_reference_section_matches_the_hookspecs() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert docs.stale_hooks(text, DOC) == [], "run `python -m harness.scaffold.docs` to regenerate docs/plugins.md"
-    assert docs.stale_files(text, DOC) == [], "run `python -m harness.scaffold.docs` to regenerate docs/plugins.md"
+    hint = "run `python -m harness.authoring.scaffold.docs` to regenerate docs/plugins.md"
+    assert docs.stale_hooks(text, DOC) == [], hint
+    assert docs.stale_files(text, DOC) == [], hint
     assert docs.render_document(text, DOC) == text
 
 
@@ -53,7 +54,7 @@ def test_check_mode_of_the_generator_script(tmp_path: Path) -> None:
     text = DOC.read_text(encoding="utf-8").replace("<!-- file:", "<!-- nofile:")
     start = text.index(docs.START_MARKER) + len(docs.START_MARKER)
     stale.write_text(text[:start] + "\n" + text[text.index(docs.END_MARKER) :])
-    command = [sys.executable, "-m", "harness.scaffold.docs", "--check", str(stale)]
+    command = [sys.executable, "-m", "harness.authoring.scaffold.docs", "--check", str(stale)]
     completed = subprocess.run(command, capture_output=True, text=True)
     assert completed.returncode == 1 and "harness_algorithms" in completed.stderr
     assert subprocess.run([*command[:-2], str(stale)], capture_output=True, text=True).returncode == 0

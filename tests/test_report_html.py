@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from harness.cli.reporting import COMMANDS
-from harness.report.writer import CellToWrite, write_suite_run
+from harness.tracking.writer import CellToWrite, write_suite_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE_ALGORITHM = "iql<img src=x onerror=alert(1)>"

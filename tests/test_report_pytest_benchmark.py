@@ -12,7 +12,7 @@ import click
 from click.testing import CliRunner
 
 from harness.cli.reporting import COMMANDS
-from harness.report.runs import RunStore
+from harness.tracking.reader import RunStore
 
 BENCHMARKS = """
 import pytest

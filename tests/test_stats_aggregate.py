@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import (
+from harness.analysis.stats import (
     BootstrapConfig,
     aggregate_all,
     aggregate_estimate,

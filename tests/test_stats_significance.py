@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from harness.stats import (
+from harness.analysis.stats import (
     compare_samples,
     detect_change_points,
     minimum_permutation_repeats,

@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "plugins"))
 
 from harness.plugins import PluginOptions, load_plugins  # noqa: E402
-from harness.runner import RunOptions, run_suite  # noqa: E402
-from harness.suite import load_suite_file  # noqa: E402
+from harness.run.runner import RunOptions, run_suite  # noqa: E402
+from harness.run.suite import load_suite_file  # noqa: E402
 
 
 class Arrivals:

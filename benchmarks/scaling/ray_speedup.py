@@ -30,8 +30,8 @@ sys.path.insert(0, str(HERE))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from harness.plugins import PluginOptions, load_plugins  # noqa: E402
-from harness.suite import load_suite_file  # noqa: E402
-from harness.worker import execute_cell  # noqa: E402
+from harness.run.suite import load_suite_file  # noqa: E402
+from harness.run.worker import execute_cell  # noqa: E402
 
 SUITE = """
 name = "scaling"
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--overhead-cells", type=int, default=100, help="empty cells to measure per-cell cost")
     args = parser.parse_args()
 
-    from harness.executors.ray import RayExecutor
+    from harness.run.executors.ray import RayExecutor
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

@@ -22,8 +22,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from harness.records import Cell, CellResult, ComponentRef
-from harness.tracking import MlflowTracker
+from harness.tracking.record import Cell, CellResult, ComponentRef
+from harness.tracking.store import MlflowTracker
 
 
 def free_port() -> int:

@@ -52,7 +52,7 @@ def new_plugin_command(name: str, kinds: tuple[str, ...], directory: Path, force
       harness plugins check NAME
       harness run NAME --profile smoke
     """
-    from harness.scaffold import KINDS, PluginNames, create_plugin
+    from harness.authoring.scaffold import KINDS, PluginNames, create_plugin
 
     root = create_plugin(name, directory, kinds or KINDS, force=force)
     names = PluginNames.from_name(name)
@@ -91,7 +91,7 @@ def check_command(ctx: click.Context, name: str, as_json: bool, specs_only: bool
     compatible environment (budget from the plugin's own suite's smoke profile); the same seed gives the same
     result. Every failure says what to fix. NAME is the entry-point name, the distribution or the module.
     """
-    from harness.conformance import check_plugin
+    from harness.authoring.conformance import check_plugin
 
     report = check_plugin(name, options=_plugin_options(ctx), run_cells=not specs_only, ignore_outcome_keys=ignore_keys)
     if as_json:

@@ -17,7 +17,7 @@ import click
 from harness.cli.output import console, make_progress, print_error, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
-from harness.records import DEVICES
+from harness.tracking.record import DEVICES
 
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
 
@@ -219,7 +219,7 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     """
     registry = _state(ctx).registry()
     if kind == "suites":
-        from harness.suite import available_suites
+        from harness.run.suite import available_suites
 
         suites = available_suites(registry)
         entries = [{"name": name, "path": str(path), "source": source} for name, (path, source) in suites.items()]
@@ -315,9 +315,9 @@ def run(
     or a kill); --no-resume runs everything again. Exit code 0 if every cell succeeded or was skipped, 1 if
     any failed, 2 for bad input (nothing is run then).
     """
-    from harness.runner import RunOptions, run_suite, summary_json
-    from harness.suite import resolve_suite
-    from harness.tracking import default_tracking_uri
+    from harness.run.runner import RunOptions, run_suite, summary_json
+    from harness.run.suite import resolve_suite
+    from harness.tracking.store import default_tracking_uri
 
     state = _state(ctx)
     registry = state.registry(modules)
@@ -367,7 +367,7 @@ def _print_plan(
     as_json: bool,
 ) -> None:
     """What ``harness run`` would do: the expanded cells, each marked done (a resume skips it) or to run."""
-    from harness.journal import Journal
+    from harness.tracking.journal import Journal
 
     profile_name, cells = suite.expand(registry, profile, overrides)
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
@@ -405,7 +405,7 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
     Safe to repeat: results MLflow already has are recognised by their record id and not logged twice.
     Exit code 1 if some journal could not be delivered.
     """
-    from harness.runner import sync_journals
+    from harness.run.runner import sync_journals
 
     state = _state(ctx)
     reports = sync_journals(state.results_dir, tracking_uri)

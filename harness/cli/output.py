@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.records import CellResult
+from harness.tracking.record import CellResult
 
 _CONSOLES: dict[bool, Console] = {}
 

@@ -30,7 +30,7 @@ def _results_dir(ctx: click.Context, value: Path | None) -> Path:
 
 
 def _tracking_uri(results_dir: Path, value: str | None) -> str:
-    from harness.tracking import default_tracking_uri
+    from harness.tracking.store import default_tracking_uri
 
     return value or default_tracking_uri(results_dir)
 
@@ -73,7 +73,7 @@ def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
 
 
 def _store(ctx: click.Context, results_dir: Path | None, tracking_uri: str | None) -> tuple[Any, Path]:
-    from harness.report.runs import RunStore
+    from harness.tracking.reader import RunStore
 
     directory = _results_dir(ctx, results_dir)
     return RunStore(_tracking_uri(directory, tracking_uri)), directory
@@ -121,15 +121,15 @@ def report(
     with reasons, a side-by-side of the top two algorithms (or of two runs with --vs), and the command that
     opens the same runs in the MLflow UI. The Markdown summary fits a pull request.
     """
+    from harness.analysis.stats import BootstrapConfig
     from harness.report.build import build_report, write_report
-    from harness.stats import BootstrapConfig
 
     store, directory = _store(ctx, results_dir, tracking_uri)
     chosen = _formats(formats)
     run = store.load(store.resolve(selector, suite=suite, profile=profile))
     comparison = None
     if versus:
-        from harness.regress.compare import compare_runs
+        from harness.analysis.compare import compare_runs
 
         other = store.load(store.resolve(versus, suite=run.suite, profile=run.profile))
         comparison = compare_runs(other, run)
@@ -188,9 +188,9 @@ def compare(
     `harness calibrate`) and beyond the metric's threshold in its bad direction.
     Exit codes: 0 no regression, 1 regression, 2 bad input, 3 too little data to decide.
     """
-    from harness.regress.calibration import load_calibration
-    from harness.regress.compare import check_hardware, compare_runs
-    from harness.regress.formats import print_comparison, to_junit, to_markdown
+    from harness.analysis.calibration import load_calibration
+    from harness.analysis.compare import check_hardware, compare_runs
+    from harness.report.formats import print_comparison, to_junit, to_markdown
 
     store, directory = _store(ctx, results_dir, tracking_uri)
     candidate_id = store.resolve(candidate, suite=suite, profile=profile)
@@ -232,8 +232,8 @@ def _run_suite_in_process(
     ctx: click.Context, suite: str, profile: str | None, tracking_uri: str, results_dir: Path, overrides: tuple
 ) -> str:
     """Run the suite through the runner API (plugins as the root command loaded them); return the run id."""
-    from harness.runner import RunOptions, run_suite
-    from harness.suite import resolve_suite
+    from harness.run.runner import RunOptions, run_suite
+    from harness.run.suite import resolve_suite
 
     state = ctx.find_root().obj
     if state is None or not hasattr(state, "registry"):
@@ -290,8 +290,8 @@ def calibrate(
     `harness compare` and `harness nightly` use it: thresholds are raised to 3x the measured spread and
     single runs can be judged against the known noise.
     """
-    from harness.regress.calibration import calibrate_from_runs, log_calibration
-    from harness.report.runs import RunStore
+    from harness.analysis.calibration import calibrate_from_runs, log_calibration
+    from harness.tracking.reader import RunStore
 
     if repeats < 2:
         raise BadInput("--repeats must be at least 2 to measure a spread")
@@ -301,7 +301,7 @@ def calibrate(
         store = RunStore(uri)
         suite_name = suite
         if suite.endswith(".toml") or Path(suite).is_file():
-            from harness.suite import load_suite_file
+            from harness.run.suite import load_suite_file
 
             suite_name = load_suite_file(Path(suite)).name
         found = store.suite_runs(suite_name, profile)[:repeats]
@@ -369,7 +369,7 @@ def nightly(
     last --history runs, with change points (PELT) so that a slow drift no single night flags is seen.
     Exit codes as for compare; a failing run also exits 1.
     """
-    from harness.regress.nightly import run_nightly
+    from harness.report.nightly import run_nightly
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
@@ -405,11 +405,11 @@ def import_pytest_benchmark(
     One suite run per file, one cell per benchmark (group as the environment, the test name as the
     algorithm), its timing statistics as metrics in seconds and its machine_info as tags.
     """
-    from harness.report.pytest_benchmark import import_file
+    from harness.tracking.pytest_benchmark import import_file
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
-    from harness.tracking import sqlite_path
+    from harness.tracking.store import sqlite_path
 
     database = sqlite_path(uri)
     if database is not None:

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.report import plots
-from harness.report.runs import RunStore, SuiteRun, scores_by_algorithm
-from harness.stats import (
+from harness.analysis.stats import (
     BootstrapConfig,
     Estimate,
     aggregate_all,
@@ -29,6 +27,8 @@ from harness.stats import (
     performance_profile,
     probability_of_improvement,
 )
+from harness.report import plots
+from harness.tracking.reader import RunStore, SuiteRun, scores_by_algorithm
 
 MAX_METRICS_PLOTTED = 12
 _CEILING_WORDS = ("ceiling", "roofline", "peak")
@@ -173,7 +173,7 @@ def _roofline_plots(run: SuiteRun) -> list[tuple[str, str]]:
 
 
 def _grouped(run: SuiteRun, metric: str) -> dict[tuple[str, str], list[float]]:
-    from harness.report.runs import values_by_case
+    from harness.tracking.reader import values_by_case
 
     return values_by_case(run, metric)
 
@@ -261,7 +261,7 @@ def build_report(
 def render_html(content: ReportContent) -> str:
     import jinja2
 
-    from harness.regress.formats import format_change, format_p, format_value
+    from harness.report.formats import format_change, format_p, format_value
 
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -279,7 +279,7 @@ def render_html(content: ReportContent) -> str:
 
 
 def _interval(estimate: Estimate) -> str:
-    from harness.regress.formats import format_value
+    from harness.report.formats import format_value
 
     if not estimate.has_interval:
         return ""
@@ -287,7 +287,7 @@ def _interval(estimate: Estimate) -> str:
 
 
 def render_markdown(content: ReportContent) -> str:
-    from harness.regress.formats import _md_cell, format_value, to_markdown
+    from harness.report.formats import _md_cell, format_value, to_markdown
 
     run = content.run
     lines = [

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import ChangePoints, Estimate, PerformanceProfile
+from harness.analysis.stats import ChangePoints, Estimate, PerformanceProfile
 
 MAX_PANELS = 12
 

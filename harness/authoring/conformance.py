@@ -11,7 +11,7 @@ change. The checks, in order:
 4. parameters have typed defaults that validate, and a bad value or an unknown name gives a clear error;
 5. metrics declare a unit and a direction, and return a float or None;
 6. each algorithm runs one ``smoke`` cell on a compatible environment (each environment with a compatible
-   algorithm), through the same :func:`harness.worker.execute_cell` the runner uses;
+   algorithm), through the same :func:`harness.run.worker.execute_cell` the runner uses;
 7. the same seed gives the same result (metrics and raw outcome, apart from timings).
 """
 
@@ -30,10 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from harness.deprecation import deprecated_fields_used
+from harness.authoring.deprecation import deprecated_fields_used
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRecord, PluginRegistry, Registered, load_plugins
-from harness.records import Cell, CellResult, ComponentRef, canonical_json
 from harness.specs import (
     MetricSpec,
     Param,
@@ -41,6 +40,7 @@ from harness.specs import (
     SpecError,
     resolve_callable,
 )
+from harness.tracking.record import Cell, CellResult, ComponentRef, canonical_json
 
 Status = Literal["passed", "failed", "warning", "skipped"]
 
@@ -497,7 +497,7 @@ def _check_params(report: ConformanceReport, subject: str, spec: Any) -> None:
 
 def _smoke_settings(registry: PluginRegistry, record: PluginRecord) -> tuple[dict[str, Any], dict[str, Any]]:
     """Budget and parameter overrides of the ``smoke`` profile of the plugin's own suites (first found)."""
-    from harness.suite import load_suite_file
+    from harness.run.suite import load_suite_file
 
     for path, owner in registry.suite_files:
         if owner is not record:
@@ -513,7 +513,7 @@ def _smoke_settings(registry: PluginRegistry, record: PluginRecord) -> tuple[dic
 
 
 def _check_suites(report: ConformanceReport, registry: PluginRegistry, record: PluginRecord) -> None:
-    from harness.suite import load_suite_file
+    from harness.run.suite import load_suite_file
 
     for path, owner in registry.suite_files:
         if owner is not record:
@@ -531,7 +531,7 @@ def _check_suites(report: ConformanceReport, registry: PluginRegistry, record: P
 
 
 def _has_smoke(path: str | Path) -> bool:
-    from harness.suite import load_suite_file
+    from harness.run.suite import load_suite_file
 
     return "smoke" in load_suite_file(Path(path)).model.profiles
 
@@ -608,7 +608,7 @@ def _check_cells(
     options: PluginOptions,
     ignore_outcome_keys: set[str],
 ) -> None:
-    from harness.worker import execute_cell
+    from harness.run.worker import execute_cell
 
     _check_suites(report, registry, record)
     budget, overrides = _smoke_settings(registry, record)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.records import CellResult
+from harness.tracking.record import CellResult
 
 
 @dataclass

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.stats import relative_spread, repeats_needed
 from harness.errors import BadInput
-from harness.report.runs import SuiteRun, metric_union
-from harness.stats import relative_spread, repeats_needed
+from harness.tracking.reader import SuiteRun, metric_union
 
 NOISE_MULTIPLIER = 3.0
 CALIBRATION_VERSION = 1

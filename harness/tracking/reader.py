@@ -1,6 +1,6 @@
 """Suite runs read back from MLflow: the one place that knows the tracking layout reports depend on.
 
-The layout is written by :mod:`harness.tracking` (and by ``harness import pytest-benchmark``): one experiment
+The layout is written by :mod:`harness.tracking.store` (and by ``harness import pytest-benchmark``): one experiment
 per suite, one parent run per suite invocation (``harness.kind=suite-run``) carrying ``suite.json``, and one
 nested run per cell (``harness.kind=cell``) carrying ``cell.json``. Everything here works against any
 tracking URI through :class:`mlflow.MlflowClient`.
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.tracking import sqlite_path
+from harness.tracking.store import sqlite_path
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")

@@ -30,7 +30,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from harness.errors import TrackingError
-from harness.records import CellResult
+from harness.tracking.record import CellResult
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100

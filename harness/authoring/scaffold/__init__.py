@@ -59,7 +59,7 @@ class PluginNames:
 
 
 def _template(name: str) -> Template:
-    text = resources.files("harness.scaffold").joinpath("templates", name).read_text(encoding="utf-8")
+    text = resources.files("harness.authoring.scaffold").joinpath("templates", name).read_text(encoding="utf-8")
     return Template(text)
 
 

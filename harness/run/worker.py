@@ -22,8 +22,8 @@ from harness.context import CellContext
 from harness.errors import CellSkipped
 from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
-from harness.records import Cell, CellResult
 from harness.specs import Resources, resolve_callable
+from harness.tracking.record import Cell, CellResult
 
 
 def seed_everything(seed: int) -> None:

@@ -34,12 +34,12 @@ import ray
 import ray.exceptions
 
 from harness.errors import BadInput
-from harness.executors import failed_result
 from harness.plugins import PluginOptions, registry_for
-from harness.records import Cell, CellResult
-from harness.worker import execute_cell, worker_name
+from harness.run.executors import failed_result
+from harness.run.worker import execute_cell, worker_name
+from harness.tracking.record import Cell, CellResult
 
-log = logging.getLogger("harness.executors.ray")
+log = logging.getLogger("harness.run.executors.ray")
 
 # Errors that mean the process running the cell went away, not that the cell itself failed: worth a retry.
 _WORKER_LOST = (

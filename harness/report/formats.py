@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ElementTree
 
-from harness.regress.compare import CaseVerdict, Comparison
+from harness.analysis.compare import CaseVerdict, Comparison
 
 _MARK = {"regressed": "❌", "failed": "❌", "improved": "✅", "inconclusive": "⚠️", "unchanged": "", "new": "🆕"}
 

@@ -4,7 +4,7 @@ Randomness is always passed in (a :class:`BootstrapConfig`, or a seed), so every
 reproduced. Nothing here knows about MLflow or suites.
 """
 
-from harness.stats.aggregate import (
+from harness.analysis.stats.aggregate import (
     AGGREGATES,
     BootstrapConfig,
     Estimate,
@@ -16,8 +16,8 @@ from harness.stats.aggregate import (
     probability_of_improvement,
     stratified_bootstrap,
 )
-from harness.stats.changepoint import ChangePoints, ChangePointUnavailable, Segment, detect_change_points
-from harness.stats.significance import (
+from harness.analysis.stats.changepoint import ChangePoints, ChangePointUnavailable, Segment, detect_change_points
+from harness.analysis.stats.significance import (
     ChangeTest,
     compare_samples,
     minimum_permutation_repeats,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.report.writer import CellToWrite, write_suite_run
+from harness.tracking.writer import CellToWrite, write_suite_run
 
 #: pytest-benchmark statistic -> (metric name, unit, direction).
 STATISTICS = {

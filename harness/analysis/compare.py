@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.regress.calibration import Calibration
-from harness.report.runs import SuiteRun, machine_differences, metric_union, values_by_case
-from harness.stats import ChangeTest, compare_samples, minimum_permutation_repeats, repeats_needed
+from harness.analysis.calibration import Calibration
+from harness.analysis.stats import ChangeTest, compare_samples, minimum_permutation_repeats, repeats_needed
+from harness.tracking.reader import SuiteRun, machine_differences, metric_union, values_by_case
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_TOO_LITTLE_DATA = 0, 1, 2, 3
 _BAD_VERDICTS = ("regressed", "failed")

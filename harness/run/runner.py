@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import BadInput, TrackingError
-from harness.journal import Journal, JournalState, all_journals
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
-from harness.records import DEVICES, Cell, CellResult, RunInfo
-from harness.suite import Suite, metric_thresholds
+from harness.run.suite import Suite, metric_thresholds
+from harness.tracking.journal import Journal, JournalState, all_journals
+from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo
 
 
 class Executor(Protocol):
@@ -110,12 +110,12 @@ class RunSummary:
 
 def make_executor(options: RunOptions, plugin_options: PluginOptions) -> Executor:
     if options.executor == "local":
-        from harness.executors.local import LocalExecutor
+        from harness.run.executors.local import LocalExecutor
 
         return LocalExecutor(options.jobs, plugin_options, options.results_dir)
     if options.executor == "ray":
         try:
-            from harness.executors.ray import RayExecutor
+            from harness.run.executors.ray import RayExecutor
         except ImportError as exc:
             raise BadInput(f"--executor ray needs Ray: pip install 'harness[ray]' ({exc})") from None
         return RayExecutor(options.ray_address, plugin_options, options.results_dir, options.max_retries)
@@ -206,7 +206,7 @@ def run_suite(
                 "suite_info": suite_info,
             }
         )
-        from harness.tracking import machine_tags
+        from harness.tracking.store import machine_tags
 
         base_tags = {**machine_tags(machine), "harness.git_commit": git[0]}
         tracker = None
@@ -214,7 +214,7 @@ def run_suite(
         tracking_error: str | None = None
         if options.tracking_uri:
             try:
-                from harness.tracking import MlflowTracker
+                from harness.tracking.store import MlflowTracker
 
                 tracker = MlflowTracker(options.tracking_uri)
                 if parent_run_id:
@@ -241,7 +241,7 @@ def run_suite(
         )
         logger = None
         if tracker is not None and parent_run_id is not None:
-            from harness.tracking import BackgroundLogger
+            from harness.tracking.store import BackgroundLogger
 
             logger = BackgroundLogger(
                 tracker,
@@ -313,7 +313,7 @@ class SyncReport:
 
 def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncReport]:
     """Deliver every journaled result MLflow does not have yet; safe to run any number of times."""
-    from harness.tracking import MlflowTracker, machine_tags
+    from harness.tracking.store import MlflowTracker, machine_tags
 
     reports = []
     for journal in all_journals(results_dir):

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import BadInput
 from harness.plugins import PluginRegistry, UnknownName
-from harness.records import Cell, ComponentRef
 from harness.specs import ParamError
+from harness.tracking.record import Cell, ComponentRef
 
 
 class _Strict(BaseModel):

@@ -1,7 +1,7 @@
 """The nightly loop after the suite has run: compare with the baseline, report with trends, promote.
 
 Trend plots cover the newest runs of the suite and profile (oldest first). For each metric and case the
-per-run mean forms a series; change points (:func:`harness.stats.detect_change_points`) mark where its level
+per-run mean forms a series; change points (:func:`harness.analysis.stats.detect_change_points`) mark where its level
 moved, so a slow drift that no single night's comparison flags is still visible, with its total size.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.regress.calibration import load_calibration
-from harness.regress.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs
+from harness.analysis.calibration import load_calibration
+from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs
+from harness.analysis.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
 from harness.report import plots
 from harness.report.build import build_report, write_report
-from harness.report.runs import RunStore, SuiteRun, values_by_case
-from harness.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
+from harness.tracking.reader import RunStore, SuiteRun, values_by_case
 
 MAX_TREND_METRICS = 12
 

@@ -1,7 +1,7 @@
 """Write suite runs into MLflow in the harness layout, for results that did not come from ``harness run``.
 
 ``harness import pytest-benchmark`` uses it, so microbenchmarks appear in the same reports and comparisons
-as suite results. The layout is the one :mod:`harness.tracking` writes and :mod:`harness.report.runs` reads.
+as suite results. The layout is the one :mod:`harness.tracking.store` writes and :mod:`harness.tracking.reader` reads.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ import signal
 import time
 import uuid
 
-from harness.records import Cell, CellResult
-from harness.worker import worker_name
+from harness.run.worker import worker_name
+from harness.tracking.record import Cell, CellResult
 
 
 def failed_result(cell: Cell, reason: str, error_type: str, started: float | None = None) -> CellResult:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pebble
 
-from harness.executors import describe_exit, failed_result
 from harness.plugins import PluginOptions, registry_for
-from harness.records import Cell, CellResult
-from harness.worker import execute_cell
+from harness.run.executors import describe_exit, failed_result
+from harness.run.worker import execute_cell
+from harness.tracking.record import Cell, CellResult
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 

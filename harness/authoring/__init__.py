@@ -1,0 +1,1 @@
+"""For plugin authors: the contract check, the pytest helpers, the plugin scaffold and deprecations."""

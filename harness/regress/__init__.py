@@ -1,1 +1,0 @@
-"""Regression verdicts: comparing runs, noise calibration, and the nightly loop."""
