@@ -47,7 +47,7 @@ def test_every_profile_expands_without_pairings_that_cannot_run():
     from harness_softmax.gpu import FUSED_MAX_COLS
 
     from harness.plugins import load_plugins
-    from harness.suite import load_suite_file
+    from harness.run.suite import load_suite_file
 
     registry = load_plugins()
     suite = load_suite_file(REPO / "suites" / "softmax.toml")
