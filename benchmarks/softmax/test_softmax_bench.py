@@ -19,14 +19,14 @@ import pytest
 import torch
 from harness_softmax import cpu, gpu, protocol
 from harness_softmax.availability import cupy_unavailable_reason
-from harness_softmax.protocol import cpu_copy_bandwidth_gbps
 from harness_softmax.workload import SoftmaxWorkload, last_level_cache_bytes
 
-CPU_ALGORITHMS = ["three-pass-recompute", "three-pass-reload", "two-pass", "online", "fused", "torch", "scipy"]
+CPU_ALGORITHMS = [*cpu.ALGORITHMS, "torch", "scipy"]
 CPU_WORKLOADS = {
     "rows-4096x1024-f32": (4096, 1024, "float32"),
     "rows-1823x781-bf16": (1823, 781, "bfloat16"),
     "vector-1e6-f32": (1, 10**6, "float32"),
+    "vector-1e7-f32": (1, 10**7, "float32"),
 }
 GPU_ALGORITHMS = ["three-pass-recompute", "three-pass-reload", "two-pass", "online", "fused"]
 GPU_WORKLOADS = {
@@ -53,26 +53,32 @@ def record(benchmark, workload: SoftmaxWorkload, passes, ceiling_gbps: float, th
 
 @pytest.fixture(scope="session")
 def cpu_ceiling_gbps() -> float:
-    return cpu_copy_bandwidth_gbps(256 * 1024**2)
+    return cpu.memcpy_bandwidth_gbps(256 * 1024**2) or protocol.cpu_copy_bandwidth_gbps(256 * 1024**2)
 
 
 @pytest.mark.parametrize("shape", list(CPU_WORKLOADS), ids=str)
 @pytest.mark.parametrize("algorithm", CPU_ALGORITHMS)
 def test_cpu_softmax(benchmark, algorithm, shape, cpu_ceiling_gbps):
     rows, cols, dtype = CPU_WORKLOADS[shape]
-    if (algorithm == "scipy" and dtype == "bfloat16") or (algorithm == "fused" and cols > cpu.DEFAULT_BLOCK_ELEMENTS):
+    if (algorithm == "scipy" and dtype == "bfloat16") or (algorithm == "fused" and rows == 1):
         pytest.skip(f"{algorithm} does not apply to {shape}")
-    kernel, passes = cpu.KERNELS[algorithm]
+    if algorithm in cpu.ALGORITHMS:
+        _, passes = cpu.ALGORITHMS[algorithm]
+
+        def kernel(x, out):
+            cpu.softmax(algorithm, x, out, threads=torch.get_num_threads())
+    else:
+        kernel, passes = {"torch": cpu.torch_softmax, "scipy": cpu.scipy_softmax}[algorithm], None
     workload = SoftmaxWorkload(rows, cols, dtype, -1000.0, 1000.0, seed=0)
     out = workload.output(0)
     protocol.poison(out, dtype)
-    kernel(workload.input(0), out, cpu.DEFAULT_BLOCK_ELEMENTS)
+    kernel(workload.input(0), out)
     protocol.check_output(algorithm, workload, out, workload.reference(0), protocol.tolerance_for(dtype, 0.0, cols))
     pairs = itertools.cycle(workload.pairs(workload.rotation_count(last_level_cache_bytes())))
 
     def one_call() -> None:
         source, target = next(pairs)
-        kernel(source, target, cpu.DEFAULT_BLOCK_ELEMENTS)
+        kernel(source, target)
 
     benchmark.group = f"cpu {shape}"
     benchmark.pedantic(one_call, rounds=20, warmup_rounds=3)

@@ -1,233 +1,315 @@
-"""Softmax on the CPU, one function per algorithm, written in torch ops with each algorithm's pass structure.
+"""Softmax on the CPU: compiled SIMD kernels (``harness_softmax/csrc``), chosen by the CPU's flags, over threads.
 
-Every kernel has the signature ``kernel(x, out, block_elements)``: ``x`` and ``out`` are rows x cols host
-tensors of one dtype (float32, float16 or bfloat16); softmax is taken along each row and written into ``out``.
-Arithmetic is float32 whatever the storage dtype.
+The kernels are C, built by the plugin's ``setup.py`` at install time once per instruction set (AVX-512,
+AVX2 + FMA, portable C) and written as XNNPACK writes its softmax microkernels (``src/f32-raddstoreexpminusmax``,
+``f32-raddextexp``, ``f32-vscaleextexp``): Cody-Waite range reduction, a degree-5 polynomial for e^t, several
+vector accumulators per reduction, non-temporal stores for outputs that do not fit in cache. Softmax is taken
+along each row of a contiguous rows x cols tensor; storage is float32, bfloat16 or float16, arithmetic float32.
 
-Why blocks: torch runs one op at a time, and each op over a whole tensor is a full trip to memory. A pass here
-is a loop over blocks of ``block_elements`` (a few rows, or a slice of one long row) small enough that the
-handful of temporaries torch makes for one block stay in the L2 cache, so the trips to memory are exactly the
-algorithm's: per element, with N = rows x cols and b the storage bytes per element,
+Traffic per element (N = rows x cols, b bytes per stored element; min traffic of any softmax is 2 N b):
 
-=========================  =====  ======  =====================  ==========================================
-algorithm                  reads  writes  min traffic moved      passes
-=========================  =====  ======  =====================  ==========================================
-three-pass, recompute      3      1       4 N b                  max | sum exp(x - max) | exp(x - max) / sum
-three-pass, reload         3      2       5 N b                  max | y = exp(x - max), sum | y *= 1 / sum
-two-pass (Dukhan 2020)     2      1       3 N b                  sum as (mantissa, exponent) | output
-online (Milakov 2018)      2      1       3 N b                  running max, rescaled sum | output
-fused rows                 1      1       2 N b                  per block of rows: max, sum, output
-=========================  =====  ======  =====================  ==========================================
+=========================  =====  ======  ===========  ==========================================================
+algorithm                  reads  writes  traffic      passes (each over the whole batch, except fused)
+=========================  =====  ======  ===========  ==========================================================
+three-pass, recompute      3      1       4 N b        max | sum exp(x - max) | y = exp(x - max) / sum
+three-pass, reload         3      2       5 N b        max | y = exp(x - max), sum | y *= 1 / sum
+two-pass (Dukhan 2020)     2      1       3 N b        sum exp(x) as mantissa * 2^exponent | y = exp(x) / sum
+online (Milakov 2018)      2      1       3 N b        running max and rescaled sum | y = exp(x - max) / sum
+fused rows                 1      1       2 N b        per row, in L1/L2: max, exp into a scratch row, scale
+=========================  =====  ======  ===========  ==========================================================
 
-References: M. Dukhan and A. Ablavatski, "Two-Pass Softmax Algorithm", 2020 (arXiv:2001.04438; XNNPACK's
-``bench/f32-softmax.cc``); M. Milakov and N. Gimelshein, "Online normalizer calculation for softmax", 2018
-(arXiv:1805.02867).
+On memory-bound (out-of-cache) inputs the time is traffic over bandwidth, which is the Two-Pass paper's claim:
+two-pass moves 3/5 of three-pass-reload's bytes, so it can be up to 1.67x faster, and the paper measures 1.18x
+(AVX2) to 1.28x (AVX-512) on Skylake-X.
+
+Domain: the max-based algorithms accept any float input (-inf included; a row of only -inf is NaN, as in
+``torch.softmax``). Two-pass subtracts no max, so it clamps inputs to +-2^21 (``SM_X_LIMIT`` in simd.h): rows
+whose values exceed 2^21 in magnitude are outside its domain (-inf is fine: it becomes a term 2^-3e6 smaller).
+
+Threads: ``threads > 1`` splits a batch into contiguous groups of rows, one per thread, or, for fewer rows
+than threads (a single vector), splits each row into chunks: every pass runs on all chunks in parallel and the
+partial results (max, sum, mantissa and exponent) are combined here between passes. The C functions release
+the GIL, so Python threads run them in parallel.
+
+References: M. Dukhan and A. Ablavatski, "Two-Pass Softmax Algorithm", 2020 (arXiv:2001.04438); M. Milakov and
+N. Gimelshein, "Online normalizer calculation for softmax", 2018 (arXiv:1805.02867).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-# Cody and Waite's range reduction x = n ln2 + r, |r| <= ln2 / 2, as in XNNPACK, with ln 2 split in a high
-# part of 12 significant bits and the rest. Without a max subtraction |n| reaches 1443 for |x| <= 1000, and
-# n * LN2_HI must be exact (11 + 12 bits fit float32's 24); XNNPACK's 17-bit high part, written for the
-# |n| < 2^8 of an exp after max subtraction, costs 3e-5 relative error here.
-LOG2E = 1.4426950408889634
-LN2_HI = 0.693115234375  # 2839 / 4096
-LN2_LO = 3.194618494528623e-05  # ln 2 - LN2_HI
-
-DEFAULT_BLOCK_ELEMENTS = 1 << 16  # 256 KiB of float32: a block and its temporaries fit a 1 MiB L2
-
-Kernel = Callable[[Any, Any, int], None]
-
-
-def row_blocks(rows: int, cols: int, block_elements: int) -> Iterator[tuple[slice, slice]]:
-    """(row slice, column slice) blocks of about ``block_elements``, in row-major order.
-
-    Short rows are grouped (several whole rows per block); long rows are cut into column slices.
-    """
-    if cols >= block_elements:
-        for row in range(rows):
-            for start in range(0, cols, block_elements):
-                yield slice(row, row + 1), slice(start, min(cols, start + block_elements))
-    else:
-        group = max(1, block_elements // cols)
-        for start in range(0, rows, group):
-            yield slice(start, min(rows, start + group)), slice(0, cols)
+# Algorithm name -> (code in softmax_cpu.c, (reads, writes) per element).
+ALGORITHMS: dict[str, tuple[int, tuple[int, int]]] = {
+    "three-pass-recompute": (0, (3, 1)),
+    "three-pass-reload": (1, (3, 2)),
+    "two-pass": (2, (2, 1)),
+    "online": (3, (2, 1)),
+    "fused": (4, (1, 1)),
+}
+DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
+# Instruction sets, fastest first, with the CPU flags each needs (as GCC's __builtin_cpu_supports names them).
+ISAS: dict[str, tuple[str, ...]] = {
+    "avx512": ("avx512f", "avx512bw", "avx2", "fma", "f16c"),
+    "avx2": ("avx2", "fma", "f16c"),
+    "portable": (),
+}
+ISA_CHOICES = ("auto", *ISAS)
+NONTEMPORAL_CHOICES = ("auto", "on", "off")
+# Chunks of a vector split over threads start on multiples of this many elements (a cache line of float32).
+CHUNK_ALIGN_ELEMENTS = 64
 
 
-def _row_max(x: Any, block_elements: int) -> Any:
-    """Pass: the float32 max of each row, shape (rows, 1)."""
-    import torch
-
-    row_max = torch.full((x.shape[0], 1), -math.inf, dtype=torch.float32)
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        block_max = x[rs, cs].amax(dim=-1, keepdim=True).float()
-        row_max[rs] = torch.maximum(row_max[rs], block_max)
-    return row_max
+class CompiledKernelsUnavailable(RuntimeError):
+    """The compiled kernels for the requested instruction set cannot run here (not built, or CPU lacks it)."""
 
 
-def three_pass_recompute(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
-    """Safe softmax, 3 reads + 1 write: max, then sum of exp(x - max), then exp recomputed for the output."""
-    import torch
-
-    row_max = _row_max(x, block_elements)
-    row_sum = torch.zeros_like(row_max)
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        row_sum[rs] += _exp(x[rs, cs].float() - row_max[rs]).sum(dim=-1, keepdim=True)
-    inverse = row_sum.reciprocal_()
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        out[rs, cs] = _exp(x[rs, cs].float() - row_max[rs]).mul_(inverse[rs])
-
-
-def three_pass_reload(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
-    """Safe softmax, 3 reads + 2 writes: max, then y = exp(x - max) stored and summed, then y rescaled."""
-    import torch
-
-    row_max = _row_max(x, block_elements)
-    row_sum = torch.zeros_like(row_max)
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        exponentials = _exp(x[rs, cs].float() - row_max[rs])
-        out[rs, cs] = exponentials
-        row_sum[rs] += exponentials.sum(dim=-1, keepdim=True)
-    inverse = row_sum.reciprocal_()
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        out[rs, cs] = out[rs, cs].float().mul_(inverse[rs])
-
-
-def _mantissa_exponent(block: Any) -> tuple[Any, Any]:
-    """exp(x) as m * 2^n with n = round(x log2 e) and m = exp(x - n ln 2) in [0.70, 1.42] (float32).
-
-    Neither part overflows or underflows for any float32 x, which is why the two-pass algorithm needs no max.
-    """
-    import torch
-
-    n = torch.mul(block, LOG2E).round_()
-    reduced = torch.add(block, n, alpha=-LN2_HI).add_(n, alpha=-LN2_LO)  # n * LN2_HI is exact, the sum too
-    return reduced.exp_(), n
-
-
-def _scale_by_power_of_two(mantissa: Any, exponent: Any) -> Any:
-    """mantissa * 2^exponent for integer-valued float exponents, in place.
-
-    torch.ldexp computes pow(2, exponent), which falls off its vectorised path for large negative exponents
-    (about 40x slower); exp2 is exact on integers and stays fast, so use it per element.
-    """
-    import torch
-
-    return mantissa.mul_(torch.exp2(exponent))
-
-
-def _exp(block: Any) -> Any:
-    """exp(block) in float32, computed as m * 2^n.
-
-    Why not torch.exp: softmax of wide-range inputs sends most arguments below -87, where torch.exp's result
-    is subnormal or zero and it leaves its vectorised path (measured 40-60x slower on this project's AVX2
-    CPU). The reduced argument stays in [-0.35, 0.35], where torch.exp is fast and accurate.
-    """
-    mantissa, exponent = _mantissa_exponent(block)
-    return mantissa.mul_(exponent.exp2_())
-
-
-def two_pass(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
-    """Dukhan and Ablavatski's two-pass softmax, 2 reads + 1 write.
-
-    Pass 1 accumulates sum(exp(x)) as a (mantissa, exponent) pair: each block's terms are scaled to the
-    block's largest exponent and summed, and the block sum is added to the running pair after aligning the
-    exponents; frexp renormalises the running mantissa to [0.5, 1) so it never overflows however long the
-    row. Pass 2 writes exp(x) / sum = (m / M) * 2^(n - E), scaling by an exact power of two. No max pass
-    is needed.
-    """
-    import torch
-
-    rows = x.shape[0]
-    sum_mantissa = torch.zeros((rows, 1), dtype=torch.float32)
-    sum_exponent = torch.full((rows, 1), -math.inf, dtype=torch.float32)
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        mantissa, exponent = _mantissa_exponent(x[rs, cs].float())
-        block_exponent = exponent.amax(dim=-1, keepdim=True)
-        block_mantissa = _scale_by_power_of_two(mantissa, exponent - block_exponent).sum(dim=-1, keepdim=True)
-        new_exponent = torch.maximum(sum_exponent[rs], block_exponent)
-        aligned = torch.ldexp(sum_mantissa[rs], sum_exponent[rs] - new_exponent)
-        aligned += torch.ldexp(block_mantissa, block_exponent - new_exponent)
-        normalised, shift = torch.frexp(aligned)
-        sum_mantissa[rs] = normalised
-        sum_exponent[rs] = new_exponent + shift
-    inverse_mantissa = sum_mantissa.reciprocal_()
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        mantissa, exponent = _mantissa_exponent(x[rs, cs].float())
-        out[rs, cs] = _scale_by_power_of_two(mantissa.mul_(inverse_mantissa[rs]), exponent - sum_exponent[rs])
-
-
-def online(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
-    """Milakov and Gimelshein's online softmax, 2 reads + 1 write.
-
-    Pass 1 keeps a running max m and a sum d of exp(x - m); when a block raises the max, d is rescaled by
-    exp(m_old - m_new) (the paper's per-element update, applied per block so torch can vectorise it). Pass 2
-    writes exp(x - m) / d.
-    """
-    import torch
-
-    rows = x.shape[0]
-    running_max = torch.full((rows, 1), -math.inf, dtype=torch.float32)
-    running_sum = torch.zeros((rows, 1), dtype=torch.float32)
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        block = x[rs, cs].float()
-        block_max = block.amax(dim=-1, keepdim=True)
-        block_sum = _exp(block - block_max).sum(dim=-1, keepdim=True)
-        new_max = torch.maximum(running_max[rs], block_max)
-        running_sum[rs] = running_sum[rs] * torch.exp(running_max[rs] - new_max) + block_sum * torch.exp(
-            block_max - new_max
+@cache
+def _import_isa(isa: str) -> ModuleType | str:
+    """The extension module for ``isa``, or a sentence saying why it cannot be imported."""
+    try:
+        return importlib.import_module(f"harness_softmax._cpu_{isa}")
+    except ImportError as exc:
+        return (
+            f"the compiled {isa} softmax kernels were not built ({exc}); reinstall the plugin on a machine with "
+            "a C compiler (gcc, clang or MSVC): pip install --force-reinstall --no-deps -e plugins/softmax"
         )
-        running_max[rs] = new_max
-    inverse = running_sum.reciprocal_()
-    for rs, cs in row_blocks(*x.shape, block_elements):
-        out[rs, cs] = _exp(x[rs, cs].float() - running_max[rs]).mul_(inverse[rs])
 
 
-def fused_rows(x: Any, out: Any, block_elements: int = DEFAULT_BLOCK_ELEMENTS) -> None:
-    """One read + one write: each block of whole rows is loaded once and max, sum and output are computed
-    while it sits in cache. Only for rows that fit a block (the CPU analogue of the GPU's fused row kernel).
-    """
+@cache
+def cpu_features() -> dict[str, bool]:
+    """CPU flags the kernels care about (from the portable extension's __builtin_cpu_supports; empty if unknown)."""
+    portable = _import_isa("portable")
+    return {} if isinstance(portable, str) else dict(portable.cpu_features())
 
-    rows, cols = x.shape
-    if cols > block_elements:
+
+def isa_unavailable_reason(isa: str) -> str | None:
+    """Why the kernels for ``isa`` cannot run here, or None."""
+    if isa not in ISAS:
+        return f"unknown instruction set {isa!r}; choose one of {list(ISA_CHOICES)}"
+    module = _import_isa(isa)
+    if isinstance(module, str):
+        return module
+    missing = [flag for flag in ISAS[isa] if not cpu_features().get(flag, False)]
+    if missing:
+        return f"this CPU lacks {', '.join(missing)}, which the {isa} kernels need"
+    return None
+
+
+def select_isa(requested: str = "auto") -> str:
+    """The instruction set to run: ``requested`` if it can run here, else (for "auto") the fastest that can."""
+    if requested != "auto":
+        reason = isa_unavailable_reason(requested)
+        if reason:
+            raise CompiledKernelsUnavailable(reason)
+        return requested
+    for isa in ISAS:
+        if isa_unavailable_reason(isa) is None:
+            return isa
+    raise CompiledKernelsUnavailable(compiled_unavailable_reason() or "no compiled softmax kernels")
+
+
+def compiled_unavailable_reason() -> str | None:
+    """The ``requires`` probe of the compiled algorithms: None if any instruction set's kernels run here."""
+    reasons = {isa: isa_unavailable_reason(isa) for isa in ISAS}
+    if any(reason is None for reason in reasons.values()):
+        return None
+    return f"no compiled CPU softmax kernels can run here: {reasons['portable']}"
+
+
+def kernel_module(isa: str = "auto") -> ModuleType:
+    """The extension module of ``isa`` (``"auto"``: chosen from the CPU's flags)."""
+    module = _import_isa(select_isa(isa))
+    assert not isinstance(module, str)
+    return module
+
+
+def cache_bytes(level: int) -> int:
+    """Size of the CPU's level-``level`` data/unified cache (Linux sysfs), or 0 where it cannot be read."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if int((index / "level").read_text()) != level or (index / "type").read_text().strip() == "Instruction":
+                continue
+            text = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        multiplier = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            return int(digits) * multiplier
+    return 0
+
+
+def use_nontemporal(setting: str, output_bytes: int, threads: int) -> bool:
+    """Whether to stream the output past the caches: "on", "off", or "auto": when the output (per thread)
+    is larger than the L2 cache, so writing it through the cache would first read every line from memory."""
+    if setting not in NONTEMPORAL_CHOICES:
+        raise ValueError(f"nontemporal must be one of {list(NONTEMPORAL_CHOICES)}, got {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    return output_bytes / max(1, threads) > (cache_bytes(2) or 1 << 20)
+
+
+@cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="softmax-cpu")
+
+
+def default_threads() -> int:
+    """All the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_tensors(x: Any, out: Any) -> tuple[str, int, int]:
+    """(dtype name, rows, cols) of a 2-D contiguous input/output pair; raises with the reason otherwise."""
+    dtype = str(x.dtype).removeprefix("torch.")
+    if dtype not in DTYPE_CODES:
+        raise TypeError(f"compiled CPU softmax takes float32, bfloat16 or float16, got {x.dtype}")
+    if x.dim() != 2 or out.shape != x.shape or out.dtype != x.dtype:
         raise ValueError(
-            f"softmax-fused-cpu keeps whole rows in cache: rows of {cols} elements exceed block_elements="
-            f"{block_elements}; raise the algorithm's block_elements or use softmax-online-cpu for long rows"
+            f"input and output must be 2-D of one shape and dtype, got {tuple(x.shape)} {x.dtype} and "
+            f"{tuple(out.shape)} {out.dtype}"
         )
-    for rs, cs in row_blocks(rows, cols, block_elements):
-        block = x[rs, cs].float()
-        exponentials = _exp(block - block.amax(dim=-1, keepdim=True))
-        out[rs, cs] = exponentials.div_(exponentials.sum(dim=-1, keepdim=True))
+    if not (x.is_contiguous() and out.is_contiguous()) or x.device.type != "cpu" or out.device.type != "cpu":
+        raise ValueError("compiled CPU softmax needs contiguous host tensors")
+    return dtype, x.shape[0], x.shape[1]
 
 
-def torch_softmax(x: Any, out: Any, block_elements: int = 0) -> None:
+def softmax(
+    algorithm: str,
+    x: Any,
+    out: Any,
+    *,
+    isa: str = "auto",
+    threads: int = 1,
+    nontemporal: str = "auto",
+) -> None:
+    """Softmax of each row of ``x`` (rows x cols, contiguous, host) into ``out`` with a compiled kernel."""
+    code, _ = ALGORITHMS[algorithm]
+    dtype, rows, cols = _check_tensors(x, out)
+    module = kernel_module(isa)
+    itemsize = x.element_size()
+    threads = max(1, threads)
+    nt = use_nontemporal(nontemporal, out.numel() * itemsize, threads)
+    d = DTYPE_CODES[dtype]
+    x_ptr, y_ptr = x.data_ptr(), out.data_ptr()
+    if threads == 1 or rows * cols < 2 * CHUNK_ALIGN_ELEMENTS * threads:
+        module.softmax_rows(code, d, x_ptr, y_ptr, rows, cols, nt)
+    elif rows >= threads or algorithm == "fused":
+        groups = _split(rows, min(threads, rows), 1)
+        stride = cols * itemsize
+        list(
+            _pool(len(groups)).map(
+                lambda g: module.softmax_rows(code, d, x_ptr + g[0] * stride, y_ptr + g[0] * stride, g[1], cols, nt),
+                groups,
+            )
+        )
+    else:
+        for row in range(rows):
+            offset = row * cols * itemsize
+            _row_over_threads(module, algorithm, d, x_ptr + offset, y_ptr + offset, cols, itemsize, threads, nt)
+
+
+def _split(count: int, parts: int, align: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous (start, length) pieces of ``count`` items, starts on multiples of ``align``."""
+    step = math.ceil(count / parts / align) * align
+    return [(start, min(step, count - start)) for start in range(0, count, step)]
+
+
+def _row_over_threads(
+    module: ModuleType, algorithm: str, d: int, x_ptr: int, y_ptr: int, n: int, itemsize: int, threads: int, nt: bool
+) -> None:
+    """One row split into chunks over threads: each pass in parallel, partial results combined between passes."""
+    chunks = _split(n, threads, CHUNK_ALIGN_ELEMENTS)
+    pool = _pool(threads)
+
+    def each(function: Callable[[int, int, int], Any]) -> list[Any]:
+        return list(pool.map(lambda c: function(x_ptr + c[0] * itemsize, y_ptr + c[0] * itemsize, c[1]), chunks))
+
+    if algorithm in ("three-pass-recompute", "three-pass-reload"):
+        row_max = max(each(lambda x, y, k: module.reduce_max(d, x, k)))
+        if algorithm == "three-pass-recompute":
+            total = sum(each(lambda x, y, k: module.reduce_sum_exp(d, x, k, row_max)))
+            each(lambda x, y, k: module.store_exp_scaled(d, x, y, k, row_max, 1.0 / total, nt))
+        else:
+            total = sum(each(lambda x, y, k: module.store_exp_sum(d, x, y, k, row_max, nt)))
+            each(lambda x, y, k: module.scale_inplace(d, y, k, 1.0 / total, nt))
+    elif algorithm == "two-pass":
+        mantissa, exponent = combine_mantissa_exponent(each(lambda x, y, k: module.reduce_ext_exp(d, x, k)))
+        each(lambda x, y, k: module.store_ext_exp_scaled(d, x, y, k, 1.0 / mantissa, exponent, nt))
+    elif algorithm == "online":
+        row_max, total = combine_max_sum(each(lambda x, y, k: module.reduce_online(d, x, k)))
+        each(lambda x, y, k: module.store_exp_scaled(d, x, y, k, row_max, 1.0 / total, nt))
+    else:
+        raise ValueError(f"{algorithm} cannot split one row over threads")
+
+
+def combine_mantissa_exponent(parts: list[tuple[float, float]]) -> tuple[float, float]:
+    """sum of m_i 2^e_i as (mantissa in [0.5, 1), exponent): the two-pass partial sums of several chunks."""
+    top = max(exponent for mantissa, exponent in parts if mantissa > 0)
+    total = sum(math.ldexp(mantissa, int(max(exponent - top, -1100))) for mantissa, exponent in parts)
+    mantissa, shift = math.frexp(total)
+    return mantissa, top + shift
+
+
+def combine_max_sum(parts: list[tuple[float, float]]) -> tuple[float, float]:
+    """(max, sum of exp(x - max)) of several chunks' (max, sum): the online partial results."""
+    top = max(row_max for row_max, _ in parts)
+    return top, sum(total * math.exp(row_max - top) for row_max, total in parts if row_max != -math.inf)
+
+
+def torch_softmax(x: Any, out: Any) -> None:
     """The baseline: the library's ``torch.softmax`` writing into ``out``."""
     import torch
 
     torch.softmax(x, dim=-1, out=out)
 
 
-def scipy_softmax(x: Any, out: Any, block_elements: int = 0) -> None:
+def scipy_softmax(x: Any, out: Any) -> None:
     """The baseline ``scipy.special.softmax`` (numpy; it allocates its result, which is copied into ``out``)."""
     import torch
-    from scipy.special import softmax
+    from scipy.special import softmax as scipy_special_softmax
 
     if x.dtype == torch.bfloat16:
         raise TypeError("scipy.special.softmax works on numpy arrays and numpy has no bfloat16")
-    out.copy_(torch.from_numpy(softmax(x.numpy(), axis=-1)))
+    out.copy_(torch.from_numpy(scipy_special_softmax(x.numpy(), axis=-1)))
 
 
-KERNELS: dict[str, tuple[Kernel, tuple[int, int] | None]] = {
-    "three-pass-recompute": (three_pass_recompute, (3, 1)),
-    "three-pass-reload": (three_pass_reload, (3, 2)),
-    "two-pass": (two_pass, (2, 1)),
-    "online": (online, (2, 1)),
-    "fused": (fused_rows, (1, 1)),
-    # Baselines: the library's own pass structure is not ours to count.
-    "torch": (torch_softmax, None),
-    "scipy": (scipy_softmax, None),
-}
+def memcpy_bandwidth_gbps(size_bytes: int, threads: int = 1, repeats: int = 5) -> float | None:
+    """GB/s (read + write) of the median C ``memcpy`` of ``size_bytes`` split over ``threads``, or None without
+    the compiled kernels. This is the ceiling the compiled kernels are measured against (glibc streams large
+    copies past the cache, as the kernels' non-temporal stores do)."""
+    import statistics
+    import time
+
+    import torch
+
+    try:
+        module = kernel_module("auto")
+    except CompiledKernelsUnavailable:
+        return None
+    count = max(CHUNK_ALIGN_ELEMENTS, size_bytes // 4)
+    source = torch.ones(count, dtype=torch.float32)  # ones, not empty: the pages must exist before timing
+    target = torch.zeros(count, dtype=torch.float32)
+    chunks = _split(count, max(1, threads), CHUNK_ALIGN_ELEMENTS)
+    pool = _pool(len(chunks))
+    src, dst = source.data_ptr(), target.data_ptr()
+
+    def copy() -> None:
+        list(pool.map(lambda c: module.memcpy(dst + 4 * c[0], src + 4 * c[0], 4 * c[1]), chunks))
+
+    copy()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        copy()
+        times.append(time.perf_counter() - start)
+    return 2 * count * 4 / statistics.median(times) / 1e9

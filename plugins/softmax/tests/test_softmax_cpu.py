@@ -1,6 +1,10 @@
-"""The CPU softmax algorithms: correct on irregular shapes and fresh wide-range data, and the protocol's gates."""
+"""The compiled CPU softmax kernels: correct on irregular shapes, adversarial inputs, every instruction set this
+CPU runs, one and two threads; and the protocol's gates."""
 
 from __future__ import annotations
+
+import itertools
+import math
 
 import pytest
 import torch
@@ -9,17 +13,17 @@ from harness_softmax.workload import SoftmaxWorkload, make_rows, make_vector
 
 from harness import CellContext
 
-ALGORITHMS = ["three-pass-recompute", "three-pass-reload", "two-pass", "online", "fused"]
+ALGORITHMS = list(cpu.ALGORITHMS)
 DTYPES = ["float32", "float16", "bfloat16"]
-# Irregular shapes: many short rows, a few long rows cut into column blocks, one long vector, a tiny batch.
-SHAPES = [(1823, 781), (3, 70001), (1, 100003), (7, 5)]
-BLOCK = 1 << 14  # small blocks, so every shape spans several blocks and the combining code runs
+RUNNABLE_ISAS = [isa for isa in cpu.ISAS if cpu.isa_unavailable_reason(isa) is None]
+# Irregular shapes: many short rows, a few long rows, one long vector (split over threads), tiny rows.
+SHAPES = [(1823, 781), (3, 70001), (1, 100003), (7, 5), (1, 1), (2, 17)]
 
 
 @pytest.fixture(autouse=True)
 def one_torch_thread():
-    """One intra-op thread: on a loaded 2-core CI machine, OpenMP's barriers make each small op wait for a
-    descheduled sibling thread, and a test of many small ops slows down tenfold."""
+    """One intra-op thread for the float64 references: on a loaded 2-core CI machine OpenMP barriers wait for
+    descheduled threads and small ops slow down tenfold."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -30,32 +34,150 @@ def context(tmp_path, seed: int = 0, **budget) -> CellContext:
     return CellContext(seed=seed, budget=budget, checkpoint_dir=tmp_path / "ck", cache_dir=tmp_path / "cache")
 
 
+def run_checked(algorithm: str, x: torch.Tensor, dtype: str, **options) -> float:
+    """Run one compiled kernel on a poisoned output; return its max relative error (every element written)."""
+    out = torch.empty_like(x)
+    protocol.poison(out, dtype)
+    cpu.softmax(algorithm, x, out, **options)
+    assert protocol.count_unwritten(out, dtype) == (0, None), (algorithm, options)
+    error, _ = protocol.max_relative_error(out, torch.softmax(x.double(), dim=-1), dtype)
+    return error
+
+
+def test_the_kernels_were_built_and_the_best_instruction_set_is_chosen():
+    assert "portable" in RUNNABLE_ISAS, cpu.isa_unavailable_reason("portable")
+    assert cpu.compiled_unavailable_reason() is None
+    features = cpu.cpu_features()
+    if features.get("avx2") and features.get("fma"):
+        assert cpu.select_isa("auto") in ("avx512", "avx2")
+    assert cpu.kernel_module(cpu.select_isa("auto")).ISA == cpu.select_isa("auto")
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_cpu_algorithm_matches_float64_reference(algorithm, dtype):
-    kernel, _ = cpu.KERNELS[algorithm]
+def test_compiled_algorithm_matches_float64_reference(algorithm, dtype, isa):
     for seed, (rows, cols) in enumerate(SHAPES):
-        if algorithm == "fused" and cols > BLOCK:
-            continue
         workload = SoftmaxWorkload(rows, cols, dtype, -1000.0, 1000.0, seed=100 + seed)
-        out = workload.output(0)
-        protocol.poison(out, dtype)
-        kernel(workload.input(0), out, BLOCK)
-        assert protocol.count_unwritten(out, dtype) == (0, None)
-        error, _ = protocol.max_relative_error(out, workload.reference(0), dtype)
-        assert error <= protocol.DEFAULT_TOLERANCE[dtype], (algorithm, dtype, rows, cols, error)
-        # Rows sum to one: the normalisation really happened (within the storage type's rounding).
-        sums = out.double().sum(dim=-1)
-        assert torch.allclose(sums, torch.ones_like(sums), atol=cols * protocol.DEFAULT_TOLERANCE[dtype])
+        x = workload.input(0)
+        for threads, nontemporal in [(1, "off"), (2, "on")]:
+            error = run_checked(algorithm, x, dtype, isa=isa, threads=threads, nontemporal=nontemporal)
+            assert error <= protocol.tolerance_for(dtype, 0.0, cols), (algorithm, isa, rows, cols, threads, error)
 
 
-@pytest.mark.parametrize("baseline", ["torch", "scipy"])
+def adversarial_rows(cols: int = 3001) -> dict[str, torch.Tensor]:
+    """Inputs of XNNPACK's benchmark and the edge cases every softmax must survive."""
+    generator = torch.Generator().manual_seed(7)
+    uniform = torch.empty(4, cols).uniform_(-1000, 1000, generator=generator)
+    with_neg_inf = uniform.clone()
+    with_neg_inf[:, ::7] = -math.inf
+    one_huge = uniform.clone()
+    one_huge[:, cols // 3] = 1e4  # exp overflows float32 and float64: only max subtraction or (m, e) survives
+    return {
+        "uniform(-1000, 1000)": uniform,
+        "all equal": torch.full((4, cols), 3.5),
+        "-inf entries": with_neg_inf,
+        "one huge value": one_huge,
+        "near 1000": torch.empty(4, cols).uniform_(900, 1000, generator=generator),
+        "narrow uniform(-1, 1), long": torch.empty(1, 300_001).uniform_(-1, 1, generator=generator),
+    }
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_adversarial_inputs(algorithm, isa):
+    for name, values in adversarial_rows().items():
+        for dtype in DTYPES:
+            x = values.to(getattr(torch, dtype))
+            for threads in (1, 2):
+                error = run_checked(algorithm, x, dtype, isa=isa, threads=threads, nontemporal="auto")
+                assert error <= protocol.tolerance_for(dtype, 0.0, x.shape[1]), (name, dtype, threads, error)
+
+
+@pytest.mark.parametrize("algorithm", ["three-pass-recompute", "three-pass-reload", "online", "fused"])
+def test_max_based_algorithms_take_any_finite_float32(algorithm):
+    x = torch.empty(3, 1001).uniform_(-1000, 1000)
+    x[:, 10] = 3.0e38
+    x[1, 20] = -3.0e38
+    assert run_checked(algorithm, x, "float32", threads=1) == 0.0
+
+
+def test_two_pass_needs_no_max_even_where_exp_overflows_float32():
+    workload = SoftmaxWorkload(5, 3001, "float32", 900.0, 1000.0, seed=4)
+    assert run_checked("two-pass", workload.input(0), "float32") <= protocol.DEFAULT_TOLERANCE["float32"]
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_misaligned_outputs_take_the_aligned_head_path_of_streaming_stores(dtype, isa):
+    storage = torch.empty(1, 20_011).uniform_(-50, 50).to(getattr(torch, dtype))
+    for offset in (1, 3, 9):  # views starting off the 64-byte alignment of torch's allocator
+        x = storage[:, offset:].contiguous()
+        out_storage = torch.empty(1, x.shape[1] + offset, dtype=x.dtype)
+        out = out_storage[:, offset:]
+        assert out.is_contiguous() and out.data_ptr() % 64 != 0
+        protocol.poison(out_storage, dtype)
+        for algorithm in ALGORITHMS:
+            cpu.softmax(algorithm, x, out, isa=isa, threads=1, nontemporal="on")
+            error, _ = protocol.max_relative_error(out, torch.softmax(x.double(), dim=-1), dtype)
+            assert error <= protocol.DEFAULT_TOLERANCE[dtype], (algorithm, offset, error)
+        assert protocol.count_unwritten(out_storage[:, :offset], dtype) == (offset, 0)  # nothing before the view
+
+
+def test_kernels_refuse_what_they_cannot_take():
+    x = torch.rand(4, 8)
+    with pytest.raises(ValueError, match="contiguous"):
+        cpu.softmax("online", x.t(), torch.empty(4, 8).t())
+    with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+        cpu.softmax("online", x.double(), torch.empty(4, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        cpu.softmax("online", x, torch.empty(4, 9))
+    with pytest.raises(cpu.CompiledKernelsUnavailable, match="unknown instruction set"):
+        cpu.softmax("online", x, torch.empty(4, 8), isa="neon")
+
+
+def test_without_compiled_kernels_the_algorithms_say_why(monkeypatch):
+    reason = "the compiled portable softmax kernels were not built (No module named 'x'); reinstall ..."
+    monkeypatch.setattr(cpu, "_import_isa", lambda isa: reason)
+    cpu.cpu_features.cache_clear()
+    try:
+        assert cpu.compiled_unavailable_reason() == f"no compiled CPU softmax kernels can run here: {reason}"
+        with pytest.raises(cpu.CompiledKernelsUnavailable, match="were not built"):
+            cpu.softmax("two-pass", torch.rand(2, 3), torch.empty(2, 3))
+        assert cpu.memcpy_bandwidth_gbps(1 << 20) is None  # the runner then falls back to torch's copy
+    finally:
+        cpu.cpu_features.cache_clear()
+
+
+def test_partial_results_of_chunks_combine_exactly():
+    # two-pass: 0.75 * 2^10 + 0.5 * 2^8 = 896 = 0.875 * 2^10
+    assert cpu.combine_mantissa_exponent([(0.75, 10.0), (0.5, 8.0)]) == (0.875, 10.0)
+    assert cpu.combine_mantissa_exponent([(0.5, 1.0), (0.5, -5000.0)]) == (0.5, 1.0)  # far smaller: no underflow error
+    row_max, total = cpu.combine_max_sum([(2.0, 1.5), (0.0, 3.0), (-math.inf, 0.0)])
+    assert row_max == 2.0 and total == pytest.approx(1.5 + 3.0 * math.exp(-2.0))
+
+
+def test_row_splits_cover_every_element_once():
+    for count, parts, align in [(100003, 2, 64), (10, 4, 1), (5, 8, 1), (64, 2, 64), (1, 2, 64)]:
+        pieces = cpu._split(count, parts, align)
+        assert sum(length for _, length in pieces) == count and len(pieces) <= parts
+        assert all(start % align == 0 for start, _ in pieces)
+        assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(pieces))
+
+
+def test_nontemporal_auto_streams_outputs_larger_than_the_l2_cache():
+    l2 = cpu.cache_bytes(2) or 1 << 20
+    assert cpu.use_nontemporal("auto", 4 * l2, threads=1)
+    assert not cpu.use_nontemporal("auto", l2 // 2, threads=1)
+    assert not cpu.use_nontemporal("auto", 3 * l2 // 2, threads=2)  # per thread
+    assert cpu.use_nontemporal("on", 1, 1) and not cpu.use_nontemporal("off", 1 << 40, 1)
+
+
+@pytest.mark.parametrize("baseline", [cpu.torch_softmax, cpu.scipy_softmax])
 def test_baselines_match_float64_reference(baseline):
-    kernel, passes = cpu.KERNELS[baseline]
-    assert passes is None  # the library's passes are not counted
     workload = SoftmaxWorkload(1823, 781, "float32", -1000.0, 1000.0, seed=3)
     out = workload.output(0)
-    kernel(workload.input(0), out, 0)
+    baseline(workload.input(0), out)
     error, _ = protocol.max_relative_error(out, workload.reference(0), "float32")
     assert error <= protocol.DEFAULT_TOLERANCE["float32"]
 
@@ -66,37 +188,13 @@ def test_scipy_refuses_bfloat16_with_reason():
         cpu.scipy_softmax(workload.input(0), workload.output(0))
 
 
-def test_two_pass_needs_no_max_even_where_exp_overflows_float32():
-    # exp(1000) overflows float32 (and float64); only the (mantissa, exponent) sum survives without a max pass.
-    workload = SoftmaxWorkload(5, 3001, "float32", 900.0, 1000.0, seed=4)
-    out = workload.output(0)
-    cpu.two_pass(workload.input(0), out, 1024)
-    error, _ = protocol.max_relative_error(out, workload.reference(0), "float32")
-    assert error <= protocol.DEFAULT_TOLERANCE["float32"]
-
-
-def test_row_blocks_cover_every_element_exactly_once():
-    for rows, cols, block in [(1823, 781, 4096), (3, 70001, 4096), (1, 100003, 65536), (7, 5, 3), (2, 9, 9)]:
-        covered = torch.zeros((rows, cols), dtype=torch.int32)
-        for rs, cs in cpu.row_blocks(rows, cols, block):
-            assert covered[rs, cs].numel() <= max(block, cols)
-            covered[rs, cs] += 1
-        assert bool((covered == 1).all()), (rows, cols, block)
-
-
-def test_fused_cpu_refuses_rows_longer_than_a_block():
-    workload = SoftmaxWorkload(2, 5000, "float32", -1.0, 1.0, seed=0)
-    with pytest.raises(ValueError, match="softmax-online-cpu"):
-        cpu.fused_rows(workload.input(0), workload.output(0), 4096)
-
-
-def _broken_leaves_last_element(x, out, block_elements):
+def _broken_leaves_last_element(x, out):
     """A kernel with an off-by-one: everything right except the last element of the last row."""
     full = torch.softmax(x.float(), dim=-1).to(out.dtype)
     out.reshape(-1)[:-1] = full.reshape(-1)[:-1]
 
 
-def _broken_off_by_a_little(x, out, block_elements):
+def _broken_off_by_a_little(x, out):
     """A kernel whose results are 1e-4 too large: the rows sum to 1.0001."""
     out.copy_(torch.softmax(x.float(), dim=-1) * 1.0001)
 
@@ -153,7 +251,7 @@ def test_relative_error_floors_the_denominator_at_the_smallest_normal():
     output = torch.tensor([[0.0, 0.5, 0.5]], dtype=torch.float32)  # underflow to 0 is correct in float32
     error, _ = protocol.max_relative_error(output, reference, "float32")
     assert error < 1e-200
-    # Flush-to-zero (CuPy compiles kernels with -ftz=true): a subnormal result written as 0 is exact ...
+    # Flush-to-zero (CuPy's -ftz=true, the CPU kernels' MXCSR FTZ): a subnormal result written as 0 is exact ...
     flushed, _ = protocol.max_relative_error(
         torch.tensor([[0.0, 1.0]]), torch.tensor([[1e-39, 1.0]], dtype=torch.float64), "float32"
     )
@@ -165,23 +263,23 @@ def test_relative_error_floors_the_denominator_at_the_smallest_normal():
     assert wrong == pytest.approx(1.0)
 
 
-def test_cpu_run_outcome_is_consistent(tmp_path):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cpu_run_outcome_is_consistent(tmp_path, threads):
     workload = make_vector(
         params={"n": 30011, "dtype": "bfloat16", "low": -1000.0, "high": 1000.0, "buffers": 3},
         context=context(tmp_path, seed=5),
     )
-    torch.set_num_threads(2)  # differs from the cell's threads=1 (the autouse fixture restores it afterwards)
-    threads_before = torch.get_num_threads()
+    torch.set_num_threads(3)  # differs from the cell's threads (the autouse fixture restores it afterwards)
     outcome = cpu_run.run_online(
         environment=workload,
-        params={"tolerance": 0.0, "threads": 1, "block_elements": 4096},
+        params={"tolerance": 0.0, "threads": threads, "isa": "auto", "nontemporal": "auto"},
         context=context(tmp_path, seed=5, warmup=1, repeats=4, copy_mb=8),
     )
+    assert torch.get_num_threads() == 3  # the cell's thread setting does not leak into the next
     assert outcome["algorithm"] == "softmax-online-cpu" and outcome["device"] == "cpu"
-    assert outcome["threads"] == 1 and outcome["buffers"] == 3
-    assert (
-        torch.get_num_threads() == threads_before
-    )  # the cell's thread setting does not leak into the next and outcome["repeats"] == 4
+    assert outcome["threads"] == threads and outcome["buffers"] == 3 and outcome["repeats"] == 4
+    assert outcome["isa"] == cpu.select_isa("auto") and outcome["nontemporal"] is False
+    assert outcome["ceiling_method"] == "memcpy"
     assert (outcome["passes_read"], outcome["passes_written"]) == (2, 1)
     assert outcome["min_traffic_bytes"] == 2 * 30011 * 2
     assert outcome["gbps_actual_passes"] == pytest.approx(1.5 * outcome["gbps_min_traffic"])
