@@ -35,17 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, observation_stats, seed_everything, soft_update, with_torch_threads
-from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
+from harness_rl.data import normalization, offline_transitions
+from harness_rl.hyperparameters import Protocol, config_from_params
+from harness_rl.networks import adam, mlp, seed_everything, soft_update
+from harness_rl.training import run_protocol, with_torch_threads
 
 
 @dataclass
 class ARSQConfig:
+    protocol: Protocol = "offline"  # offline (budget gradient_steps) or offline-to-online (budget env_steps)
     levels: int = 3  # coarse-to-fine levels per action dimension (CQN, ARSQ)
     bins: int = 5  # sub-intervals per level (CQN, ARSQ)
     alpha: float = 0.01  # soft-Q temperature of the advantage softmax
     batch_size: int = 256  # transitions per gradient step
-    discount: float = 0.99  # gamma
+    discount: float = 0.99  # discount factor gamma
     tau: float = 0.005  # Polyak factor of the target networks
     learning_rate: float = 3e-4  # Adam learning rate of both networks
     hidden_dim: int = 256  # width of the two hidden layers of value and advantage networks
@@ -81,16 +84,6 @@ def interval_centers(indices: torch.Tensor, bins: int) -> torch.Tensor:
 
 def undiscretize(indices: torch.Tensor, bins: int) -> torch.Tensor:
     return interval_centers(indices, bins)[:, -1]
-
-
-def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(inputs, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, outputs),
-    )
 
 
 class AutoRegressiveSoftQ(nn.Module):
@@ -223,11 +216,8 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     seed_everything(context.seed)
     data = offline_transitions(environment)
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
-    if config.normalize:
-        mean, std = observation_stats(data["observations"])
-    else:
-        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    mean, std = normalization(data, config.normalize)
     trainer = ARSQTrainer(obs_dim, act_dim, mean, std, config, context.device)
-    if params.get("protocol", "offline") == "offline-to-online":
-        return train_offline_to_online(trainer, data, environment, context, config.batch_size, "arsq_o2o")
-    return train_offline(trainer, data, environment, context, config.batch_size, "arsq")
+    return run_protocol(
+        trainer, data, environment, context, name="arsq", batch_size=config.batch_size, protocol=config.protocol
+    )

@@ -15,8 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, observation_stats, seed_everything, trajectory_returns, with_torch_threads
-from harness_rl.loops import config_from_params, offline_transitions, train_offline
+from harness_rl.data import normalization, offline_transitions, trajectory_returns
+from harness_rl.hyperparameters import config_from_params
+from harness_rl.networks import adam, seed_everything
+from harness_rl.training import run_protocol, with_torch_threads
 
 
 @dataclass
@@ -91,9 +93,6 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     seed_everything(context.seed)
     data = keep_best_trajectories(offline_transitions(environment), config.frac)
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
-    if config.normalize:
-        mean, std = observation_stats(data["observations"])
-    else:
-        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    mean, std = normalization(data, config.normalize)
     trainer = BCTrainer(obs_dim, act_dim, mean, std, config, context.device)
-    return train_offline(trainer, data, environment, context, config.batch_size, "bc")
+    return run_protocol(trainer, data, environment, context, name="bc", batch_size=config.batch_size)

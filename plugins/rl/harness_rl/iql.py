@@ -19,16 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import (
-    adam,
-    compiled,
-    observation_stats,
-    seed_everything,
-    soft_update,
-    trajectory_returns,
-    with_torch_threads,
-)
-from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
+from harness_rl.data import normalization, offline_transitions, trajectory_returns
+from harness_rl.hyperparameters import CompileMode, Protocol, config_from_params
+from harness_rl.networks import adam, compiled, mlp, seed_everything, soft_update
+from harness_rl.training import run_protocol, with_torch_threads
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 EXP_ADV_MAX = 100.0  # clip of exp(beta * advantage): keeps the actor's weights finite
@@ -36,8 +30,9 @@ EXP_ADV_MAX = 100.0  # clip of exp(beta * advantage): keeps the actor's weights 
 
 @dataclass
 class IQLConfig:
+    protocol: Protocol = "offline"  # offline (budget gradient_steps) or offline-to-online (budget env_steps)
     batch_size: int = 256  # transitions per gradient step
-    discount: float = 0.99  # gamma
+    discount: float = 0.99  # discount factor gamma
     tau: float = 0.005  # Polyak factor of the target Q networks
     beta: float = 3.0  # inverse temperature of advantage-weighted regression
     iql_tau: float = 0.7  # expectile of the value regression
@@ -47,17 +42,7 @@ class IQLConfig:
     hidden_dim: int = 256  # width of the two hidden layers of every network
     normalize: bool = True  # standardize observations with the dataset's mean and std
     normalize_reward: bool = True  # scale rewards by 1000 / (max - min trajectory return)
-    compile: str = "off"  # torch.compile mode of the loss computation (registry.COMPILE_MODES)
-
-
-def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(inputs, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, outputs),
-    )
+    compile: CompileMode = "off"  # torch.compile the losses: off (eager), default, reduce-overhead, max-autotune
 
 
 class GaussianPolicy(nn.Module):
@@ -188,15 +173,12 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     seed_everything(context.seed)
     data = offline_transitions(environment)
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
-    if config.normalize:
-        mean, std = observation_stats(data["observations"])
-    else:
-        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
-    online = params.get("protocol", "offline") == "offline-to-online"
+    mean, std = normalization(data, config.normalize)
+    online = config.protocol == "offline-to-online"
     budget = context.budget_value("env_steps" if online else "gradient_steps", 1_000_000)
     trainer = IQLTrainer(obs_dim, act_dim, mean, std, config, int(budget), context.device)
     if config.normalize_reward:
         trainer.reward_scale = reward_scale(data)
-    if online:
-        return train_offline_to_online(trainer, data, environment, context, config.batch_size, "iql_o2o")
-    return train_offline(trainer, data, environment, context, config.batch_size, "iql")
+    return run_protocol(
+        trainer, data, environment, context, name="iql", batch_size=config.batch_size, protocol=config.protocol
+    )

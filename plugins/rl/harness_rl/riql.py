@@ -26,15 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, observation_stats, seed_everything, soft_update, with_torch_threads
-from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, mlp, reward_scale
-from harness_rl.loops import config_from_params, offline_transitions, train_offline
+from harness_rl.data import observation_stats, offline_transitions
+from harness_rl.hyperparameters import config_from_params
+from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, reward_scale
+from harness_rl.networks import adam, mlp, seed_everything, soft_update
+from harness_rl.training import run_protocol, with_torch_threads
 
 
 @dataclass
 class RIQLConfig:
     batch_size: int = 256  # transitions per gradient step
-    discount: float = 0.99  # gamma
+    discount: float = 0.99  # discount factor gamma
     tau: float = 0.005  # Polyak factor of the target Q ensemble
     beta: float = 3.0  # inverse temperature of advantage-weighted regression
     iql_tau: float = 0.7  # expectile of the value regression
@@ -160,4 +162,4 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     trainer = RIQLTrainer(obs_dim, act_dim, mean, std, config, budget, context.device)
     if config.normalize_reward:
         trainer.reward_scale = reward_scale(data)
-    return train_offline(trainer, data, environment, context, config.batch_size, "riql")
+    return run_protocol(trainer, data, environment, context, name="riql", batch_size=config.batch_size)

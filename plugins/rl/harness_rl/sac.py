@@ -21,9 +21,8 @@ bounds, and the replay buffer stores the [-1, 1] actions (identical for MuJoCo a
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import (
-    Evaluator,
-    adam,
-    build_outcome,
-    interrupted,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    scale_action,
-    seed_everything,
-    set_rng_state,
-    soft_update,
-    with_torch_threads,
-)
+from harness_rl.data import check_transitions
+from harness_rl.evaluation import build_outcome, scale_action
+from harness_rl.hyperparameters import config_from_params
+from harness_rl.networks import adam, seed_everything, soft_update
+from harness_rl.training import Online, load_checkpoint, save_checkpoint, train, train_cell, with_torch_threads
 
 LOG_STD_MAX = 2.0  # CleanRL's bounds on the policy's log standard deviation
 LOG_STD_MIN = -5.0
-QLEARNING_KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 
 
 @dataclass
 class SACConfig:
+    use_demonstrations: bool = True  # put the environment's demonstrations (or dataset) in the replay buffer
     buffer_size: int = 1_000_000  # online replay capacity; demonstrations are kept apart and never evicted
-    gamma: float = 0.99  # discount
+    gamma: float = 0.99  # discount factor
     tau: float = 0.005  # Polyak factor of the target critics
     batch_size: int = 256  # transitions per gradient step
     learning_starts: int = 5_000  # buffered transitions (demos count) before updates; until then random actions
@@ -69,7 +59,7 @@ class SACConfig:
     # online data together; 0.5 is RLPD's symmetric sampling (Ball et al. 2023)
     autotune: bool = True  # learn the temperature towards a target entropy of -act_dim
     hidden_dim: int = 256  # width of the two hidden layers of actor and critics
-    return_window: int = 10  # training episodes averaged when checking stop_at_return
+    return_window: int = 10  # training episodes averaged when checking train_sac's stop_at_return
 
 
 class Actor(nn.Module):
@@ -206,62 +196,6 @@ def load_agent(path: Path | str, device: str = "cpu") -> SACAgent:
     return agent
 
 
-class ReplayBuffer:
-    """Ring buffer of online transitions in qlearning layout plus ``timeouts``."""
-
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int) -> None:
-        self.capacity = capacity
-        self.arrays = {
-            "observations": np.zeros((capacity, obs_dim), np.float32),
-            "actions": np.zeros((capacity, act_dim), np.float32),
-            "rewards": np.zeros(capacity, np.float32),
-            "next_observations": np.zeros((capacity, obs_dim), np.float32),
-            "terminals": np.zeros(capacity, np.float32),
-            "timeouts": np.zeros(capacity, np.float32),
-        }
-        self.position = 0  # next slot to write
-        self.size = 0
-
-    def add(self, obs, action, reward, next_obs, terminal, timeout) -> None:
-        i = self.position
-        a = self.arrays
-        a["observations"][i], a["actions"][i], a["rewards"][i] = obs, action, reward
-        a["next_observations"][i], a["terminals"][i], a["timeouts"][i] = next_obs, terminal, timeout
-        self.position = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def as_dict(self) -> dict[str, np.ndarray]:
-        """The stored transitions in the order they were collected."""
-        if self.size < self.capacity:
-            return {k: v[: self.size].copy() for k, v in self.arrays.items()}
-        return {k: np.roll(v, -self.position, axis=0) for k, v in self.arrays.items()}
-
-    def state(self) -> dict[str, Any]:
-        # Saved oldest first so it loads into a buffer of any capacity (a resumed run may ask for more).
-        return {k: torch.from_numpy(v) for k, v in self.as_dict().items()}
-
-    def load(self, state: Mapping[str, Any]) -> None:
-        size = min(len(state["observations"]), self.capacity)
-        for key, value in self.arrays.items():
-            value[:size] = state[key][len(state[key]) - size :].cpu().numpy()
-        self.size, self.position = size, size % self.capacity
-
-
-def check_transitions(data: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
-    """Validate a qlearning-layout dict; return it as float32 arrays with 1-D rewards and terminals."""
-    missing = [k for k in QLEARNING_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{what} lacks {missing}; expected D4RL qlearning_dataset keys {list(QLEARNING_KEYS)}")
-    out = {k: np.asarray(data[k], dtype=np.float32) for k in QLEARNING_KEYS}
-    out["rewards"] = out["rewards"].reshape(-1)
-    out["terminals"] = out["terminals"].reshape(-1)
-    n = len(out["observations"])
-    for key, value in out.items():
-        if len(value) != n:
-            raise ValueError(f"{what}[{key!r}] has {len(value)} rows, observations has {n}")
-    return out
-
-
 @dataclass
 class SACResult:
     agent: SACAgent
@@ -298,9 +232,10 @@ class SACTrainer:
         self.alpha_optimizer = adam([agent.log_alpha], lr=config.q_lr)
         self.alpha = agent.log_alpha.exp().item() if config.autotune else config.alpha
         self.steps = 0
-        # Offline pretraining only (WSRL): weight of the TD3+BC-style regularizer keeping the actor on the
-        # data's actions; None for plain SAC.
-        self.bc_weight: float | None = None
+
+    def actor_loss(self, log_prob: torch.Tensor, q_pi: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor):
+        """SAC's actor objective: maximize the soft value ``Q(s, pi(s)) - alpha * log pi(s)``."""
+        return (self.alpha * log_prob - q_pi).mean()
 
     def update(self, batch: Mapping[str, torch.Tensor]) -> dict[str, float]:
         agent, cfg = self.agent, self.config
@@ -323,11 +258,7 @@ class SACTrainer:
             for _ in range(cfg.policy_frequency):
                 pi, log_prob, _ = agent.actor.sample(obs)
                 q_pi = torch.min(agent.qf1(obs, pi), agent.qf2(obs, pi))
-                actor_loss = (self.alpha * log_prob - q_pi).mean()
-                if self.bc_weight is not None:
-                    # TD3+BC: the Q term scaled by bc_weight / mean|Q|, plus regression onto data actions.
-                    lmbda = self.bc_weight / q_pi.abs().mean().detach()
-                    actor_loss = (self.alpha * log_prob).mean() - lmbda * q_pi.mean() + F.mse_loss(pi, actions)
+                actor_loss = self.actor_loss(log_prob, q_pi, pi, actions)
                 self.actor_optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor_optimizer.step()
@@ -343,6 +274,12 @@ class SACTrainer:
         if self.steps % cfg.target_network_frequency == 0:
             soft_update(((agent.qf1, self.qf1_target), (agent.qf2, self.qf2_target)), cfg.tau)
         return info
+
+    def policy_action(self, obs: np.ndarray) -> np.ndarray:
+        return self.agent.policy_action(obs, deterministic=True)
+
+    def explore_action(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.agent.policy_action(obs, deterministic=False)  # torch's RNG: the policy's own noise
 
     def state(self) -> dict[str, Any]:
         a = self.agent
@@ -375,33 +312,6 @@ class SACTrainer:
         self.alpha, self.steps = float(state["alpha"]), int(state["steps"])
 
 
-def sample_batch(
-    buffer: ReplayBuffer,
-    demos: dict[str, np.ndarray] | None,
-    batch_size: int,
-    rng: np.random.Generator,
-    device: torch.device,
-    demo_ratio: float = 0.0,
-) -> dict[str, torch.Tensor]:
-    """Uniform over the union of demonstrations and online transitions (demos kick-start the buffer), or,
-    with ``demo_ratio > 0`` and online data present, that share of the batch from the demonstrations."""
-    n_demo = 0 if demos is None else len(demos["observations"])
-    if n_demo and buffer.size and demo_ratio > 0:
-        n_from_demo = round(batch_size * demo_ratio)
-        from_demo = rng.integers(0, n_demo, size=n_from_demo)
-        from_online = rng.integers(0, buffer.size, size=batch_size - n_from_demo)
-    else:
-        index = rng.integers(0, n_demo + buffer.size, size=batch_size)
-        from_demo, from_online = index[index < n_demo], index[index >= n_demo] - n_demo
-    batch = {}
-    for key in QLEARNING_KEYS:
-        parts = [buffer.arrays[key][from_online]]
-        if n_demo:
-            parts.insert(0, demos[key][from_demo])
-        batch[key] = torch.as_tensor(np.concatenate(parts), device=device)
-    return batch
-
-
 def train_sac(
     make_env: Callable[[int], Any],
     total_steps: int,
@@ -413,13 +323,12 @@ def train_sac(
     device: str = "cpu",
     log: Callable[[str, float, int], None] | None = None,
     config: SACConfig | None = None,
-    initial_agent: SACAgent | None = None,
-    warmup_steps: int = 0,
     evaluate: Callable[[SACAgent, int], Mapping[str, float]] | None = None,
     eval_every: int = 0,
     should_stop: Callable[[], bool] | None = None,
 ) -> SACResult:
-    """Train SAC online for ``total_steps`` environment steps (counting steps done before a resume).
+    """Train SAC online for ``total_steps`` environment steps (counting steps done before a resume), with
+    the one training loop (:func:`harness_rl.training.train`).
 
     Args:
         make_env: ``seed -> gymnasium.Env`` with a Box action space.
@@ -430,126 +339,58 @@ def train_sac(
             reaches it (to make a "medium" policy).
         log: ``log(name, value, step)`` receives ``episode_return`` per episode and losses every 1000 steps.
         config: hyperparameters (CleanRL defaults).
-        initial_agent: warm start (WSRL): its actor, critics and temperature are trained further.
-        warmup_steps: with ``initial_agent``, env steps collected by the frozen initial policy before the
-            first update (replaces ``learning_starts`` and random exploration).
         evaluate: ``evaluate(agent, env_step) -> point`` called every ``eval_every`` env steps and at the end.
         should_stop: polled every step; when it returns True a checkpoint is written and training returns
             with ``finished=False`` (deadline awareness).
     """
     cfg = config or SACConfig()
-    torch_device = torch.device(device)
     seed_everything(seed)
-    rng = np.random.default_rng(seed)
     env = make_env(seed)
-    obs_dim = int(np.prod(env.observation_space.shape))
-    act_dim = int(np.prod(env.action_space.shape))
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
     low, high = env.action_space.low, env.action_space.high
-    if initial_agent is not None:
-        agent = initial_agent
-    else:
-        agent = make_agent(obs_dim, act_dim, low, high, cfg.hidden_dim, torch_device, cfg.alpha)
+    env.close()
+    agent = make_agent(obs_dim, act_dim, low, high, cfg.hidden_dim, torch.device(device), cfg.alpha)
     trainer = SACTrainer(agent, cfg)
     demos = check_transitions(demonstrations, "demonstrations") if demonstrations else None
-    n_demo = 0 if demos is None else len(demos["observations"])
-    buffer = ReplayBuffer(obs_dim, act_dim, min(cfg.buffer_size, max(total_steps, 1)))
-    start_threshold = warmup_steps if initial_agent is not None else cfg.learning_starts
-    exploring_with = "initial_policy" if initial_agent is not None else "uniform"
-
-    step, episode_returns, evaluations, stopped_early = 0, [], [], False
-    update_seconds, env_seconds = 0.0, 0.0
-    state = load_checkpoint(checkpoint_path, torch_device) if checkpoint_path else None
-    if state is not None:
-        trainer.load(state["trainer"])
-        buffer.load(state["buffer"])
-        step = int(state["step"])
-        episode_returns = [float(r) for r in state["episode_returns"]]
-        evaluations = [dict(p) for p in state["evaluations"]]
-        stopped_early = bool(state["stopped_early"])
-        update_seconds, env_seconds = float(state["update_seconds"]), float(state["env_seconds"])
-        set_rng_state(rng, state["numpy_rng"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-
-    def checkpoint() -> None:
-        if checkpoint_path is None:
-            return
-        save_checkpoint(
-            {
-                "trainer": trainer.state(),
-                "buffer": buffer.state(),
-                "step": step,
-                "episode_returns": episode_returns,
-                "evaluations": evaluations,
-                "stopped_early": stopped_early,
-                "update_seconds": update_seconds,
-                "env_seconds": env_seconds,
-                "numpy_rng": rng_state(rng),
-                "torch_rng": torch.get_rng_state(),
-                "config": asdict(cfg),
-            },
-            checkpoint_path,
-        )
-
-    # A resumed run starts a fresh episode; seeding the reset with the step keeps it reproducible.
-    obs, _ = env.reset(seed=seed + step)
-    episode_return, finished = 0.0, True
-    start = time.perf_counter()
-    while step < total_steps and not stopped_early:
-        if should_stop is not None and should_stop():
-            finished = False
-            break
-        env_start = time.perf_counter()
-        if n_demo + buffer.size < start_threshold:
-            if exploring_with == "uniform":
-                action = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-            else:
-                action = agent.policy_action(obs, deterministic=False)
-        else:
-            action = agent.policy_action(obs, deterministic=False)
-        next_obs, reward, terminated, truncated, _ = env.step(scale_action(action, low, high))
-        buffer.add(obs, action, reward, next_obs, float(terminated), float(truncated))
-        episode_return += float(reward)
-        obs = next_obs
-        step += 1
-        if terminated or truncated:
-            episode_returns.append(episode_return)
-            if log is not None:
-                log("episode_return", episode_return, step)
-            window = episode_returns[-cfg.return_window :]
-            if stop_at_return is not None and len(window) == cfg.return_window:
-                stopped_early = float(np.mean(window)) >= stop_at_return
-            obs, _ = env.reset()
-            episode_return = 0.0
-        env_seconds += time.perf_counter() - env_start
-
-        if n_demo + buffer.size >= max(start_threshold, cfg.batch_size):
-            update_start = time.perf_counter()
-            info = trainer.update(sample_batch(buffer, demos, cfg.batch_size, rng, torch_device, cfg.demo_ratio))
-            update_seconds += time.perf_counter() - update_start
-            if log is not None and trainer.steps % 1000 == 0:
-                for name, value in info.items():
-                    log(name, value, step)
-        if evaluate is not None and eval_every and step % eval_every == 0:
-            evaluations.append({"env_steps": float(step), **evaluate(agent, step)})
-        if checkpoint_path is not None and step % checkpoint_every == 0:
-            checkpoint()
-    train_seconds = time.perf_counter() - start
-    if finished and evaluate is not None and (not evaluations or evaluations[-1]["env_steps"] != step):
-        evaluations.append({"env_steps": float(step), **evaluate(agent, step)})
-    checkpoint()
-    env.close()
+    result = train(
+        trainer,
+        demos,
+        total=total_steps,
+        batch_size=cfg.batch_size,
+        seed=seed,
+        device=device,
+        online=online_sac(make_env, cfg, stop_at_return),
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        evaluate=None if evaluate is None else lambda step: {"step": float(step), **evaluate(agent, step)},
+        eval_every=eval_every,
+        should_stop=should_stop,
+        log=log,
+    )
     return SACResult(
         agent=agent,
-        replay_buffer=buffer.as_dict(),
-        episode_returns=episode_returns,
-        env_steps=step,
-        gradient_steps=trainer.steps,
-        stopped_early=stopped_early,
-        finished=finished,
-        evaluations=evaluations,
-        train_seconds=train_seconds,
-        env_seconds=env_seconds,
-        update_seconds=update_seconds,
+        replay_buffer=result.replay_buffer,
+        episode_returns=result.episode_returns,
+        env_steps=result.steps,
+        gradient_steps=result.gradient_steps,
+        stopped_early=result.stopped_early,
+        finished=result.finished,
+        evaluations=result.evaluations,
+        train_seconds=result.train_seconds,
+        env_seconds=result.env_seconds,
+        update_seconds=result.update_seconds,
+    )
+
+
+def online_sac(make_env: Callable[[int], Any], cfg: SACConfig, stop_at_return: float | None = None) -> Online:
+    """CleanRL's schedule: uniform random actions until ``learning_starts``, then one update per env step."""
+    return Online(
+        make_env,
+        learning_starts=cfg.learning_starts,
+        demo_ratio=cfg.demo_ratio,
+        buffer_size=cfg.buffer_size,
+        stop_at_return=stop_at_return,
+        return_window=cfg.return_window,
     )
 
 
@@ -558,45 +399,33 @@ def run(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, 
     """Harness entry point: online SAC on ``environment.make_env``, demonstrations (if any and if
     ``use_demonstrations``) kick-starting the replay buffer. Budget keys: ``env_steps``, ``eval_every``,
     ``eval_episodes``."""
-    config = SACConfig(**{k: params[k] for k in SACConfig.__dataclass_fields__ if k in params})
-    total_steps = int(context.budget_value("env_steps", params.get("env_steps", 100_000)))
-    eval_every = int(context.budget_value("eval_every", max(total_steps // 10, 1)))
-    # Points are logged to the context after training, from the checkpointed list: a resumed cell then
-    # reports the whole curve, not only the part after the restart.
-    evaluator = Evaluator(environment, None, int(context.budget_value("eval_episodes", 10)), context.seed)
+    cfg = config_from_params(SACConfig, params)
     demos = getattr(environment, "demonstrations", None) or getattr(environment, "dataset", None)
-    if not params.get("use_demonstrations", True) or not demos or not len(demos.get("observations", ())):
+    if not cfg.use_demonstrations or not demos or not len(demos.get("observations", ())):
         demos = None
-
-    def evaluate(agent: SACAgent, step: int) -> dict[str, float]:
-        evaluator(agent.policy_action, step, env_steps=step)
-        return evaluator.points[-1]
-
-    result = train_sac(
-        environment.make_env,
-        total_steps=total_steps,
-        seed=context.seed,
-        checkpoint_path=context.cell_dir() / "sac.pt",
+    demos = None if demos is None else check_transitions(demos, "demonstrations")
+    seed_everything(context.seed)
+    env = environment.make_env(context.seed)
+    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
+    low, high = env.action_space.low, env.action_space.high
+    env.close()
+    agent = make_agent(obs_dim, act_dim, low, high, cfg.hidden_dim, torch.device(context.device), cfg.alpha)
+    result, evaluator = train_cell(
+        SACTrainer(agent, cfg),
+        demos,
+        environment,
+        context,
+        name="sac",
+        batch_size=cfg.batch_size,
+        online=online_sac(environment.make_env, cfg),
+        rng=np.random.default_rng(context.seed),
         checkpoint_every=int(params.get("checkpoint_every", 10_000)),
-        demonstrations=demos,
-        device=context.device,
-        config=config,
-        evaluate=evaluate,
-        eval_every=eval_every,
-        should_stop=lambda: context.time_left() < 30,
     )
-    if not result.finished:
-        raise interrupted("sac", result.env_steps, total_steps, "environment steps", context.cell_dir() / "sac.pt")
-    evaluator.context = context
-    evaluator.load(result.evaluations)
-    if evaluator.last is None:  # resumed after training had already finished: evaluate the final agent
-        evaluator(result.agent.policy_action, result.env_steps, env_steps=result.env_steps, record=False)
     return build_outcome(
         evaluator,
         gradient_steps=result.gradient_steps,
         train_seconds=result.update_seconds,
-        env_steps=result.env_steps,
+        env_steps=result.steps,
         env_seconds=result.env_seconds,
-        finished=result.finished,
         extra={"demonstrations": 0 if demos is None else len(demos["observations"])},
     )

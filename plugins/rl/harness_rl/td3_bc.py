@@ -17,14 +17,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness_rl.common import adam, compiled, observation_stats, seed_everything, soft_update, with_torch_threads
-from harness_rl.loops import config_from_params, offline_transitions, train_offline, train_offline_to_online
+from harness_rl.data import normalization, offline_transitions
+from harness_rl.hyperparameters import CompileMode, Protocol, config_from_params
+from harness_rl.networks import adam, compiled, mlp, seed_everything, soft_update
+from harness_rl.training import run_protocol, with_torch_threads
 
 
 @dataclass
 class TD3BCConfig:
+    protocol: Protocol = "offline"  # offline (budget gradient_steps) or offline-to-online (budget env_steps)
     batch_size: int = 256  # transitions per gradient step
-    discount: float = 0.99  # gamma
+    discount: float = 0.99  # discount factor gamma
     tau: float = 0.005  # Polyak factor of the target networks
     actor_lr: float = 3e-4  # Adam learning rate of the actor
     critic_lr: float = 3e-4  # Adam learning rate of the twin critics
@@ -35,17 +38,7 @@ class TD3BCConfig:
     alpha: float = 2.5  # weight of the Q term relative to BC (lambda = alpha / mean|Q|)
     normalize: bool = True  # standardize observations with the dataset's mean and std
     expl_noise: float = 0.1  # std of the Gaussian exploration noise (offline-to-online only)
-    compile: str = "off"  # torch.compile mode of the loss computations (registry.COMPILE_MODES)
-
-
-def mlp(inputs: int, outputs: int, hidden_dim: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(inputs, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, hidden_dim),
-        nn.ReLU(),
-        nn.Linear(hidden_dim, outputs),
-    )
+    compile: CompileMode = "off"  # torch.compile the losses: off (eager), default, reduce-overhead, max-autotune
 
 
 class Critic(nn.Module):
@@ -156,11 +149,8 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     seed_everything(context.seed)
     data = offline_transitions(environment)
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
-    if config.normalize:
-        mean, std = observation_stats(data["observations"])
-    else:
-        mean, std = np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)
+    mean, std = normalization(data, config.normalize)
     trainer = TD3BCTrainer(obs_dim, act_dim, mean, std, config, context.device)
-    if params.get("protocol", "offline") == "offline-to-online":
-        return train_offline_to_online(trainer, data, environment, context, config.batch_size, "td3_bc_o2o")
-    return train_offline(trainer, data, environment, context, config.batch_size, "td3_bc")
+    return run_protocol(
+        trainer, data, environment, context, name="td3_bc", batch_size=config.batch_size, protocol=config.protocol
+    )

@@ -12,79 +12,66 @@ Offline Data", 2024, https://arxiv.org/abs/2412.07762. Three phases:
    re-calibrating the critic to online data before any update;
 3. online SAC (CleanRL defaults, ``sac.py``) from the pretrained weights with no offline data in the buffer.
 
-Budget: ``gradient_steps`` (pretraining, unless ``pretrain_steps`` is set), ``env_steps`` (online),
-``eval_every`` (env steps), ``eval_episodes``.
+WSRL reuses SAC's networks and update (``sac.py``); what is its own is the config below and the pretraining
+actor loss (:class:`WSRLPretrainer`). Budget: ``gradient_steps`` (pretraining, unless ``pretrain_steps`` is
+set), ``env_steps`` (online), ``eval_every`` (env steps), ``eval_episodes``.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from harness_rl.common import (
-    Evaluator,
-    build_outcome,
-    interrupted,
-    load_checkpoint,
-    save_checkpoint,
-    seed_everything,
-    with_torch_threads,
-)
-from harness_rl.loops import DEADLINE_MARGIN_S, config_from_params, offline_transitions, to_tensors
-from harness_rl.sac import SACAgent, SACConfig, SACTrainer, make_agent, train_sac
+from harness_rl.data import offline_transitions
+from harness_rl.evaluation import build_outcome
+from harness_rl.hyperparameters import config_from_params
+from harness_rl.networks import seed_everything
+from harness_rl.sac import SACTrainer, make_agent
+from harness_rl.training import Online, train_cell, with_torch_threads
 
 
-def pretrain_offline(
-    agent: SACAgent,
-    data: dict[str, np.ndarray],
-    config: SACConfig,
-    steps: int,
-    bc_weight: float,
-    context: Any,
-    checkpoint_every: int = 5_000,
-) -> tuple[int, float, bool]:
-    """Phase 1 in place on ``agent``; returns (gradient steps done, seconds spent, finished)."""
-    device = torch.device(context.device)
-    tensors = to_tensors(data, device)
-    trainer = SACTrainer(agent, config)
-    trainer.bc_weight = bc_weight
-    generator = torch.Generator(device=device).manual_seed(context.seed)
-    path = context.cell_dir() / "wsrl_pretrain.pt"
-    step, seconds = 0, 0.0
-    state = load_checkpoint(path, device)
-    if state is not None:
-        trainer.load(state["trainer"])
-        step, seconds = int(state["step"]), float(state["seconds"])
-        generator.set_state(state["generator"].cpu())
+@dataclass
+class WSRLConfig:
+    pretrain_steps: int = 0  # offline pretraining gradient steps (0: the budget's gradient_steps)
+    warmup_fraction: float = 0.05  # share of env_steps collected by the frozen pretrained policy
+    max_warmup_steps: int = 5_000  # cap on the warm-up steps (the paper's 5,000)
+    bc_weight: float = 2.5  # alpha of the TD3+BC-style actor regularizer during offline pretraining
+    # Online SAC from here on, CleanRL's defaults as in sac.py:
+    buffer_size: int = 1_000_000  # online replay capacity (no offline data is kept in it)
+    gamma: float = 0.99  # discount factor
+    tau: float = 0.005  # Polyak factor of the target critics
+    batch_size: int = 256  # transitions per gradient step, offline and online
+    policy_lr: float = 3e-4  # actor learning rate
+    q_lr: float = 1e-3  # critics' and temperature's learning rate
+    policy_frequency: int = 2  # actor updated every this many steps (that many times, as in CleanRL/TD3)
+    target_network_frequency: int = 1  # steps between target-critic Polyak updates
+    alpha: float = 0.2  # entropy temperature; its initial value when autotuned
+    autotune: bool = True  # learn the temperature towards a target entropy of -act_dim
+    hidden_dim: int = 256  # width of the two hidden layers of actor and critics
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            {"trainer": trainer.state(), "step": step, "seconds": seconds, "generator": generator.get_state()}, path
-        )
 
-    finished = True
-    while step < steps:
-        if context.time_left() < DEADLINE_MARGIN_S:
-            finished = False
-            break
-        start = time.perf_counter()
-        index = torch.randint(0, len(data["observations"]), (config.batch_size,), device=device, generator=generator)
-        trainer.update({k: v[index] for k, v in tensors.items()})
-        seconds += time.perf_counter() - start
-        step += 1
-        if step % checkpoint_every == 0:
-            checkpoint()
-    checkpoint()
-    return step, seconds, finished
+class WSRLPretrainer(SACTrainer):
+    """SAC's update with WSRL's offline actor loss: the deliberate deviation from the paper's Cal-QL."""
+
+    def actor_loss(self, log_prob: torch.Tensor, q_pi: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor):
+        # TD3+BC: the Q term scaled by bc_weight / mean|Q| (the same weight on any reward scale), plus
+        # regression onto the data's actions, which keeps the pretrained actor on the data's support.
+        lmbda = self.config.bc_weight / q_pi.abs().mean().detach()
+        return (self.alpha * log_prob).mean() - lmbda * q_pi.mean() + F.mse_loss(pi, actions)
+
+
+def warmup_steps(config: WSRLConfig, env_steps: int) -> int:
+    return min(config.max_warmup_steps, round(config.warmup_fraction * env_steps))
 
 
 @with_torch_threads
 def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
     """Harness entry point: pretrain offline, warm up with the frozen policy, fine-tune online with SAC."""
-    config = config_from_params(SACConfig, params)
+    config = config_from_params(WSRLConfig, params)
     seed_everything(context.seed)
     data = offline_transitions(environment)
     env = environment.make_env(context.seed)
@@ -93,49 +80,45 @@ def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any
     obs_dim, act_dim = data["observations"].shape[1], data["actions"].shape[1]
     agent = make_agent(obs_dim, act_dim, low, high, config.hidden_dim, context.device, config.alpha)
 
-    pretrain_steps = int(params.get("pretrain_steps") or context.budget_value("gradient_steps", 1_000_000))
-    done, pretrain_seconds, finished = pretrain_offline(
-        agent, data, config, pretrain_steps, float(params.get("bc_weight", 2.5)), context
+    # 1. Offline pretraining, in place on the agent; not evaluated.
+    pretraining, _ = train_cell(
+        WSRLPretrainer(agent, config),
+        data,
+        environment,
+        context,
+        name="wsrl_pretrain",
+        batch_size=config.batch_size,
+        total=config.pretrain_steps or None,
+        evaluate=False,
     )
+    # 2. and 3. Warm-up by the frozen policy, then online SAC, with fresh optimizers and target critics copied
+    # from the pretrained ones; no offline data retained online (WSRL's point).
     env_steps = int(context.budget_value("env_steps", 100_000))
-    warmup_steps = min(
-        int(params.get("max_warmup_steps", 5000)), round(float(params.get("warmup_fraction", 0.05)) * env_steps)
+    warmup = warmup_steps(config, env_steps)
+    seed_everything(context.seed)
+    online, evaluator = train_cell(
+        SACTrainer(agent, config),
+        None,
+        environment,
+        context,
+        name="wsrl_online",
+        batch_size=config.batch_size,
+        online=Online(
+            environment.make_env, learning_starts=warmup, warmup_with_policy=True, buffer_size=config.buffer_size
+        ),
+        total=env_steps,
+        rng=np.random.default_rng(context.seed),
+        checkpoint_every=10_000,
     )
-    evaluator = Evaluator(environment, None, int(context.budget_value("eval_episodes", 10)), context.seed)
-    eval_every = int(context.budget_value("eval_every", max(env_steps // 10, 1)))
-
-    def evaluate(trained: SACAgent, step: int) -> dict[str, float]:
-        evaluator(trained.policy_action, step, env_steps=step)
-        return evaluator.points[-1]
-
-    if not finished:
-        raise interrupted("wsrl pretraining", done, pretrain_steps, "gradient steps", context.cell_dir())
-    result = train_sac(
-        environment.make_env,
-        total_steps=env_steps,
-        seed=context.seed,
-        checkpoint_path=context.cell_dir() / "wsrl_online.pt",
-        demonstrations=None,  # WSRL's point: no offline data retained online
-        device=context.device,
-        config=config,
-        initial_agent=agent,
-        warmup_steps=warmup_steps,
-        evaluate=evaluate,
-        eval_every=eval_every,
-        should_stop=lambda: context.time_left() < DEADLINE_MARGIN_S,
-    )
-    if not result.finished:
-        raise interrupted("wsrl online", result.env_steps, env_steps, "environment steps", context.cell_dir())
-    evaluator.context = context
-    evaluator.load(result.evaluations)
-    if evaluator.last is None:  # resumed after the online phase had already finished
-        evaluator(agent.policy_action, result.env_steps, env_steps=result.env_steps, record=False)
     return build_outcome(
         evaluator,
-        gradient_steps=done + result.gradient_steps,
-        train_seconds=pretrain_seconds + result.update_seconds,
-        env_steps=result.env_steps,
-        env_seconds=result.env_seconds,
-        finished=True,
-        extra={"protocol": "offline-to-online", "pretrain_gradient_steps": done, "warmup_steps": warmup_steps},
+        gradient_steps=pretraining.gradient_steps + online.gradient_steps,
+        train_seconds=pretraining.update_seconds + online.update_seconds,
+        env_steps=online.steps,
+        env_seconds=online.env_seconds,
+        extra={
+            "protocol": "offline-to-online",
+            "pretrain_gradient_steps": pretraining.gradient_steps,
+            "warmup_steps": warmup,
+        },
     )

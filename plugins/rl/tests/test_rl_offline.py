@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 from harness_rl import arsq, bc, iql, riql, td3_bc
-from harness_rl.registry import harness_algorithms
+from harness_rl.plugin import harness_algorithms
 
 SMALL = {"batch_size": 32, "hidden_dim": 32}
 OFFLINE_RUNS = {"bc": bc.run, "td3-bc": td3_bc.run, "iql": iql.run, "riql": riql.run, "arsq": arsq.run}
@@ -91,7 +91,7 @@ def test_bc_learns_a_linear_mapping(tiny_task, make_context):
 
 def test_bc_top_fraction_keeps_the_best_trajectories(tiny_dataset):
     from harness_rl.bc import keep_best_trajectories
-    from harness_rl.common import trajectory_returns
+    from harness_rl.data import trajectory_returns
 
     returns, _ = trajectory_returns(tiny_dataset)
     assert len(returns) > 5 and returns.sum() == pytest.approx(tiny_dataset["rewards"].sum())
@@ -109,7 +109,7 @@ def test_missing_dataset_is_a_clear_error(tiny_task, make_context):
 def test_deadline_stops_with_a_checkpoint_and_a_rerun_resumes(tiny_task, make_context):
     import time
 
-    from harness_rl.common import TrainingInterrupted
+    from harness_rl.training import TrainingInterrupted
 
     context = make_context(BUDGET, name="deadline")
     context.deadline = time.time() + 10  # inside the safety margin: stop before the first step

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from harness_rl import sac, wsrl
-from harness_rl.registry import harness_algorithms, harness_metrics, success_auc
+from harness_rl.plugin import harness_algorithms, harness_metrics, success_auc
 
 TINY_SAC = {"batch_size": 32, "hidden_dim": 32, "learning_starts": 64}
 
@@ -49,34 +49,54 @@ def test_success_auc_is_the_normalized_trapezoid_area():
     assert success_auc(outcome={"curve": [{"env_steps": 10.0, "return": 1.0}]}) is None
 
 
-def test_specs_are_valid_and_defaults_match_the_config_dataclasses():
+def test_specs_params_are_the_config_dataclasses_fields():
+    """The config dataclass is the one declaration: the spec's params (read from the source without importing
+    torch) are its fields, in order, with its defaults, its comments as descriptions, Literal choices."""
+    import dataclasses
+
     from harness_rl.arsq import ARSQConfig
     from harness_rl.bc import BCConfig
     from harness_rl.iql import IQLConfig
     from harness_rl.riql import RIQLConfig
     from harness_rl.sac import SACConfig
     from harness_rl.td3_bc import TD3BCConfig
+    from harness_rl.wsrl import WSRLConfig
 
     specs = {s.name: s for s in harness_algorithms()}
     assert sorted(specs) == ["arsq", "bc", "iql", "riql", "sac", "td3-bc", "wsrl"]
     configs = {"bc": BCConfig, "td3-bc": TD3BCConfig, "iql": IQLConfig, "riql": RIQLConfig, "arsq": ARSQConfig}
-    configs |= {"sac": SACConfig, "wsrl": SACConfig}
+    configs |= {"sac": SACConfig, "wsrl": WSRLConfig}
     for name, config in configs.items():
         specs[name].check()
-        for field_name, field in config.__dataclass_fields__.items():
-            if field_name == "return_window" or (name == "wsrl" and field_name == "learning_starts"):
-                continue  # library-only knob of train_sac; WSRL's warm-up replaces learning_starts
-            assert specs[name].param(field_name) is not None, (name, field_name)
-            assert specs[name].defaults[field_name] == field.default, (name, field_name)
+        fields = dataclasses.fields(config)
+        assert [p.name for p in specs[name].params] == [f.name for f in fields] + ["threads"], name
+        for field in fields:
+            param = specs[name].param(field.name)
+            assert param.default == field.default and type(param.default) is type(field.default), (name, field)
+            assert len(param.description) > 5, (name, field.name)
+    assert specs["iql"].param("compile").choices == ("off", "default", "reduce-overhead", "max-autotune")
+    assert specs["td3-bc"].param("protocol").choices == ("offline", "offline-to-online")
+    assert "sparse 0/1 reward" in specs["sac"].param("alpha").description  # a comment continued on the next line
     metrics = {m.name for m in harness_metrics()}
     assert metrics == {"return_mean", "success_rate", "success_auc", "gradient_steps_per_s", "env_steps_per_s"}
     for metric in harness_metrics():
         metric.check()
 
 
+def test_a_config_field_without_comment_or_literal_default_is_a_clear_error(tmp_path, monkeypatch):
+    from harness_rl.hyperparameters import params_from_config
+
+    (tmp_path / "rl_bad_config.py").write_text(
+        "from dataclasses import dataclass\n\n@dataclass\nclass BadConfig:\n    lr: float = 3e-4\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"rl_bad_config.py:5: BadConfig.lr has no comment"):
+        params_from_config("rl_bad_config", "BadConfig")
+
+
 def test_threads_param_sets_torch_threads_for_the_cell_only():
     import torch
-    from harness_rl.common import with_torch_threads
+    from harness_rl.training import with_torch_threads
 
     seen = []
     wrapped = with_torch_threads(lambda environment, params, context: seen.append(torch.get_num_threads()) or {})

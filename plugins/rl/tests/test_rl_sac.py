@@ -100,7 +100,7 @@ def test_sac_stop_at_return_and_agent_round_trip(tmp_path):
 
 
 def test_demo_ratio_fixes_the_share_of_each_batch_drawn_from_the_demonstrations():
-    from harness_rl.sac import ReplayBuffer, sample_batch
+    from harness_rl.data import ReplayBuffer, sample_batch
 
     demos = {key: np.full((10, 1 if key in ("actions",) else 3), 7.0, np.float32) for key in
              ("observations", "actions", "next_observations")}  # fmt: skip
