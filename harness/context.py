@@ -7,6 +7,8 @@ cell, a shared cache folder and a function to log curves.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
 from collections.abc import Mapping
@@ -48,16 +50,58 @@ class CellContext:
     cell: Mapping[str, Any] = field(default_factory=dict)
     measurements: dict[str, Any] = field(default_factory=dict)
     history: list[tuple[str, int, float]] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
     # The resolved callables of this cell (``make``, ``run``) and the made environment; runner-internal.
     components: dict[str, Any] = field(default_factory=dict, repr=False)
+    _checked_names: set[str] = field(default_factory=set, repr=False)
 
     def log(self, name: str, value: float, step: int) -> None:
         """Record one point of a curve (for example a score over training steps).
 
-        Curves become MLflow metric histories under ``name``; the last value of each curve is also available
-        to metrics through ``outcome`` only if the algorithm puts it there.
+        Curves become MLflow metric histories under ``curve/<name>``; the last value of each curve is also
+        available to metrics through ``outcome`` only if the algorithm puts it there. ``name`` must be a name
+        MLflow accepts (letters, digits, ``_ - . : /`` and spaces): another raises :class:`ValueError` here,
+        at the call that made it, rather than failing the delivery of the whole result later.
         """
-        self.history.append((str(name), int(step), float(value)))
+        name = str(name)
+        if name not in self._checked_names:
+            from harness.tracking.layout import name_problem
+
+            problem = name_problem(name)
+            if problem:
+                raise ValueError(f"context.log({name!r}, ...): curve name refused: {problem}")
+            self._checked_names.add(name)
+        self.history.append((name, int(step), float(value)))
+
+    def log_input(
+        self,
+        name: str,
+        *,
+        origin: str,
+        path: str = "",
+        sha256: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a dataset the cell read: where it came from, so its results say which data they are of.
+
+        Args:
+            name: the dataset's name as users know it (``hopper-medium-replay-v2``).
+            origin: who made it: ``"d4rl"``, ``"minari"``, ``"generated"`` or a plugin's own word. Reports flag
+                every result whose data is ``generated``, so it never passes for the original benchmark's.
+            path: the file read (empty for data built in memory).
+            sha256: the file's hash (:func:`harness.context.file_sha256` computes it, cached per file).
+            details: JSON-compatible facts (generator, budget, seed, rows) kept with the record.
+        The runner logs each input to MLflow as a dataset input of the cell's run and as tags.
+        """
+        self.inputs.append(
+            {
+                "name": str(name),
+                "origin": str(origin),
+                "path": str(path),
+                "sha256": str(sha256),
+                "details": dict(details or {}),
+            }
+        )
 
     def time_left(self) -> float:
         """Seconds until the deadline (``inf`` without one): long loops should stop and checkpoint before it."""
@@ -77,3 +121,18 @@ class CellContext:
         """The checkpoint folder, created on first use."""
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         return self.checkpoint_dir
+
+
+@functools.cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, computed once per process for each (path, size, modification time)."""
+    stat = Path(path).stat()
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)

@@ -130,9 +130,9 @@ budget = {steps = 4}
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "curve")] == [0, 1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "curve/curve")] == [0, 1, 2, 3]
     record = json.loads(Path(client.download_artifacts(run.info.run_id, "cell.json", str(tmp_path))).read_text())
-    assert record["schema_version"] == 1 and record["cell"]["seed"] == 3
+    assert record["schema_version"] == 2 and record["cell"]["seed"] == 3
     parent = client.get_run(summary["parent_run_id"])
     assert parent.data.tags["harness.kind"] == "suite-run" and parent.info.status == "FINISHED"
     suite_info = json.loads(

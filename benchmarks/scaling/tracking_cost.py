@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from harness.tracking.record import Cell, CellResult, ComponentRef
+from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord
 from harness.tracking.store import MlflowTracker
 
 
@@ -72,7 +72,8 @@ def fake_result(seed: int) -> CellResult:
 
 
 def per_cell_ms(tracker: MlflowTracker, cells: int, seed_base: int) -> float:
-    parent = tracker.start_parent("tracking-cost", "full", {"versions": {}}, ("none", False), {"suite": "x"})
+    run = SuiteRunRecord("tracking-cost", "full", "bench", [], tracker.tracking_uri, suite_info={"suite": "x"})
+    parent = tracker.start_parent(run)
     results = [fake_result(seed_base + i) for i in range(cells)]
     started = time.perf_counter()
     for result in results:

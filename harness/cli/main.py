@@ -371,12 +371,26 @@ def _print_plan(
 
     profile_name, cells = suite.expand(registry, profile, overrides)
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
-    finished = journal.read().finished_keys() if resume and journal.path.exists() else set()
+    journal_state = journal.read()
+    finished = journal_state.finished_keys() if resume and journal.path.exists() else set()
+    # A finished result of the same configuration under other code: the cell reruns because its code changed.
+    by_config = {r.cell.config_key: r.cell for r in journal_state.latest().values() if r.status == "ok"}
+
+    def state_of(cell: Any) -> str:
+        if cell.key in finished:
+            return "done"
+        old = by_config.get(cell.config_key) if resume else None
+        if old is not None:
+            changed = [c for c, v in cell.code_versions.items() if old.code_versions.get(c) != v]
+            return f"to run: code changed ({', '.join(changed)})"
+        return "to run"
+
     plan = [
         {
             "label": cell.label,
             "key": cell.key,
-            "state": "done" if cell.key in finished else "to run",
+            "state": state_of(cell),
+            "code_versions": cell.code_versions,
             "algorithm": {"name": cell.algorithm.name, "params": dict(cell.algorithm.params)},
             "environment": {"name": cell.environment.name, "params": dict(cell.environment.params)},
             "seed": cell.seed,
@@ -389,7 +403,7 @@ def _print_plan(
         click.echo(json.dumps({"suite": suite.name, "profile": profile_name, "cells": plan}, indent=2))
         return
     rows = [[c["label"], c["key"], c["state"], json.dumps(c["budget"], sort_keys=True)] for c in plan]
-    to_run = sum(c["state"] == "to run" for c in plan)
+    to_run = sum(c["state"].startswith("to run") for c in plan)
     print_table(
         f"{suite.name} ({profile_name}): {to_run} of {len(plan)} cells to run", ["cell", "key", "state", "budget"], rows
     )
@@ -400,10 +414,13 @@ def _print_plan(
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
-    """Deliver journaled results that never reached MLflow (server down, run killed).
+    """Deliver journaled results that never reached a store (server down, run killed, a new store).
 
-    Safe to repeat: results MLflow already has are recognised by their record id and not logged twice.
-    Exit code 1 if some journal could not be delivered.
+    The journal records which store received each result under which parent run: each result reaches every
+    store it is synced to once, under its configuration's parent in that store (created there if missing).
+    Safe to repeat: results a store already has are recognised by their record id and not logged twice. A
+    result the store refuses (a name MLflow does not accept) is reported and skipped, never retried forever
+    nor allowed to hold back the others. Exit code 1 if some journal could not be delivered.
     """
     from harness.run.runner import sync_journals
 
@@ -418,9 +435,10 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
             if report.error:
                 print_error(f"{report.journal}: {report.error}")
             else:
+                refused = f", refused {report.refused}" if report.refused else ""
                 click.echo(
-                    f"{report.journal}: delivered {report.delivered}, already present {report.already_present} "
-                    f"(parent run {report.parent_run_id})"
+                    f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
+                    f"{refused} to {report.store} (parent run {report.parent_run_id})"
                 )
     ctx.exit(1 if any(r.error for r in reports) else 0)
 

@@ -252,7 +252,7 @@ def build_report(
         comparison=comparison,
         trends=trends or [],
         bootstrap=config,
-        seeds=sorted({c.seed for c in run.cells}, key=lambda s: (len(s), s)),
+        seeds=[str(s) for s in sorted({c.seed for c in run.cells})],
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         counts=counts,
     )

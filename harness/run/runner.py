@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.run.suite import Suite, metric_thresholds
 from harness.tracking.journal import Journal, JournalState, all_journals
-from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo
+from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord
 
 
 class Executor(Protocol):
@@ -72,6 +73,8 @@ class RunSummary:
     journal_path: Path
     tracking_error: str | None = None
     undelivered: int = 0
+    refused: int = 0
+    config_id: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -93,6 +96,8 @@ class RunSummary:
             "journal": str(self.journal_path),
             "tracking_error": self.tracking_error,
             "undelivered": self.undelivered,
+            "refused": self.refused,
+            "config_id": self.config_id,
             "cells": [
                 {
                     "key": r.cell.key,
@@ -148,22 +153,27 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
     }
 
 
-def _deliver_pending(
-    tracker: Any, journal: Journal, state: JournalState, parent_run_id: str, suite: str, base_tags: dict
-) -> int:
-    """Log the journal's unsynced results, skipping any that MLflow already has (a kill between log and mark)."""
-    pending = state.unsynced()
-    if not pending:
-        return 0
-    already = tracker.logged_record_ids(suite, parent_run_id)
-    delivered = 0
-    for result in pending:
-        run_id = already.get(result.record_id)
-        if run_id is None:
-            run_id = tracker.log_cell(result, parent_run_id, base_tags)
-            delivered += 1
-        journal.mark_synced(result.record_id, run_id)
-    return delivered
+def _open_delivery(
+    options: RunOptions, journal: Journal, state: JournalState, run: SuiteRunRecord, notify: Callable[[str], None]
+) -> tuple[Any, str | None]:
+    """The delivery of this run's configuration to ``options.tracking_uri``, with what the journal holds and
+    the store lacks already delivered; ``(None, reason)`` when the store cannot be reached."""
+    if not options.tracking_uri:
+        return None, None
+    try:
+        from harness.tracking.delivery import Delivery
+        from harness.tracking.store import MlflowTracker
+
+        delivery = Delivery(MlflowTracker(options.tracking_uri), journal, state, run, notify)
+        delivery.open_parent()
+        delivered = delivery.deliver_pending()
+        if delivered:
+            notify(f"delivered {delivered} result(s) from the journal to MLflow at {options.tracking_uri}")
+        return delivery, None
+    except Exception as exc:
+        reason = f"MLflow at {options.tracking_uri}: {type(exc).__name__}: {exc}"
+        notify(f"tracking unavailable ({reason}); results go to {journal.path} only")
+        return None, reason
 
 
 def run_suite(
@@ -173,12 +183,23 @@ def run_suite(
     progress: Progress | None = None,
     notify: Callable[[str], None] = lambda message: None,
 ) -> RunSummary:
-    """Run ``suite`` with ``options``; bad input raises :class:`BadInput` before anything runs."""
+    """Run ``suite`` with ``options``; bad input raises :class:`BadInput` before anything runs.
+
+    What a rerun does to results (docs/suites.md, "Reruns, resumes, stores and code changes"):
+
+    * resume (the default): a cell whose latest attempt in the journal succeeded is skipped; an interrupted
+      attempt continues from its checkpoint;
+    * ``resume=False`` (``--no-resume``, every nightly and calibrate repeat): every cell runs from scratch, and
+      no checkpoint of an earlier attempt is reused;
+    * a new store: cells the journal holds are delivered to it from the journal, under a new parent;
+    * a different configuration (``--set``): a new parent run; cells it shares with the old one are reused;
+    * changed code: the cell key holds the code version, so the cell is a new cell and runs.
+    """
     progress = progress or NoProgress()
     profile, cells = suite.expand(registry, options.profile, options.overrides)
     if options.device not in DEVICES:
         raise BadInput(f"device must be one of {', '.join(DEVICES)}, got {options.device!r}")
-    cells = [dataclasses.replace(cell, device=options.device) for cell in cells]
+    cells = [dataclasses.replace(cell, device=options.device, fresh_start=not options.resume) for cell in cells]
     if not cells:
         raise BadInput(f"{suite.path}: profile {profile!r} expands to no cells")
     options.results_dir.mkdir(parents=True, exist_ok=True)
@@ -193,42 +214,24 @@ def run_suite(
         todo = [cell for cell in cells if cell.key not in finished]
         machine = machine_info()
         git = git_state(suite.path.parent)
-        suite_info = _suite_info(suite, profile, registry, cells)
-        journal.append(
-            {
-                "type": "run",
-                "suite": suite.name,
-                "profile": profile,
-                "tracking_uri": options.tracking_uri,
-                "machine": machine,
-                "git_commit": git[0],
-                "git_dirty": git[1],
-                "suite_info": suite_info,
-            }
+        keys = [cell.key for cell in cells]
+        run_record = SuiteRunRecord(
+            suite=suite.name,
+            profile=profile,
+            config_id=SuiteRunRecord.compute_config_id(suite.name, profile, keys),
+            cell_keys=keys,
+            tracking_uri=options.tracking_uri,
+            overrides=list(options.overrides),
+            machine=machine,
+            git_commit=git[0],
+            git_dirty=git[1],
+            suite_info=_suite_info(suite, profile, registry, cells),
+            started_at=time.time(),
         )
-        from harness.tracking.store import machine_tags
-
-        base_tags = {**machine_tags(machine), "harness.git_commit": git[0]}
-        tracker = None
-        parent_run_id = state.parent_run_id
-        tracking_error: str | None = None
-        if options.tracking_uri:
-            try:
-                from harness.tracking.store import MlflowTracker
-
-                tracker = MlflowTracker(options.tracking_uri)
-                if parent_run_id:
-                    tracker.reopen_parent(parent_run_id)
-                else:
-                    parent_run_id = tracker.start_parent(suite.name, profile, machine, git, suite_info)
-                    journal.append({"type": "parent", "run_id": parent_run_id})
-                delivered = _deliver_pending(tracker, journal, state, parent_run_id, suite.name, base_tags)
-                if delivered:
-                    notify(f"delivered {delivered} result(s) from an earlier run to MLflow")
-            except Exception as exc:
-                tracking_error = f"MLflow at {options.tracking_uri}: {type(exc).__name__}: {exc}"
-                notify(f"tracking unavailable ({tracking_error}); results go to {journal.path} only")
-                tracker = None
+        journal.append_run(run_record)
+        state.runs.append(run_record)
+        delivery, tracking_error = _open_delivery(options, journal, state, run_record, notify)
+        parent_run_id = delivery.parent_run_id if delivery is not None else None
         run_info = RunInfo(
             suite=suite.name,
             profile=profile,
@@ -240,21 +243,17 @@ def run_suite(
             resumed_keys=finished,
         )
         logger = None
-        if tracker is not None and parent_run_id is not None:
+        if delivery is not None:
             from harness.tracking.store import BackgroundLogger
 
-            logger = BackgroundLogger(
-                tracker,
-                parent_run_id,
-                base_tags,
-                lambda result, run_id: journal.mark_synced(result.record_id, run_id),
-            )
+            logger = BackgroundLogger(delivery)
         _call_observers(registry.hook.harness_run_started, run=run_info)
         results: list[CellResult] = []
         progress.start(len(cells), len(cells) - len(todo))
         executor = make_executor(options, registry.options) if todo else None
         try:
             for result in executor.run(todo) if executor else ():
+                result.config_id = run_record.config_id
                 journal.append_result(result)
                 results.append(result)
                 if logger is not None:
@@ -276,12 +275,12 @@ def run_suite(
         if logger is not None and logger.error is not None:
             tracking_error = str(logger.error)
             undelivered = len(logger.undelivered)
-        elif tracker is None and options.tracking_uri:
+        elif delivery is None and options.tracking_uri:
             undelivered = len(results)
-        if tracker is not None and parent_run_id is not None and tracking_error is None:
-            all_results = {r.cell.key: r for r in journal.read().results.values()}
+        refused = len(delivery.refused) if delivery is not None else 0
+        if delivery is not None and tracking_error is None:
             try:
-                tracker.finish_parent(parent_run_id, dict(Counter(r.status for r in all_results.values())))
+                delivery.finish()
             except Exception as exc:
                 tracking_error = f"MLflow at {options.tracking_uri}: {type(exc).__name__}: {exc}"
         journal.close()
@@ -296,6 +295,8 @@ def run_suite(
         journal_path=journal.path,
         tracking_error=tracking_error,
         undelivered=undelivered,
+        refused=refused,
+        config_id=run_record.config_id,
     )
 
 
@@ -306,49 +307,67 @@ class SyncReport:
     already_present: int
     parent_run_id: str | None
     error: str | None = None
+    store: str = ""
+    refused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncReport]:
-    """Deliver every journaled result MLflow does not have yet; safe to run any number of times."""
-    from harness.tracking.store import MlflowTracker, machine_tags
+    """Deliver every journaled result the store does not have yet, each configuration under its own parent in
+    that store (created there if needed); safe to run any number of times, against any number of stores."""
+    from harness.tracking.delivery import Delivery
+    from harness.tracking.store import MlflowTracker, store_identity
 
     reports = []
     for journal in all_journals(results_dir):
         state = journal.read()
-        pending = state.unsynced()
-        if not pending:
-            continue
         uri = tracking_uri or state.tracking_uri
         if not uri:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
+            if state.results:
+                reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
+            continue
+        store = store_identity(uri)
+        if not any(_has_pending(state, store, run) for run in state.configurations()):
             continue
         try:
             with journal.exclusive():
+                state = journal.read()
                 tracker = MlflowTracker(uri)
-                run = state.runs[-1] if state.runs else {}
-                suite = run.get("suite") or journal.path.stem.split("--")[0]
-                parent = state.parent_run_id
-                machine = run.get("machine", {})
-                git = (run.get("git_commit", "none"), bool(run.get("git_dirty")))
-                if parent is None:
-                    parent = tracker.start_parent(
-                        suite, run.get("profile", "?"), machine, git, run.get("suite_info", {"suite": suite})
+                for run in state.configurations():
+                    if not _has_pending(state, store, run):
+                        continue
+                    delivery = Delivery(tracker, journal, state, run)
+                    delivery.open_parent()
+                    pending, refused_before = len(delivery.pending()), len(delivery.refused)
+                    delivered = delivery.deliver_pending()
+                    refused_now = len(delivery.refused) - refused_before
+                    delivery.finish()
+                    reports.append(
+                        SyncReport(
+                            str(journal.path),
+                            delivered,
+                            pending - delivered - refused_now,
+                            delivery.parent_run_id,
+                            store=store,
+                            refused=refused_now,
+                        )
                     )
-                    journal.append({"type": "parent", "run_id": parent})
-                base_tags = {**machine_tags(machine), "harness.git_commit": git[0]}
-                delivered = _deliver_pending(tracker, journal, state, parent, suite, base_tags)
-                all_results = {r.cell.key: r for r in journal.read().results.values()}
-                tracker.finish_parent(parent, dict(Counter(r.status for r in all_results.values())))
                 journal.close()
-                reports.append(SyncReport(str(journal.path), delivered, len(pending) - delivered, parent))
         except (TrackingError, BadInput) as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, state.parent_run_id, str(exc)))
+            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store))
         except Exception as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, state.parent_run_id, f"{type(exc).__name__}: {exc}"))
+            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store))
     return reports
+
+
+def _has_pending(state: JournalState, store: str, run: SuiteRunRecord) -> bool:
+    """Whether ``run``'s configuration has results that ``store`` lacks under its parent there."""
+    parent = state.parents.get((store, run.config_id))
+    if parent is None:
+        return bool(state.results_of(run))
+    return bool(state.pending(store, parent, run))
 
 
 def summary_json(summary: RunSummary) -> str:

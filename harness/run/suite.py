@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import BadInput
 from harness.plugins import PluginRegistry, UnknownName
+from harness.run.code_version import spec_code_version
 from harness.specs import ParamError
 from harness.tracking.record import Cell, ComponentRef
 
@@ -134,6 +135,7 @@ class Suite:
             seeds = settings["seeds"] if settings["seeds_overridden"] else (matrix.seeds or settings["seeds"])
             metric_names = list(dict.fromkeys([*self.model.metrics, *matrix.metrics]))
             metrics = [_lookup(registry, "metric", name, f"{where}.metrics") for name in metric_names]
+            metric_code = {metric.spec.name: spec_code_version(metric.spec) for metric in metrics}
             for algorithm_entry, environment_entry in itertools.product(matrix.algorithms, matrix.environments):
                 algorithm = _lookup(registry, "algorithm", algorithm_entry.name, f"{where}.algorithms")
                 environment = _lookup(registry, "environment", environment_entry.name, f"{where}.environments")
@@ -169,7 +171,12 @@ class Suite:
                     )
                     for seed in seeds:
                         key = Cell.compute_key(
-                            algorithm_ref, environment_ref, seed, tuple(metric_names), settings["budget"]
+                            algorithm_ref,
+                            environment_ref,
+                            seed,
+                            tuple(metric_names),
+                            settings["budget"],
+                            metric_code,
                         )
                         if key in seen:
                             continue
@@ -187,6 +194,9 @@ class Suite:
                                 label=f"{algorithm_label}/{environment_label}/seed={seed}",
                                 key=key,
                                 task_kind=environment.spec.task_kind,
+                                algorithm_label=algorithm_label,
+                                environment_label=environment_label,
+                                metric_code=metric_code,
                             )
                         )
         _check_param_overrides_used(self, settings["params"], registry)
@@ -228,6 +238,7 @@ def _component(
         plugin=plugin.distribution or plugin.name,
         plugin_version=plugin.version or "0",
         params=resolved,
+        code_version=spec_code_version(spec),
     )
 
 

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 import socket
 import sys
 import time
@@ -122,6 +123,9 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
         result.device = choose_device(cell, algorithm.resources, environment.resources)
         context = make_context(cell, results_dir, started, result.device)
+        if cell.fresh_start and attempt == 1:
+            # A checkpoint belongs to one attempt: a fresh run never continues a finished or older attempt.
+            shutil.rmtree(context.checkpoint_dir, ignore_errors=True)
         context.components.update(make=make, run=run)
         seed_everything(cell.seed)
         outcome = registry.hook.harness_execute_cell(cell=cell, context=context) or {}
@@ -144,6 +148,8 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         result.metrics = metrics
         result.history = list(context.history)
         result.outcome = to_json_compatible(outcome)
+        # Finished: its checkpoint must never stand in for a later run of the same cell.
+        shutil.rmtree(context.checkpoint_dir, ignore_errors=True)
     except CellSkipped as exc:
         result.status = "skipped"
         result.error = str(exc)
@@ -155,6 +161,7 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         result.traceback = traceback.format_exc()
     finally:
         if context is not None:
+            result.inputs = list(context.inputs)
             _close(context.components.get("environment"))
         result.finished_at = time.time()
     return result

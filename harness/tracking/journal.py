@@ -1,15 +1,23 @@
-"""The local journal: every result is appended here before anything goes to MLflow.
+"""The local journal: every result is appended here, and fsynced, before anything goes to MLflow.
 
 One JSON-lines file per suite and profile under ``results/journal/``. Lines are events:
 
-* ``{"type": "run", ...}``: a suite run started (suite, profile, tracking URI, machine).
-* ``{"type": "parent", "run_id": ...}``: the MLflow parent run that holds this journal's cells.
-* ``{"type": "result", "record": {...}}``: one cell's :class:`CellResult`.
-* ``{"type": "synced", "record_id": ..., "run_id": ...}``: that result is in MLflow as run ``run_id``.
+* ``{"type": "run", "record": {...}}``: a suite run started (:class:`SuiteRunRecord`: configuration, cell
+  keys, tracking URI, machine, git state).
+* ``{"type": "parent", "run_id", "store", "config_id"}``: the MLflow parent run that holds the cells of one
+  configuration in one store.
+* ``{"type": "result", "record": {...}}``: one cell attempt's :class:`CellResult`. Written with ``fsync``
+  before :meth:`Journal.append_result` returns, so a finished result survives a kill and a power loss.
+* ``{"type": "synced", "record_id", "run_id", "store", "parent"}``: that result is in that store, under that
+  parent, as run ``run_id``.
+* ``{"type": "refused", "record_id", "store", "parent", "reason"}``: that store refused the record (a name it
+  does not accept); it is not retried there, and it never holds back the others.
 
-A run killed at any point leaves at most a truncated last line, which is ignored on reading. Results without a
-``synced`` line are delivered by the next run of the same suite and profile or by ``harness sync``; MLflow is
-searched by record id first, so a result logged just before a kill is never logged twice.
+A run killed at any point leaves at most a truncated last line, which is ignored on reading. Deliveries are
+tracked per store and parent: a result reaches every store it is sent to once, and MLflow is searched by
+record id before delivering, so a result logged just before a kill is never logged twice. Journals of
+schema version 1 (no stores or configurations in their events) are read as one configuration sent to the
+store their last run named.
 """
 
 from __future__ import annotations
@@ -19,40 +27,84 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.tracking.record import CellResult
+from harness.tracking.record import CellResult, SuiteRunRecord
+
+#: Events whose loss would lose a result: fsynced before ``append`` returns. Delivery marks are only
+#: flushed (a lost mark costs a search in the store, never a duplicate).
+DURABLE_EVENTS = frozenset({"run", "result"})
+
+
+def _store(uri: str | None) -> str:
+    from harness.tracking.store import store_identity
+
+    return store_identity(uri) if uri else ""
 
 
 @dataclass
 class JournalState:
     """What a journal file says, folded over its lines."""
 
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    parent_run_id: str | None = None
-    results: dict[str, CellResult] = field(default_factory=dict)  # record id -> result
-    synced: dict[str, str] = field(default_factory=dict)  # record id -> MLflow run id
+    runs: list[SuiteRunRecord] = field(default_factory=list)
+    parents: dict[tuple[str, str], str] = field(default_factory=dict)  # (store, config id) -> parent run id
+    results: dict[str, CellResult] = field(default_factory=dict)  # record id -> result, in journal order
+    deliveries: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> run
+    refused: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> why
     unreadable_lines: int = 0
 
-    def finished_keys(self) -> set[str]:
-        """Cell keys with a successful result: skipped on resume."""
-        return {r.cell.key for r in self.results.values() if r.status == "ok"}
+    def latest(self) -> dict[str, CellResult]:
+        """Cell key -> its latest attempt (the result; earlier attempts are superseded)."""
+        latest: dict[str, CellResult] = {}
+        for result in self.results.values():
+            latest[result.cell.key] = result
+        return latest
 
-    def unsynced(self) -> list[CellResult]:
-        return [r for rid, r in self.results.items() if rid not in self.synced]
+    def finished_keys(self) -> set[str]:
+        """Cell keys whose latest attempt succeeded: skipped on resume."""
+        return {key for key, result in self.latest().items() if result.status == "ok"}
+
+    def configurations(self) -> list[SuiteRunRecord]:
+        """The last run record of each configuration, in the order configurations first appeared."""
+        found: dict[str, SuiteRunRecord] = {}
+        for run in self.runs:
+            found[run.config_id] = run
+        return list(found.values())
+
+    def results_of(self, run: SuiteRunRecord) -> list[CellResult]:
+        """Every attempt of the cells of ``run``'s configuration (all results for a version-1 journal)."""
+        if not run.cell_keys:
+            return list(self.results.values())
+        keys = set(run.cell_keys)
+        return [result for result in self.results.values() if result.cell.key in keys]
+
+    def pending(self, store: str, parent: str, run: SuiteRunRecord) -> list[CellResult]:
+        """Results of ``run``'s configuration that ``store`` has neither received under ``parent`` nor refused."""
+        done = self.deliveries.get((store, parent), {})
+        refused = self.refused.get((store, parent), {})
+        return [r for r in self.results_of(run) if r.record_id not in done and r.record_id not in refused]
+
+    def delivered_anywhere(self, store: str) -> set[str]:
+        return {rid for (s, _), marks in self.deliveries.items() if s == store for rid in marks}
+
+    def undelivered(self, store: str) -> list[CellResult]:
+        """Results that ``store`` holds under no parent and has not refused."""
+        delivered = self.delivered_anywhere(store)
+        refused = {rid for (s, _), marks in self.refused.items() if s == store for rid in marks}
+        return [r for rid, r in self.results.items() if rid not in delivered and rid not in refused]
 
     @property
     def tracking_uri(self) -> str | None:
-        return self.runs[-1].get("tracking_uri") if self.runs else None
+        return self.runs[-1].tracking_uri if self.runs else None
 
 
 class Journal:
-    """Append-only, fsynced, safe to write from the result loop and the tracking thread at once."""
+    """Append-only and fsynced; safe to write from the result loop and the tracking thread at once."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -67,6 +119,8 @@ class Journal:
         state = JournalState()
         if not self.path.exists():
             return state
+        # Version-1 events name no store or configuration: they belong to the latest run's store and parent.
+        current_store, current_parent = "", ""
         with self.path.open(encoding="utf-8") as handle:
             for line in handle:
                 try:
@@ -76,14 +130,23 @@ class Journal:
                     continue
                 kind = event.get("type")
                 if kind == "run":
-                    state.runs.append(event)
+                    run = SuiteRunRecord.from_dict(event.get("record", event))
+                    state.runs.append(run)
+                    current_store = _store(run.tracking_uri)
                 elif kind == "parent":
-                    state.parent_run_id = event["run_id"]
+                    store = event.get("store", current_store)
+                    config = event.get("config_id", "v1")
+                    state.parents[(store, config)] = event["run_id"]
+                    current_store, current_parent = store, event["run_id"]
                 elif kind == "result":
                     result = CellResult.from_dict(event["record"])
                     state.results[result.record_id] = result
                 elif kind == "synced":
-                    state.synced[event["record_id"]] = event["run_id"]
+                    where = (event.get("store", current_store), event.get("parent", current_parent))
+                    state.deliveries.setdefault(where, {})[event["record_id"]] = event["run_id"]
+                elif kind == "refused":
+                    where = (event["store"], event["parent"])
+                    state.refused.setdefault(where, {})[event["record_id"]] = event.get("reason", "")
         return state
 
     def archive(self) -> Path | None:
@@ -105,15 +168,25 @@ class Journal:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("a", encoding="utf-8")
             self._file.write(line)
-            # flush() hands the line to the kernel: it survives kill -9 of this process. fsync (power loss)
-            # costs milliseconds per result on common disks, so it happens once, at close().
-            self._file.flush()
+            self._file.flush()  # in the kernel: survives kill -9 of this process
+            if event.get("type") in DURABLE_EVENTS:
+                # On the disk: survives a power loss. About 0.1 ms on this project's machines (RESULTS.md).
+                os.fsync(self._file.fileno())
+
+    def append_run(self, run: SuiteRunRecord) -> None:
+        self.append({"type": "run", "record": run.to_dict()})
+
+    def append_parent(self, run_id: str, store: str, config_id: str) -> None:
+        self.append({"type": "parent", "run_id": run_id, "store": store, "config_id": config_id})
 
     def append_result(self, result: CellResult) -> None:
         self.append({"type": "result", "record": result.to_dict()})
 
-    def mark_synced(self, record_id: str, run_id: str) -> None:
-        self.append({"type": "synced", "record_id": record_id, "run_id": run_id})
+    def mark_synced(self, record_id: str, run_id: str, store: str, parent: str) -> None:
+        self.append({"type": "synced", "record_id": record_id, "run_id": run_id, "store": store, "parent": parent})
+
+    def mark_refused(self, record_id: str, store: str, parent: str, reason: str) -> None:
+        self.append({"type": "refused", "record_id": record_id, "store": store, "parent": parent, "reason": reason})
 
     def close(self) -> None:
         with self._lock:
@@ -149,3 +222,10 @@ class Journal:
 
 def all_journals(results_dir: Path) -> list[Journal]:
     return [Journal(path) for path in sorted((results_dir / "journal").glob("*.jsonl"))]
+
+
+def latest_attempts(results: Iterable[CellResult]) -> dict[str, CellResult]:
+    latest: dict[str, CellResult] = {}
+    for result in results:
+        latest[result.cell.key] = result
+    return latest

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.tracking import layout
 from harness.tracking.store import sqlite_path
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -69,21 +70,39 @@ class MetricInfo:
 
 @dataclass
 class CellRun:
-    """One cell of a suite run as MLflow holds it."""
+    """One cell of a suite run as MLflow holds it: the latest attempt of its cell key.
+
+    ``algorithm`` and ``environment`` are the suite's labels, read from their own tags (never split out of a
+    run name); ``environment`` carries ``[generated data]`` when the cell's dataset was generated and its
+    label does not say so already. Curves are read from their metric histories on first use.
+    """
 
     run_id: str
     status: str
     algorithm: str
     environment: str
-    seed: str
+    seed: int
     error: str = ""
     cell_key: str = ""
     algorithm_name: str = ""
     environment_name: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    start_time_ms: int = 0
+    _curves: dict[str, list[tuple[int, float]]] | None = field(default=None, repr=False)
+    _curve_loader: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        if self._curves is None:
+            self._curves = self._curve_loader(self) if self._curve_loader is not None else {}
+        return self._curves
+
+    @property
+    def code_versions(self) -> dict[str, str]:
+        return {k.removeprefix(layout.CODE_PREFIX): v for k, v in self.tags.items() if k.startswith(layout.CODE_PREFIX)}
 
     @property
     def case(self) -> tuple[str, str]:
@@ -266,8 +285,8 @@ class RunStore:
         children = self._search(
             [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`harness.kind` = 'cell'"
         )
-        cells = [self._cell(child) for child in children]
-        cells.sort(key=lambda c: (c.algorithm, c.environment, _seed_order(c.seed)))
+        cells = latest_attempts([self._cell(child) for child in children])
+        cells.sort(key=lambda c: (c.algorithm, c.environment, c.seed))
         return SuiteRun(
             run_id=run_id,
             experiment_id=parent.info.experiment_id,
@@ -284,32 +303,56 @@ class RunStore:
 
     def _cell(self, run: Any) -> CellRun:
         tags = dict(run.data.tags)
-        metrics = {k: float(v) for k, v in run.data.metrics.items()}
-        curves: dict[str, list[tuple[int, float]]] = {}
-        record = self._artifact_json(run.info.run_id, "cell.json")
-        if record:
-            # The record holds the step-0 values and the curves separately; MLflow's "latest value" of a
-            # metric that also has a curve would be the curve's last point instead.
-            metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if _finite(v)}
-            for name, step, value in record.get("history") or []:
-                curves.setdefault(str(name), []).append((int(step), float(value)))
-            for points in curves.values():
-                points.sort()
+        raw = {k: float(v) for k, v in run.data.metrics.items()}
+        metrics = {k: v for k, v in raw.items() if not k.startswith(layout.CURVE_PREFIX) and _finite(v)}
+        curve_names = sorted(k for k in raw if k.startswith(layout.CURVE_PREFIX))
+        loader = self._curves_from_history(curve_names)
+        if layout.SCHEMA_VERSION not in tags:
+            # Written before records carried a schema tag: final values and curves shared metric keys, so
+            # the values come from the record artifact (the one per-cell download, for old runs only).
+            record = self._artifact_json(run.info.run_id, layout.CELL_JSON)
+            if record:
+                metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if _finite(v)}
+                curves: dict[str, list[tuple[int, float]]] = {}
+                for name, step, value in record.get("history") or []:
+                    curves.setdefault(str(name), []).append((int(step), float(value)))
+                loader = lambda _cell, found=curves: {k: sorted(v) for k, v in found.items()}  # noqa: E731
+        environment = tags.get(layout.ENVIRONMENT, run.data.params.get("environment", "?"))
+        origins = tags.get(layout.INPUT_ORIGINS, "")
+        if "generated" in origins.split(",") and "generated" not in environment:
+            environment = f"{environment} [generated data]"
+        inputs = _inputs_from_tags(tags)
         return CellRun(
             run_id=run.info.run_id,
-            status=tags.get("harness.status", "ok"),
-            algorithm=tags.get("harness.algorithm", run.data.params.get("algorithm", "?")),
-            environment=tags.get("harness.environment", run.data.params.get("environment", "?")),
-            seed=tags.get("harness.seed", run.data.params.get("seed", "")),
-            error=tags.get("harness.error", ""),
-            cell_key=tags.get("harness.cell_key", ""),
-            algorithm_name=tags.get("harness.algorithm_name", ""),
-            environment_name=tags.get("harness.environment_name", ""),
+            status=tags.get(layout.STATUS, "ok"),
+            algorithm=tags.get(layout.ALGORITHM, run.data.params.get("algorithm", "?")),
+            environment=environment,
+            seed=_seed(tags.get(layout.SEED, run.data.params.get("seed", "0"))),
+            error=tags.get(layout.ERROR, ""),
+            cell_key=tags.get(layout.CELL_KEY, ""),
+            algorithm_name=tags.get(layout.ALGORITHM_NAME, ""),
+            environment_name=tags.get(layout.ENVIRONMENT_NAME, ""),
             metrics=metrics,
-            curves=curves,
             params=dict(run.data.params),
             tags=tags,
+            inputs=inputs,
+            start_time_ms=int(run.info.start_time or 0),
+            _curve_loader=loader,
         )
+
+    def _curves_from_history(self, keys: list[str]) -> Any:
+        if not keys:
+            return None
+
+        def load(cell: CellRun) -> dict[str, list[tuple[int, float]]]:
+            return {
+                key.removeprefix(layout.CURVE_PREFIX): sorted(
+                    (int(m.step), float(m.value)) for m in self.client.get_metric_history(cell.run_id, key)
+                )
+                for key in keys
+            }
+
+        return load
 
     def _artifact_json(self, run_id: str, path: str) -> dict[str, Any] | None:
         try:
@@ -342,8 +385,32 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _seed_order(seed: str) -> tuple[int, str]:
-    return (int(seed), "") if seed.lstrip("-").isdigit() else (0, seed)
+def _seed(text: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _inputs_from_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for key, value in tags.items():
+        if key.startswith(layout.INPUT_PREFIX):
+            name, _, field_name = key.removeprefix(layout.INPUT_PREFIX).rpartition(".")
+            found.setdefault(name, {"name": name})[field_name] = value
+    return [found[name] for name in sorted(found)]
+
+
+def latest_attempts(cells: Iterable[CellRun]) -> list[CellRun]:
+    """The latest attempt of each cell key; attempts tagged superseded never count (report, compare, nightly)."""
+    latest: dict[str, CellRun] = {}
+    for cell in cells:
+        if cell.tags.get(layout.SUPERSEDED) == "true":
+            continue
+        key = cell.cell_key or cell.run_id
+        if key not in latest or cell.start_time_ms >= latest[key].start_time_ms:
+            latest[key] = cell
+    return list(latest.values())
 
 
 def values_by_case(run: SuiteRun, metric: str) -> dict[tuple[str, str], list[float]]:

@@ -1,7 +1,13 @@
-"""Cells and their results: the data that flows from suite to worker to journal to MLflow.
+"""The record of a result: the data that flows from suite to worker to journal to MLflow to report.
 
-Every record carries ``schema_version`` so that results written by an older harness are read correctly or
-refused, never misread.
+* :class:`Cell`: one (algorithm, environment, seed, params) combination, with the code versions behind it;
+* :class:`CellResult`: what one attempt of a cell produced (the *cell record*);
+* :class:`SuiteRunRecord`: one invocation of a suite: its configuration, machine and code state.
+
+Every record carries ``schema_version``. Records of older versions are migrated on reading
+(:func:`migrate_cell_result`), newer ones are refused with what to do, so a result is never misread. Fields
+are carried, never recovered from strings another module built: the algorithm and environment labels are
+fields of the cell, not parts of ``label`` split on ``/``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+#: Version 2: cells carry their labels and code versions, results their inputs and suite-run configuration.
+SCHEMA_VERSION = 2
 
 Status = Literal["ok", "failed", "skipped"]
 
@@ -30,6 +37,8 @@ class ComponentRef:
     plugin: str
     plugin_version: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    #: A hash of the source behind the spec's callable (:mod:`harness.run.code_version`); part of the key.
+    code_version: str = ""
 
 
 #: Values of ``harness run --device``, kept on every :class:`Cell`.
@@ -54,6 +63,14 @@ class Cell:
     #: The run's ``--device`` (auto, cpu or cuda): where a cell whose specs can use a GPU runs. Not part of the
     #: key: the same configuration on another device is the same cell (the device is recorded per result).
     device: str = "auto"
+    #: The run asked for fresh results (``--no-resume``, nightly and calibrate repeats): a checkpoint an earlier
+    #: attempt left is discarded before the first attempt. Not part of the key.
+    fresh_start: bool = False
+    #: The suite's labels of the algorithm and environment entries (with the swept values), as fields.
+    algorithm_label: str = ""
+    environment_label: str = ""
+    #: Metric name -> code version of its ``compute``; part of the key.
+    metric_code: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
     def compute_key(
@@ -62,16 +79,34 @@ class Cell:
         seed: int,
         metrics: tuple[str, ...],
         budget: Mapping[str, Any],
+        metric_code: Mapping[str, str] | None = None,
     ) -> str:
-        """A stable hash of the resolved config, the seed and the plugins' names and versions."""
-        payload = {
+        """A stable hash of the resolved config, the seed, the plugins' names and versions and the code."""
+        payload: dict[str, Any] = {
             "algorithm": asdict(algorithm),
             "environment": asdict(environment),
             "seed": seed,
             "metrics": sorted(metrics),
             "budget": dict(budget),
         }
+        if metric_code:
+            payload["metric_code"] = dict(sorted(metric_code.items()))
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
+
+    @property
+    def config_key(self) -> str:
+        """The key this cell would have with no code versions: equal for the same configuration under old and
+        new code, so ``--dry-run`` can say a cell reruns *because its code changed*."""
+        algorithm = ComponentRef(**{**asdict(self.algorithm), "code_version": ""})
+        environment = ComponentRef(**{**asdict(self.environment), "code_version": ""})
+        return Cell.compute_key(algorithm, environment, self.seed, self.metrics, self.budget)
+
+    @property
+    def code_versions(self) -> dict[str, str]:
+        """Component -> code version (``algorithm``, ``environment``, ``metric.<name>``)."""
+        versions = {"algorithm": self.algorithm.code_version, "environment": self.environment.code_version}
+        versions.update({f"metric.{name}": version for name, version in self.metric_code.items()})
+        return versions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +117,7 @@ class Cell:
         values["algorithm"] = ComponentRef(**values["algorithm"])
         values["environment"] = ComponentRef(**values["environment"])
         values["metrics"] = tuple(values["metrics"])
+        values["metric_code"] = dict(values.get("metric_code") or {})
         return cls(**values)
 
 
@@ -103,6 +139,11 @@ class CellResult:
     device: str = ""  # where it ran: "cpu" or "cuda" ("" when it never got that far)
     attempt: int = 1
     record_id: str = ""
+    #: Datasets the cell read, as :meth:`harness.context.CellContext.log_input` recorded them (name, origin,
+    #: path, sha256, details): D4RL's files, Minari's or generated ones, never confused.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    #: The configuration of the suite run that produced it (:attr:`SuiteRunRecord.config_id`).
+    config_id: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -116,16 +157,74 @@ class CellResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellResult:
-        version = data.get("schema_version", 0)
-        if version != SCHEMA_VERSION:
-            raise ValueError(
-                f"result record has schema_version {version}, this harness reads {SCHEMA_VERSION}; "
-                "use the harness version that wrote it"
-            )
-        values = dict(data)
+        values = migrate_cell_result(data)
         values["cell"] = Cell.from_dict(values["cell"])
         values["history"] = [tuple(point) for point in values.get("history", [])]
         return cls(**values)
+
+
+def migrate_cell_result(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A cell record of any known schema version as a version-:data:`SCHEMA_VERSION` dict.
+
+    Version 1 had no labels as fields (they are recovered from ``label`` here, once, the only place a label
+    is ever split), no code versions (empty: such a result never matches a key of today's code, so it is
+    rerun rather than trusted), no inputs and no configuration id.
+    """
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION or version < 1:
+        raise ValueError(
+            f"result record has schema_version {version}, this harness reads 1 to {SCHEMA_VERSION}; "
+            "use the harness version that wrote it"
+        )
+    values = dict(data)
+    if version == 1:
+        cell = dict(values["cell"])
+        parts = str(cell.get("label", "")).split("/")
+        cell.setdefault("algorithm_label", parts[0] if parts else "")
+        cell.setdefault("environment_label", parts[1] if len(parts) > 1 else "")
+        values["cell"] = cell
+        values["schema_version"] = SCHEMA_VERSION
+    return values
+
+
+@dataclass
+class SuiteRunRecord:
+    """One invocation of a suite: the configuration it ran, where, with which code, sent to which store.
+
+    ``config_id`` identifies the configuration (suite, profile and the keys of its cells, so any ``--set``
+    that changes a cell changes it): one configuration is one MLflow parent run per store.
+    """
+
+    suite: str
+    profile: str
+    config_id: str
+    cell_keys: list[str]
+    tracking_uri: str | None
+    overrides: list[str] = field(default_factory=list)
+    machine: dict[str, Any] = field(default_factory=dict)
+    git_commit: str = "none"
+    git_dirty: bool = False
+    suite_info: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    schema_version: int = SCHEMA_VERSION
+
+    @staticmethod
+    def compute_config_id(suite: str, profile: str, cell_keys: list[str]) -> str:
+        payload = {"suite": suite, "profile": profile, "cells": sorted(cell_keys)}
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SuiteRunRecord:
+        """Also reads version-1 ``run`` events (no configuration: ``config_id`` "v1", cells unknown)."""
+        values = {k: v for k, v in data.items() if k != "type"}
+        values.setdefault("config_id", "v1")
+        values.setdefault("cell_keys", [])
+        values["schema_version"] = SCHEMA_VERSION
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 @dataclass

@@ -1,14 +1,7 @@
-"""MLflow tracking, from the driver process only.
+"""Writing records to MLflow, from the driver process only.
 
-The layout every report and comparison reads:
-
-* experiment: the suite's name;
-* one parent run per suite run (tag ``harness.kind=suite-run``) with the machine and version tags and a
-  ``suite.json`` artifact holding each metric's unit, direction and regression threshold;
-* one nested run per cell (tag ``harness.kind=cell``, ``mlflow.parentRunId``) with params ``algorithm``,
-  ``environment``, ``seed``, ``algorithm.<param>``, ``environment.<param>``, ``budget.<key>``; the metric values
-  (step 0) and curves (metric histories); tags for status, error, cell key, record id, labels; and the cell's
-  full record as the ``cell.json`` artifact.
+The layout (names in :mod:`harness.tracking.layout`, read back by :mod:`harness.tracking.reader`): experiment =
+suite; one parent run per suite-run configuration and store; one nested run per cell attempt.
 
 SQLite allows one writer at a time, so workers never write: the driver logs results on a background thread,
 in ``log_batch`` calls within MLflow's limits, while the next cells run.
@@ -30,15 +23,30 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from harness.errors import TrackingError
-from harness.tracking.record import CellResult
+from harness.tracking import layout
+from harness.tracking.layout import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
+from harness.tracking.record import CellResult, SuiteRunRecord
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 MAX_TAGS_PER_BATCH = 100
-MAX_PARAM_LENGTH = 6000
-MAX_TAG_LENGTH = 5000
+#: MLflow error codes that mean "this record is wrong", not "the server is not there": retrying cannot help,
+#: and the other records must still be delivered.
+REFUSAL_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE"}
+
+
+class RecordRefused(TrackingError):
+    """The store refused one record (a name or value MLflow does not accept); the others still go."""
 
 _MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "FINISHED"}
+
+
+def store_identity(tracking_uri: str) -> str:
+    """One spelling per store: the journal records deliveries per store, whatever path or slash named it."""
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        return f"sqlite:///{database.resolve()}"
+    return tracking_uri.rstrip("/")
 
 
 def default_tracking_uri(results_dir: Path) -> str:
@@ -102,19 +110,88 @@ def _ms(seconds: float) -> int:
 
 
 def _is_transient(exc: BaseException) -> bool:
+    if is_refusal(exc):
+        return False
     text = f"{type(exc).__name__} {exc}".lower()
     return any(word in text for word in ("locked", "timeout", "timed out", "connection", "temporarily", "503"))
 
 
+def is_refusal(exc: BaseException) -> bool:
+    """Whether the store refused the request's content (as opposed to being unreachable or overloaded)."""
+    if isinstance(exc, RecordRefused):
+        return True
+    code = getattr(exc, "error_code", None)
+    return isinstance(code, str) and code in REFUSAL_CODES
+
+
 def machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
     tags = {
-        "harness.fingerprint": str(machine.get("fingerprint", "")),
-        "harness.machine.cpu": str(machine.get("cpu", "")),
-        "harness.machine.gpu": str(machine.get("gpu", "none")),
-        "harness.machine.hostname": str(machine.get("hostname", "")),
+        layout.FINGERPRINT: str(machine.get("fingerprint", "")),
+        f"{layout.MACHINE_PREFIX}cpu": str(machine.get("cpu", "")),
+        f"{layout.MACHINE_PREFIX}gpu": str(machine.get("gpu", "none")),
+        f"{layout.MACHINE_PREFIX}hostname": str(machine.get("hostname", "")),
     }
     for name, version in machine.get("versions", {}).items():
-        tags[f"harness.versions.{name}"] = str(version)
+        tags[f"{layout.VERSION_PREFIX}{name}"] = str(version)
+    return tags
+
+
+def run_tags(run: SuiteRunRecord) -> dict[str, str]:
+    """Tags every run of a suite run carries: machine, versions and the code's git state."""
+    return {
+        **machine_tags(run.machine),
+        layout.GIT_COMMIT: run.git_commit,
+        layout.MLFLOW_GIT_COMMIT: run.git_commit,
+        layout.CONFIG_ID: run.config_id,
+    }
+
+
+def check_record(result: CellResult) -> None:
+    """Raise :class:`RecordRefused` for a record MLflow would refuse, before anything is sent."""
+    from harness.tracking.layout import name_problem
+
+    for name in [*result.metrics, *{name for name, _, _ in result.history}]:
+        problem = name_problem(name)
+        if problem:
+            raise RecordRefused(f"metric or curve name {name!r} of cell {result.cell.label}: {problem}")
+
+
+def cell_tags(result: CellResult, parent_run_id: str, base_tags: Mapping[str, str], superseded: bool) -> dict:
+    cell = result.cell
+    tags = {
+        **base_tags,
+        layout.MLFLOW_PARENT: parent_run_id,
+        layout.KIND: layout.KIND_CELL,
+        layout.SUITE: cell.suite,
+        layout.PROFILE: cell.profile,
+        layout.CELL_KEY: cell.key,
+        layout.RECORD_ID: result.record_id,
+        layout.SCHEMA_VERSION: str(result.schema_version),
+        layout.STATUS: result.status,
+        layout.ALGORITHM: cell.algorithm_label or cell.algorithm.name,
+        layout.ALGORITHM_NAME: cell.algorithm.name,
+        layout.ALGORITHM_VERSION: cell.algorithm.version,
+        layout.ENVIRONMENT: cell.environment_label or cell.environment.name,
+        layout.ENVIRONMENT_NAME: cell.environment.name,
+        layout.ENVIRONMENT_VERSION: cell.environment.version,
+        layout.SEED: str(cell.seed),
+        layout.TASK_KIND: cell.task_kind,
+        layout.WORKER: result.worker,
+        layout.DEVICE: result.device or "none",
+        layout.ATTEMPT: str(result.attempt),
+    }
+    for component, version in cell.code_versions.items():
+        tags[f"{layout.CODE_PREFIX}{component}"] = version or "unknown"
+    if result.inputs:
+        tags[layout.INPUT_ORIGINS] = ",".join(sorted({str(i.get("origin", "")) for i in result.inputs}))
+        for item in result.inputs:
+            for field_name in ("origin", "path", "sha256"):
+                if item.get(field_name):
+                    tags[f"{layout.INPUT_PREFIX}{item['name']}.{field_name}"] = str(item[field_name])
+    if superseded:
+        tags[layout.SUPERSEDED] = "true"
+    if result.error:
+        tags[layout.ERROR] = result.error[:MAX_TAG_LENGTH]
     return tags
 
 
@@ -122,11 +199,20 @@ def cell_run_name(result: CellResult) -> str:
     return result.cell.label
 
 
+def requirements_text() -> str:
+    """The installed distributions as ``name==version`` lines: the package freeze kept with every suite run."""
+    from importlib import metadata
+
+    lines = {f"{dist.metadata['Name']}=={dist.version}" for dist in metadata.distributions() if dist.metadata["Name"]}
+    return "\n".join(sorted(lines, key=str.lower)) + "\n"
+
+
 class MlflowTracker:
     """Writes suite runs and cell runs to one tracking URI."""
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
+        self.store = store_identity(tracking_uri)
         if tracking_uri.startswith(("http://", "https://")):
             # MLflow's own default retries a dead server for minutes; the journal makes that unnecessary.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -168,7 +254,10 @@ class MlflowTracker:
             if experiment is None:
                 try:
                     experiment_id = self._call(
-                        self.client.create_experiment, suite, artifact_location=self._artifact_location(suite)
+                        self.client.create_experiment,
+                        suite,
+                        artifact_location=self._artifact_location(suite),
+                        tags={layout.EXPERIMENT_KIND: layout.EXPERIMENT_KIND_VALUE},
                     )
                 except Exception:  # created concurrently by another driver
                     experiment = self._call(self.client.get_experiment_by_name, suite)
@@ -177,44 +266,77 @@ class MlflowTracker:
                     experiment_id = experiment.experiment_id
             else:
                 experiment_id = experiment.experiment_id
+                if layout.EXPERIMENT_KIND not in (experiment.tags or {}):
+                    self._call(
+                        self.client.set_experiment_tag, experiment_id, layout.EXPERIMENT_KIND,
+                        layout.EXPERIMENT_KIND_VALUE,
+                    )
             self._experiments[suite] = experiment_id
         return self._experiments[suite]
 
-    def start_parent(
-        self, suite: str, profile: str, machine: Mapping[str, Any], git: tuple[str, bool], suite_info: dict
-    ) -> str:
+    def start_parent(self, run: SuiteRunRecord) -> str:
+        """Create the parent run of one suite-run configuration, with its declarations and package freeze."""
+        suite_info = run.suite_info
         tags = {
-            "harness.kind": "suite-run",
-            "harness.suite": suite,
-            "harness.profile": profile,
-            "harness.status": "running",
-            "harness.git_commit": git[0],
-            "harness.git_dirty": "true" if git[1] else "false",
-            "harness.version": str(machine.get("versions", {}).get("harness", "")),
-            "harness.plugins": json.dumps(suite_info.get("plugins", {}), sort_keys=True)[:MAX_TAG_LENGTH],
-            **machine_tags(machine),
+            layout.KIND: layout.KIND_SUITE_RUN,
+            layout.SUITE: run.suite,
+            layout.PROFILE: run.profile,
+            layout.STATUS: "running",
+            **run_tags(run),
+            layout.GIT_DIRTY: "true" if run.git_dirty else "false",
+            layout.HARNESS_VERSION: str(run.machine.get("versions", {}).get("harness", "")),
+            layout.PLUGINS: json.dumps(suite_info.get("plugins", {}), sort_keys=True)[:MAX_TAG_LENGTH],
+            layout.OVERRIDES: json.dumps(list(run.overrides))[:MAX_TAG_LENGTH],
         }
-        run = self._call(
+        created = self._call(
             self.client.create_run,
-            self.experiment_id(suite),
-            run_name=f"{suite}:{profile}:{time.strftime('%Y-%m-%d %H:%M:%S')}",
+            self.experiment_id(run.suite),
+            run_name=f"{run.suite}:{run.profile}:{time.strftime('%Y-%m-%d %H:%M:%S')}",
             tags=tags,
         )
-        self._call(self.client.log_text, run.info.run_id, json.dumps(suite_info, indent=2), "suite.json")
-        return run.info.run_id
+        run_id = created.info.run_id
+        self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
+        self._call(self.client.log_text, run_id, requirements_text(), layout.REQUIREMENTS)
+        return run_id
+
+    def parent_exists(self, run_id: str) -> bool:
+        """Whether ``run_id`` is a live run of this store (a journal's parent may belong to another store)."""
+        try:
+            run = self._call(self.client.get_run, run_id)
+        except Exception as exc:
+            if is_refusal(exc) or getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return run.info.lifecycle_stage == "active"
 
     def reopen_parent(self, run_id: str) -> None:
         self._call(self.client.update_run, run_id, status="RUNNING")
-        self._call(self.client.set_tag, run_id, "harness.status", "running")
+        self._call(self.client.set_tag, run_id, layout.STATUS, "running")
 
-    def finish_parent(self, run_id: str, counts: Mapping[str, int]) -> None:
+    def finish_parent(self, run_id: str, results: Iterable[CellResult], refused: int = 0) -> None:
+        """Close the parent with its cell counts and the per-(algorithm, environment, metric) aggregates of
+        the latest attempt of every cell (also as ``aggregates.json``)."""
         from mlflow.entities import Metric, RunTag
 
+        latest = list(results)
+        counts = {status: 0 for status in ("ok", "failed", "skipped")}
+        for result in latest:
+            counts[result.status] = counts.get(result.status, 0) + 1
         now = _ms(time.time())
-        failed = counts.get("failed", 0)
+        aggregates = aggregate_results(latest)
         metrics = [Metric(f"cells_{k}", float(v), now, 0) for k, v in counts.items()]
-        tags = [RunTag("harness.status", "finished" if not failed else "finished with failures")]
-        self._call(self.client.log_batch, run_id, metrics=metrics, tags=tags)
+        if refused:
+            metrics.append(Metric("cells_refused", float(refused), now, 0))
+        for row in aggregates:
+            base = f"{layout.AGGREGATE_PREFIX}{row['algorithm']}/{row['environment']}/{row['metric']}"
+            if layout.name_problem(base + "/mean") is None:
+                metrics += [Metric(f"{base}/mean", row["mean"], now, 0), Metric(f"{base}/n", row["n"], now, 0)]
+        failed = counts.get("failed", 0)
+        tags = [RunTag(layout.STATUS, "finished" if not failed else "finished with failures")]
+        for start in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
+            batch_tags = tags if start == 0 else []
+            self._call(self.client.log_batch, run_id, metrics=metrics[start : start + 900], tags=batch_tags)
+        self._call(self.client.log_text, run_id, json.dumps(aggregates, indent=2), layout.AGGREGATES_JSON)
         self._call(self.client.set_terminated, run_id, status="FINISHED" if not failed else "FAILED")
 
     def logged_record_ids(self, suite: str, parent_run_id: str) -> dict[str, str]:
@@ -230,12 +352,12 @@ class MlflowTracker:
             page = self._call(
                 self.client.search_runs,
                 [self.experiment_id(suite)],
-                filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'",
+                filter_string=f"tags.`{layout.MLFLOW_PARENT}` = '{parent_run_id}'",
                 max_results=5000,
                 page_token=token,
             )
             for run in page:
-                record_id = run.data.tags.get("harness.record_id")
+                record_id = run.data.tags.get(layout.RECORD_ID)
                 if record_id and run.info.status == "RUNNING":
                     self._call(self.client.delete_run, run.info.run_id)
                 elif record_id:
@@ -244,33 +366,20 @@ class MlflowTracker:
             if not token:
                 return found
 
-    def log_cell(self, result: CellResult, parent_run_id: str, base_tags: Mapping[str, str]) -> str:
+    def mark_superseded(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            self._call(self.client.set_tag, run_id, layout.SUPERSEDED, "true")
+
+    def log_cell(
+        self, result: CellResult, parent_run_id: str, base_tags: Mapping[str, str], superseded: bool = False
+    ) -> str:
+        """Log one cell attempt; raise :class:`RecordRefused` (after removing the partial run) when the store
+        refuses its content, any other exception when the store cannot be reached."""
         from mlflow.entities import Metric, Param
 
+        check_record(result)
         cell = result.cell
-        tags = {
-            **base_tags,
-            "mlflow.parentRunId": parent_run_id,
-            "harness.kind": "cell",
-            "harness.suite": cell.suite,
-            "harness.profile": cell.profile,
-            "harness.cell_key": cell.key,
-            "harness.record_id": result.record_id,
-            "harness.status": result.status,
-            "harness.algorithm": cell.label.split("/")[0],
-            "harness.algorithm_name": cell.algorithm.name,
-            "harness.algorithm_version": cell.algorithm.version,
-            "harness.environment": cell.label.split("/")[1],
-            "harness.environment_name": cell.environment.name,
-            "harness.environment_version": cell.environment.version,
-            "harness.seed": str(cell.seed),
-            "harness.task_kind": cell.task_kind,
-            "harness.worker": result.worker,
-            "harness.device": result.device or "none",
-            "harness.attempt": str(result.attempt),
-        }
-        if result.error:
-            tags["harness.error"] = result.error[:MAX_TAG_LENGTH]
+        tags = cell_tags(result, parent_run_id, base_tags, superseded)
         run = self._call(
             self.client.create_run,
             self.experiment_id(cell.suite),
@@ -279,24 +388,73 @@ class MlflowTracker:
             run_name=cell_run_name(result),
         )
         run_id = run.info.run_id
-        params = [Param("algorithm", cell.algorithm.name), Param("environment", cell.environment.name)]
-        params.append(Param("seed", str(cell.seed)))
-        for prefix, values in (
-            ("algorithm", cell.algorithm.params),
-            ("environment", cell.environment.params),
-            ("budget", cell.budget),
-        ):
-            for key, value in values.items():
-                text = value if isinstance(value, str) else json.dumps(value)
-                params.append(Param(f"{prefix}.{key}", text[:MAX_PARAM_LENGTH]))
-        timestamp = _ms(result.finished_at)
-        metrics = [Metric(name, value, timestamp, 0) for name, value in result.metrics.items()]
-        metrics += [Metric(name, value, timestamp, step) for name, step, value in result.history]
-        for batch_metrics, batch_params in _batches(metrics, params):
-            self._call(self.client.log_batch, run_id, metrics=batch_metrics, params=batch_params, tags=[])
-        self._call(self.client.log_text, run_id, json.dumps(result.to_dict(), default=str), "cell.json")
-        self._call(self.client.set_terminated, run_id, status=_MLFLOW_STATUS[result.status], end_time=timestamp)
+        try:
+            params = [Param("algorithm", cell.algorithm.name), Param("environment", cell.environment.name)]
+            params.append(Param("seed", str(cell.seed)))
+            for prefix, values in (
+                ("algorithm", cell.algorithm.params),
+                ("environment", cell.environment.params),
+                ("budget", cell.budget),
+            ):
+                for key, value in values.items():
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    params.append(Param(f"{prefix}.{key}", text[:MAX_PARAM_LENGTH]))
+            timestamp = _ms(result.finished_at)
+            metrics = [Metric(name, value, timestamp, 0) for name, value in result.metrics.items()]
+            metrics += [Metric(layout.curve_key(name), value, timestamp, step) for name, step, value in result.history]
+            for batch_metrics, batch_params in _batches(metrics, params):
+                self._call(self.client.log_batch, run_id, metrics=batch_metrics, params=batch_params, tags=[])
+            if result.inputs:
+                self._call(self.client.log_inputs, run_id, datasets=_dataset_inputs(result))
+            self._call(self.client.log_text, run_id, json.dumps(result.to_dict(), default=str), layout.CELL_JSON)
+            self._call(self.client.set_terminated, run_id, status=_MLFLOW_STATUS[result.status], end_time=timestamp)
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise  # unreachable: the RUNNING run is cleaned up by logged_record_ids on the next delivery
+            try:
+                self._call(self.client.delete_run, run_id)
+            except Exception:  # the refusal is what the user must hear about
+                pass
+            raise RecordRefused(f"{cell.label}: {type(exc).__name__}: {exc}") from exc
         return run_id
+
+
+def _dataset_inputs(result: CellResult) -> list[Any]:
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for item in result.inputs:
+        source = json.dumps({"path": item.get("path", ""), "origin": item.get("origin", "")})
+        profile = json.dumps(item.get("details", {}), default=str)[:MAX_TAG_LENGTH]
+        dataset = Dataset(
+            name=str(item["name"]),
+            digest=str(item.get("sha256", ""))[:36] or "none",
+            source_type="local" if item.get("path") else "code",
+            source=source,
+            profile=profile,
+        )
+        tags = [InputTag("mlflow.data.context", "training"), InputTag("harness.origin", str(item["origin"]))]
+        inputs.append(DatasetInput(dataset, tags))
+    return inputs
+
+
+def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
+    """Mean and count of each metric per (algorithm label, environment label) over ok cells."""
+    import math
+
+    grouped: dict[tuple[str, str, str], list[float]] = {}
+    for result in results:
+        if result.status != "ok":
+            continue
+        cell = result.cell
+        for name, value in result.metrics.items():
+            if math.isfinite(value):
+                key = (cell.algorithm_label or cell.algorithm.name, cell.environment_label or cell.environment.name)
+                grouped.setdefault((*key, name), []).append(value)
+    return [
+        {"algorithm": a, "environment": e, "metric": m, "mean": sum(v) / len(v), "n": len(v)}
+        for (a, e, m), v in sorted(grouped.items())
+    ]
 
 
 def _batches(metrics: list[Any], params: list[Any]) -> Iterable[tuple[list[Any], list[Any]]]:
@@ -312,23 +470,15 @@ def _batches(metrics: list[Any], params: list[Any]) -> Iterable[tuple[list[Any],
 
 
 class BackgroundLogger:
-    """Logs results to MLflow on a thread, in completion order, marking each as synced in the journal.
+    """Delivers results on a thread, in completion order, through a :class:`harness.tracking.delivery.Delivery`.
 
-    After a failure that retries cannot fix (server down), it stops trying; the results stay in the journal
-    for ``harness sync`` and :attr:`error` says what happened.
+    A refused record is marked and skipped by the delivery. After a failure that retries cannot fix (server
+    down), it stops trying; the results stay in the journal for ``harness sync`` and :attr:`error` says what
+    happened.
     """
 
-    def __init__(
-        self,
-        tracker: MlflowTracker,
-        parent_run_id: str,
-        base_tags: Mapping[str, str],
-        on_logged: Callable[[CellResult, str], None],
-    ) -> None:
-        self.tracker = tracker
-        self.parent_run_id = parent_run_id
-        self.base_tags = dict(base_tags)
-        self.on_logged = on_logged
+    def __init__(self, delivery: Any) -> None:
+        self.delivery = delivery
         self.error: BaseException | None = None
         self.delivered = 0
         self.undelivered: list[CellResult] = []
@@ -348,14 +498,11 @@ class BackgroundLogger:
                 self.undelivered.append(result)
                 continue
             try:
-                run_id = self.tracker.log_cell(result, self.parent_run_id, self.base_tags)
+                self.delivered += self.delivery.deliver(result)
             except Exception as exc:
-                uri = self.tracker.tracking_uri
+                uri = self.delivery.tracker.tracking_uri
                 self.error = TrackingError(f"MLflow at {uri}: {type(exc).__name__}: {exc}")
                 self.undelivered.append(result)
-                continue
-            self.delivered += 1
-            self.on_logged(result, run_id)
 
     def close(self) -> None:
         """Wait until everything submitted has been logged (or given up on)."""

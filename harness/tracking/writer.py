@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.tracking import layout
+from harness.tracking.record import SCHEMA_VERSION
+
 
 @dataclass
 class CellToWrite:
@@ -48,7 +51,11 @@ def write_suite_run(
     from mlflow.entities import Metric, Param
 
     experiment = client.get_experiment_by_name(suite)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(suite)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else client.create_experiment(suite, tags={layout.EXPERIMENT_KIND: layout.EXPERIMENT_KIND_VALUE})
+    )
     started = start_time if start_time is not None else time.time()
     parent_tags = {
         "harness.kind": "suite-run",
@@ -88,6 +95,7 @@ def write_suite_run(
             "harness.environment": cell.environment,
             "harness.environment_name": cell.environment.split("[")[0],
             "harness.seed": str(cell.seed),
+            layout.SCHEMA_VERSION: str(SCHEMA_VERSION),
             **dict(cell.tags),
         }
         if cell.error:
@@ -101,7 +109,7 @@ def write_suite_run(
         now = int(time.time() * 1000)
         metric_entities = [Metric(name, float(value), now, 0) for name, value in cell.metrics.items()]
         for name, points in cell.curves.items():
-            metric_entities += [Metric(name, float(value), now, int(step)) for step, value in points]
+            metric_entities += [Metric(layout.curve_key(name), float(value), now, int(step)) for step, value in points]
         params = [
             Param("algorithm", cell.algorithm.split("[")[0]),
             Param("environment", cell.environment.split("[")[0]),

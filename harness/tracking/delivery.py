@@ -1,0 +1,130 @@
+"""Delivering journaled records to one MLflow store: each record once per store, under a parent that exists there.
+
+A :class:`Delivery` serves one suite-run configuration in one store. It opens (or creates) the configuration's
+parent run in that store, delivers what the journal holds that the store has not received under that parent,
+marks attempts replaced by later ones of the same cell as superseded, and closes the parent with counts and
+aggregates of the latest attempts. ``harness run`` uses one for its own configuration (live results through
+:class:`harness.tracking.store.BackgroundLogger`); ``harness sync`` one per configuration in each journal.
+
+A record the store refuses (:class:`harness.tracking.store.RecordRefused`) is marked refused for that store and
+skipped; any other error means the store is unreachable and stops the delivery, leaving the rest in the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.tracking.journal import Journal, JournalState
+from harness.tracking.record import CellResult, SuiteRunRecord
+from harness.tracking.store import MlflowTracker, RecordRefused, run_tags
+
+
+class Delivery:
+    def __init__(
+        self,
+        tracker: MlflowTracker,
+        journal: Journal,
+        state: JournalState,
+        run: SuiteRunRecord,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.tracker = tracker
+        self.journal = journal
+        self.state = state
+        self.run = run
+        self.notify = notify
+        self.store = tracker.store
+        self.base_tags = run_tags(run)
+        self.parent_run_id: str | None = None
+        self.delivered: dict[str, str] = {}  # record id -> run id under this parent
+        self.refused: dict[str, str] = {}
+        self._order: dict[str, int] = {}  # record id -> position (journal order: later attempts are newer)
+        self._results: dict[str, CellResult] = {}
+        for result in state.results_of(run):
+            self._remember(result)
+
+    def _remember(self, result: CellResult) -> None:
+        if result.record_id not in self._order:
+            self._order[result.record_id] = len(self._order)
+            self._results[result.record_id] = result
+
+    def open_parent(self) -> str:
+        """The configuration's parent in this store: reopened if the journal knows a live one, else created."""
+        parent = self.state.parents.get((self.store, self.run.config_id))
+        if parent is not None and self.tracker.parent_exists(parent):
+            self.tracker.reopen_parent(parent)
+        else:
+            parent = self.tracker.start_parent(self.run)
+            self.journal.append_parent(parent, self.store, self.run.config_id)
+            self.state.parents[(self.store, self.run.config_id)] = parent
+        self.parent_run_id = parent
+        self.delivered = dict(self.state.deliveries.get((self.store, parent), {}))
+        self.refused = dict(self.state.refused.get((self.store, parent), {}))
+        return parent
+
+    def pending(self) -> list[CellResult]:
+        return [
+            r for rid, r in self._results.items() if rid not in self.delivered and rid not in self.refused
+        ]
+
+    def deliver_pending(self) -> int:
+        """Deliver what the journal holds for this configuration and the store lacks; the number logged."""
+        pending = self.pending()
+        if not pending:
+            return 0
+        assert self.parent_run_id is not None, "open_parent() first"
+        already = self.tracker.logged_record_ids(self.run.suite, self.parent_run_id)
+        logged = 0
+        for result in pending:
+            logged += self.deliver(result, already)
+        return logged
+
+    def _superseded(self, result: CellResult) -> bool:
+        position = self._order[result.record_id]
+        return any(
+            other.cell.key == result.cell.key and self._order[rid] > position for rid, other in self._results.items()
+        )
+
+    def deliver(self, result: CellResult, already: dict[str, str] | None = None) -> int:
+        """Deliver one result (a new one is taken as the newest attempt of its cell); 1 if it was logged now."""
+        assert self.parent_run_id is not None, "open_parent() first"
+        self._remember(result)
+        run_id = (already or {}).get(result.record_id)
+        logged = 0
+        if run_id is None:
+            try:
+                run_id = self.tracker.log_cell(
+                    result, self.parent_run_id, self.base_tags, superseded=self._superseded(result)
+                )
+            except RecordRefused as exc:
+                self.refused[result.record_id] = str(exc)
+                self.journal.mark_refused(result.record_id, self.store, self.parent_run_id, str(exc))
+                self.notify(f"MLflow at {self.tracker.tracking_uri} refused a result: {exc}")
+                return 0
+            logged = 1
+        if not self._superseded(result):
+            older = [
+                self.delivered[rid]
+                for rid, other in self._results.items()
+                if other.cell.key == result.cell.key and rid != result.record_id and rid in self.delivered
+            ]
+            self.tracker.mark_superseded(older)
+        self.delivered[result.record_id] = run_id
+        self.journal.mark_synced(result.record_id, run_id, self.store, self.parent_run_id)
+        return logged
+
+    def latest_results(self) -> list[CellResult]:
+        latest: dict[str, CellResult] = {}
+        for rid in sorted(self._results, key=self._order.__getitem__):
+            result = self._results[rid]
+            latest[result.cell.key] = result
+        return list(latest.values())
+
+    def finish(self) -> None:
+        assert self.parent_run_id is not None
+        refused = sum(1 for r in self.latest_results() if r.record_id in self.refused)
+        self.tracker.finish_parent(self.parent_run_id, self.latest_results(), refused=refused)
+
+    def summary(self) -> dict[str, Any]:
+        return {"store": self.store, "parent_run_id": self.parent_run_id, "refused": len(self.refused)}
