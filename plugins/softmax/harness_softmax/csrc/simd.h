@@ -88,6 +88,7 @@ static inline void v_store_f16(uint16_t *p, vf a, int nt) {
     v_store_16(p, _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt);
 }
 static inline void v_fence(void) { _mm_sfence(); }
+static inline int v_any_gt(vf a, vf b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
 
 /* a * 2^e for integer-valued e, with correct rounding into the subnormal range (vscalefps). */
 static inline vf v_scale_pow2(vf a, vf e) { return _mm512_scalef_ps(a, e); }
@@ -151,6 +152,7 @@ static inline void v_store_f16(uint16_t *p, vf a, int nt) {
     v_store_16(p, _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), nt);
 }
 static inline void v_fence(void) { _mm_sfence(); }
+static inline int v_any_gt(vf a, vf b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }
 
 /* 2^e for integer-valued e in [-127, 128] (e = -127 gives +0.0). */
 static inline vf sm_pow2_bits(vf e) {
@@ -242,6 +244,7 @@ static inline uint16_t sm_f16_bits(float a) { /* round to nearest even, subnorma
 }
 static inline void v_store_f16(uint16_t *p, vf a, int nt) { (void)nt; *p = sm_f16_bits(a); }
 static inline void v_fence(void) {}
+static inline int v_any_gt(vf a, vf b) { return a > b; }
 
 static inline vf sm_pow2_bits(vf e) { /* integer-valued e in [-127, 128]; -127 gives +0.0 */
     return sm_float((uint32_t)((int32_t)e + 127) << 23);
@@ -260,6 +263,21 @@ static inline vf v_exp_minus_scaled(vf x, vf scale) {
     vf p = ((((SM_C5 * t + SM_C4) * t + SM_C3) * t + SM_C2) * t + SM_C1) * t + 1.0f;
     return (p * scale) * sm_pow2_bits(n);
 }
+#endif
+
+/* Software prefetch SM_PREFETCH_BYTES ahead of the loads: the hardware prefetchers alone let a pass that
+ * computes an exponential per element run at (memory time + compute time) instead of the larger of the two. */
+#ifndef SM_PREFETCH_BYTES
+#define SM_PREFETCH_BYTES 4096 /* measured best from 2 KiB to 16 KiB on the 2-core Xeon VM (benchmarks/RESULTS.md) */
+#endif
+#if defined(SM_PREFETCH)
+/* given on the command line (benchmarks: -D'SM_PREFETCH(p)=((void)(p))' turns prefetching off) */
+#elif defined(SOFTMAX_ISA_AVX512) || defined(SOFTMAX_ISA_AVX2)
+#define SM_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#elif defined(__GNUC__)
+#define SM_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define SM_PREFETCH(p) ((void)(p))
 #endif
 
 /* e^t with x = n ln2 + t for the two-pass algorithm (no max subtracted): returns e^t in [0.70, 1.42] and n. */

@@ -50,12 +50,20 @@ static inline size_t FN(aligned_head)(const SM_T *y, size_t n, int nt) {
     return head < n ? head : n;
 }
 
+/* Prefetch the block SM_PREFETCH_BYTES ahead of x + i (one prefetch per 64-byte line). */
+static inline void FN(prefetch_block)(const SM_T *p) {
+    for (size_t offset = 0; offset < SM_BLOCK * sizeof(SM_T); offset += 64)
+        SM_PREFETCH((const char *)p + SM_PREFETCH_BYTES + offset);
+}
+
 static float FN(reduce_max)(const SM_T *x, size_t n) {
     vf m[SM_UNROLL];
     for (int u = 0; u < SM_UNROLL; u++) m[u] = v_set1(-INFINITY);
     size_t i = 0;
-    for (; i + SM_BLOCK <= n; i += SM_BLOCK)
+    for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++) m[u] = v_max(SM_LOADV(x + i + u * SM_W), m[u]);
+    }
     for (; i + SM_W <= n; i += SM_W) m[0] = v_max(SM_LOADV(x + i), m[0]);
     if (i < n) m[0] = v_max(FN(load_partial)(x + i, n - i), m[0]);
     for (int u = 1; u < SM_UNROLL; u++) m[0] = v_max(m[u], m[0]);
@@ -70,6 +78,7 @@ static double FN(reduce_sum_exp)(const SM_T *x, size_t n, float max) {
     double outer[SM_LANES] = {0};
     size_t i = 0, blocks = 0;
     for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++)
             acc[u] = v_add(acc[u], v_exp_minus_scaled(v_sub(SM_LOADV(x + i + u * SM_W), vmax), one));
         if (++blocks == SM_FLUSH_BLOCKS) blocks = 0, sm_flush_sum(outer, acc);
@@ -85,9 +94,11 @@ static void FN(store_exp_scaled)(const SM_T *x, SM_T *y, size_t n, float max, fl
     const vf vmax = v_set1(max), vscale = v_set1(scale);
     size_t i = FN(aligned_head)(y, n, nt);
     if (i) FN(store_partial)(y, v_exp_minus_scaled(v_sub(FN(load_partial)(x, i), vmax), vscale), i);
-    for (; i + SM_BLOCK <= n; i += SM_BLOCK)
+    for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++)
             SM_STOREV(y + i + u * SM_W, v_exp_minus_scaled(v_sub(SM_LOADV(x + i + u * SM_W), vmax), vscale), nt);
+    }
     for (; i + SM_W <= n; i += SM_W) SM_STOREV(y + i, v_exp_minus_scaled(v_sub(SM_LOADV(x + i), vmax), vscale), nt);
     if (i < n) FN(store_partial)(y + i, v_exp_minus_scaled(v_sub(FN(load_partial)(x + i, n - i), vmax), vscale), n - i);
     if (nt) v_fence();
@@ -107,6 +118,7 @@ static double FN(store_exp_sum)(const SM_T *x, SM_T *y, size_t n, float max, int
     double outer[SM_LANES] = {0};
     size_t blocks = 0;
     for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++) {
             vf f = v_exp_minus_scaled(v_sub(SM_LOADV(x + i + u * SM_W), vmax), one);
             SM_STOREV(y + i + u * SM_W, f, nt);
@@ -134,9 +146,11 @@ static void FN(scale_inplace)(SM_T *y, size_t n, float scale, int nt) {
     const vf vscale = v_set1(scale);
     size_t i = FN(aligned_head)(y, n, nt);
     if (i) FN(store_partial)(y, v_mul(FN(load_partial)(y, i), vscale), i);
-    for (; i + SM_BLOCK <= n; i += SM_BLOCK)
+    for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(y + i);
         for (int u = 0; u < SM_UNROLL; u++)
             SM_STOREV(y + i + u * SM_W, v_mul(SM_LOADV(y + i + u * SM_W), vscale), nt);
+    }
     for (; i + SM_W <= n; i += SM_W) SM_STOREV(y + i, v_mul(SM_LOADV(y + i), vscale), nt);
     if (i < n) FN(store_partial)(y + i, v_mul(FN(load_partial)(y + i, n - i), vscale), n - i);
     if (nt) v_fence();
@@ -155,12 +169,17 @@ static void FN(reduce_ext_exp)(const SM_T *x, size_t n, double *mantissa, double
     size_t i = 0, blocks = 0;
     for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
         vf p[SM_UNROLL], e[SM_UNROLL];
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++) p[u] = v_ext_exp(SM_LOADV(x + i + u * SM_W), &e[u]);
-        vf block_e = acc_e;
-        for (int u = 0; u < SM_UNROLL; u++) block_e = v_max(e[u], block_e);
-        vf rescale = v_pow2_flush(v_sub(acc_e, block_e));
-        for (int u = 0; u < SM_UNROLL; u++) acc[u] = v_fma(p[u], v_pow2_flush(v_sub(e[u], block_e)), v_mul(acc[u], rescale));
-        acc_e = block_e;
+        vf block_e = e[0]; /* the block's max first: only one max sits on the loop-carried chain of acc_e */
+        for (int u = 1; u < SM_UNROLL; u++) block_e = v_max(e[u], block_e);
+        block_e = v_max(block_e, acc_e);
+        if (v_any_gt(block_e, acc_e)) { /* rare once the row's largest exponents have been seen */
+            vf rescale = v_pow2_flush(v_sub(acc_e, block_e));
+            for (int u = 0; u < SM_UNROLL; u++) acc[u] = v_mul(acc[u], rescale);
+            acc_e = block_e;
+        }
+        for (int u = 0; u < SM_UNROLL; u++) acc[u] = v_fma(p[u], v_pow2_flush(v_sub(e[u], acc_e)), acc[u]);
         if (++blocks == SM_FLUSH_BLOCKS) blocks = 0, sm_flush_ext(outer, outer_e, acc, acc_e);
     }
     for (; i < n; i += SM_W) {
@@ -183,8 +202,10 @@ static void FN(store_ext_exp_scaled)(const SM_T *x, SM_T *y, size_t n, float inv
 #define SM_EXT_OUTPUT(vx) sm_ext_output((vx), vinverse, vexponent)
     size_t i = FN(aligned_head)(y, n, nt);
     if (i) FN(store_partial)(y, SM_EXT_OUTPUT(FN(load_partial)(x, i)), i);
-    for (; i + SM_BLOCK <= n; i += SM_BLOCK)
+    for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        FN(prefetch_block)(x + i);
         for (int u = 0; u < SM_UNROLL; u++) SM_STOREV(y + i + u * SM_W, SM_EXT_OUTPUT(SM_LOADV(x + i + u * SM_W)), nt);
+    }
     for (; i + SM_W <= n; i += SM_W) SM_STOREV(y + i, SM_EXT_OUTPUT(SM_LOADV(x + i)), nt);
     if (i < n) FN(store_partial)(y + i, SM_EXT_OUTPUT(FN(load_partial)(x + i, n - i)), n - i);
 #undef SM_EXT_OUTPUT
@@ -203,15 +224,17 @@ static void FN(reduce_online)(const SM_T *x, size_t n, double *max, double *sum)
     size_t i = 0, blocks = 0;
     for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
         vf v[SM_UNROLL];
-        vf block_max = running;
-        for (int u = 0; u < SM_UNROLL; u++) {
-            v[u] = SM_LOADV(x + i + u * SM_W);
-            block_max = v_max(v[u], block_max);
+        FN(prefetch_block)(x + i);
+        for (int u = 0; u < SM_UNROLL; u++) v[u] = SM_LOADV(x + i + u * SM_W);
+        vf block_max = v[0]; /* the block's max first: one max on the loop-carried chain of running */
+        for (int u = 1; u < SM_UNROLL; u++) block_max = v_max(v[u], block_max);
+        block_max = v_max(block_max, running);
+        if (v_any_gt(block_max, running)) { /* rare once the row's largest values have been seen */
+            vf rescale = v_exp_minus_scaled(v_sub(running, block_max), one); /* -inf - -inf: NaN, mapped to 0 */
+            for (int u = 0; u < SM_UNROLL; u++) acc[u] = v_mul(acc[u], rescale);
+            running = block_max;
         }
-        vf rescale = v_exp_minus_scaled(v_sub(running, block_max), one); /* -inf - -inf: NaN, mapped to 0 */
-        for (int u = 0; u < SM_UNROLL; u++)
-            acc[u] = v_fma(acc[u], rescale, v_exp_minus_scaled(v_sub(v[u], block_max), one));
-        running = block_max;
+        for (int u = 0; u < SM_UNROLL; u++) acc[u] = v_add(acc[u], v_exp_minus_scaled(v_sub(v[u], running), one));
         if (++blocks == SM_FLUSH_BLOCKS) blocks = 0, sm_flush_online(outer, outer_max, acc, running);
     }
     for (; i < n; i += SM_W) {
