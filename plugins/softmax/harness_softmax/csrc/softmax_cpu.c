@@ -46,7 +46,24 @@ static float sm_hmax(vf v) {
 #define SM_FLUSH_BLOCKS 256
 #define SM_LANES (SM_UNROLL * SM_W)
 
-static void sm_flush_sum(double *outer, vf *acc) {
+/* 2^k for integer k <= 0 as a double, built in the exponent bits (0 below 2^-1022: those terms are 2^-1022
+ * of the largest and cannot matter); no libm call in the per-row path. */
+static inline double sm_pow2_double(double k) {
+    if (k < -1022.0) return 0.0;
+    uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52;
+    double result;
+    memcpy(&result, &bits, sizeof result);
+    return result;
+}
+
+/* exp(d) for d <= 0 with the kernels' own float32 exponential (relative error ~1e-7): rescaling factors. */
+static inline double sm_exp_minus_scalar(double d) {
+    float lanes[SM_W];
+    v_store_lanes(lanes, v_exp_minus_scaled(v_set1((float)d), v_set1(1.0f)));
+    return lanes[0];
+}
+
+static inline void sm_flush_sum(double *outer, vf *acc) {
     float lanes[SM_W];
     for (int u = 0; u < SM_UNROLL; u++) {
         v_store_lanes(lanes, acc[u]);
@@ -62,14 +79,14 @@ static double sm_total(const double *outer) {
 }
 
 /* outer (scaled by 2^-outer_e per lane) += acc (scaled by 2^-acc_e); outer_e becomes acc_e (acc_e only grows). */
-static void sm_flush_ext(double *outer, double *outer_e, vf *acc, vf acc_e) {
+static inline void sm_flush_ext(double *outer, double *outer_e, vf *acc, vf acc_e) {
     float lanes[SM_W], lanes_e[SM_W];
     v_store_lanes(lanes_e, acc_e);
     for (int l = 0; l < SM_W; l++) {
         double shift = outer_e[l] - lanes_e[l];
         if (shift == 0.0) continue; /* the usual case once the row's largest exponent has been seen */
-        int k = shift < -1100.0 ? -1100 : (int)shift;
-        for (int u = 0; u < SM_UNROLL; u++) outer[u * SM_W + l] = ldexp(outer[u * SM_W + l], k);
+        double factor = sm_pow2_double(shift);
+        for (int u = 0; u < SM_UNROLL; u++) outer[u * SM_W + l] *= factor;
         outer_e[l] = lanes_e[l];
     }
     for (int u = 0; u < SM_UNROLL; u++) {
@@ -80,14 +97,13 @@ static void sm_flush_ext(double *outer, double *outer_e, vf *acc, vf acc_e) {
 }
 
 /* sum = mantissa * 2^exponent, mantissa in [0.5, 1). */
-static void sm_combine_ext(const double *outer, const double *outer_e, double *mantissa, double *exponent) {
+static inline void sm_combine_ext(const double *outer, const double *outer_e, double *mantissa, double *exponent) {
     double top = outer_e[0];
     for (int l = 1; l < SM_W; l++) top = outer_e[l] > top ? outer_e[l] : top;
     double sum = 0.0;
     for (int l = 0; l < SM_W; l++) {
-        double shift = outer_e[l] - top;
-        if (shift < -1100.0) continue;
-        for (int u = 0; u < SM_UNROLL; u++) sum += ldexp(outer[u * SM_W + l], (int)shift);
+        double factor = sm_pow2_double(outer_e[l] - top);
+        for (int u = 0; u < SM_UNROLL; u++) sum += outer[u * SM_W + l] * factor;
     }
     int k = 0;
     *mantissa = frexp(sum, &k);
@@ -95,12 +111,12 @@ static void sm_combine_ext(const double *outer, const double *outer_e, double *m
 }
 
 /* outer (relative to outer_max per lane) += acc (relative to running); outer_max becomes running. */
-static void sm_flush_online(double *outer, double *outer_max, vf *acc, vf running) {
+static inline void sm_flush_online(double *outer, double *outer_max, vf *acc, vf running) {
     float lanes_m[SM_W];
     v_store_lanes(lanes_m, running);
     for (int l = 0; l < SM_W; l++) {
         if (outer_max[l] == lanes_m[l]) continue;
-        double factor = outer_max[l] == -INFINITY ? 0.0 : exp(outer_max[l] - lanes_m[l]);
+        double factor = outer_max[l] == -INFINITY ? 0.0 : sm_exp_minus_scalar(outer_max[l] - lanes_m[l]);
         for (int u = 0; u < SM_UNROLL; u++) outer[u * SM_W + l] *= factor;
         outer_max[l] = lanes_m[l];
     }
@@ -108,13 +124,13 @@ static void sm_flush_online(double *outer, double *outer_max, vf *acc, vf runnin
 }
 
 /* (max, sum of exp(x - max)) from the per-lane running maxima and sums. */
-static void sm_combine_online(const double *outer, const double *outer_max, double *max, double *sum) {
+static inline void sm_combine_online(const double *outer, const double *outer_max, double *max, double *sum) {
     double top = outer_max[0];
     for (int l = 1; l < SM_W; l++) top = outer_max[l] > top ? outer_max[l] : top;
     double total = 0.0;
     for (int l = 0; l < SM_W; l++) {
         if (outer_max[l] == -INFINITY) continue;
-        double factor = exp(outer_max[l] - top);
+        double factor = outer_max[l] == top ? 1.0 : sm_exp_minus_scalar(outer_max[l] - top);
         for (int u = 0; u < SM_UNROLL; u++) total += outer[u * SM_W + l] * factor;
     }
     *max = top;
