@@ -123,6 +123,9 @@ def machine_info() -> dict[str, Any]:
             "cupy": _cupy_version(),
             "numpy": _package_version("numpy"),
             "mlflow": _package_version("mlflow"),
+            "scipy": _package_version("scipy"),
+            "gymnasium": _package_version("gymnasium"),
+            "mujoco": _package_version("mujoco"),
             "cuda": cuda,
             "driver": driver,
         },
@@ -131,7 +134,11 @@ def machine_info() -> dict[str, Any]:
         "cpu": info["cpu"],
         "cpu_count": info["cpu_count"],
         "gpu": gpu,
-        **{k: info["versions"][k] for k in ("python", "torch", "cupy", "cuda", "driver")},
+        # What changes numbers of the same code on the same hardware: simulators, kernels, numerics.
+        **{
+            k: info["versions"][k]
+            for k in ("python", "torch", "cupy", "cuda", "driver", "numpy", "scipy", "gymnasium", "mujoco")
+        },
     }
     info["fingerprint"] = hashlib.sha256(json.dumps(comparable, sort_keys=True).encode()).hexdigest()[:12]
     return info

@@ -78,7 +78,33 @@ def make(params: Mapping[str, Any], context: Any) -> OfflineRLEnvironment:
         environment = _from_minari(minari_id, params)
     else:
         environment = _from_hdf5(params, context)
+    _record_input(environment, context)
     return _apply_corruption(environment, params, context)
+
+
+def _record_input(environment: OfflineRLEnvironment, context: Any) -> None:
+    """Tell the record which file the cell trains on and whose it is: D4RL's, Minari's or generated."""
+    log_input = getattr(context, "log_input", None)
+    if log_input is None:  # a harness older than the provenance API
+        return
+    info = environment.info
+    if info.get("generated"):
+        origin = "generated"
+    elif info.get("minari_id"):
+        origin = "minari"
+    else:
+        origin = "d4rl"
+    path = Path(str(info.get("path", "")))
+    details = {k: v for k, v in info.items() if k not in ("path", "note") and isinstance(v, (str, int, float, bool))}
+    from harness.context import file_sha256
+
+    log_input(
+        str(info.get("minari_id") or environment.name),
+        origin=origin,
+        path=str(path),
+        sha256=file_sha256(path) if path.is_file() else "",
+        details=details,
+    )
 
 
 def _from_hdf5(params: Mapping[str, Any], context: Any) -> OfflineRLEnvironment:

@@ -1,0 +1,63 @@
+"""Algorithms for the result-record tests (loaded with ``-p record_plugin`` beside ``fixture_plugin``)."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import AlgorithmSpec, CellContext, Param, hookimpl
+
+HARNESS_API_VERSION = "1.0"
+
+
+def run_echo(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Score the length of a string parameter: sweeping it over paths makes labels that hold '/'."""
+    return {"score": float(len(params["text"]))}
+
+
+def run_flaky(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Fail on the first attempt (no marker file yet), succeed on every later one."""
+    marker = Path(params["marker"])
+    if not marker.exists():
+        marker.write_text("failed once\n")
+        raise RuntimeError("first attempt fails")
+    return {"score": 1.0}
+
+
+def run_checkpointed(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """A long cell in miniature: train ``steps`` steps, checkpointing each, resuming from a checkpoint it finds.
+
+    ``resumed_steps`` says how many steps came from a checkpoint; ``sleep_after`` seconds of sleep after step
+    ``stop_at`` let a test interrupt an attempt (timeout) half way.
+    """
+    path = context.cell_dir() / "state.json"
+    state = json.loads(path.read_text()) if path.exists() else {"step": 0, "started": time.time()}
+    resumed = state["step"]
+    while state["step"] < params["steps"]:
+        state["step"] += 1
+        path.write_text(json.dumps(state))
+        if state["step"] == params["stop_at"]:
+            time.sleep(params["sleep_after"])
+    return {"score": float(state["step"]), "resumed_steps": resumed, "nonce": random.random()}
+
+
+@hookimpl
+def harness_algorithms() -> list[AlgorithmSpec]:
+    def spec(name: str, run: str, *params: Param) -> AlgorithmSpec:
+        return AlgorithmSpec(name=name, version="1", description=f"record {name}", task_kinds=("toy",), run=run,
+                             params=params)  # fmt: skip
+
+    return [
+        spec("echo", "record_plugin:run_echo", Param("text", "")),
+        spec("flaky", "record_plugin:run_flaky", Param("marker", "")),
+        spec(
+            "checkpointed",
+            "record_plugin:run_checkpointed",
+            Param("steps", 4),
+            Param("stop_at", -1),
+            Param("sleep_after", 0.0),
+        ),
+    ]
