@@ -270,9 +270,8 @@ def test_a_failed_cell_rerun_successfully_supersedes_its_failure(tmp_path: Path)
     parent = MlflowClient(uri(tmp_path)).get_run(second["parent_run_id"])
     assert parent.data.metrics["cells_ok"] == 4 and parent.data.metrics["cells_failed"] == 0
     assert parent.info.status == "FINISHED"
-    from harness.report.build import build_report
-
     from harness.analysis.stats import BootstrapConfig
+    from harness.report.build import build_report
     from harness.tracking.reader import RunStore
 
     store = RunStore(uri(tmp_path))
