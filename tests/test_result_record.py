@@ -300,6 +300,11 @@ def test_the_parent_carries_freeze_aggregates_and_the_experiment_opens_on_runs(t
     assert "curve/curve" in cell.data.metrics, "curves under their own keys"
     assert [m.step for m in client.get_metric_history(cell.info.run_id, "score")] == [0], "no curve in the value"
     assert cell.data.tags[layout.SCHEMA_VERSION] == "2"
+    reported = run_harness(*PLUGINS, "report", summary["parent_run_id"], "--tracking-uri", uri(tmp_path),
+                           "--bootstrap-resamples", "200", cwd=tmp_path, env=ENV)  # fmt: skip
+    assert reported.returncode == 0, reported.stderr
+    attached = {a.path for a in client.list_artifacts(parent.info.run_id, layout.REPORT_DIR)}
+    assert {f"{layout.REPORT_DIR}/index.html", f"{layout.REPORT_DIR}/report.md"} <= attached
     machine = json.loads((tmp_path / "results" / "journal" / "rec--smoke.jsonl").read_text().splitlines()[0])
     assert {"mujoco", "gymnasium", "scipy", "cupy", "cuda"} <= set(machine["record"]["machine"]["versions"])
 

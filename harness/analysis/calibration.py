@@ -181,36 +181,3 @@ def calibrate_from_runs(
 
 def _root_mean_square(values: Sequence[float]) -> float:
     return float(math.sqrt(np.mean(np.square(values))))
-
-
-def log_calibration(client: Any, experiment_id: str, calibration: Calibration) -> str:
-    """Record the calibration as an MLflow run (``harness.kind=calibration``) next to the suite's runs."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    run = client.create_run(
-        experiment_id,
-        run_name=f"calibration {calibration.suite}:{calibration.profile}",
-        tags={
-            "harness.kind": "calibration",
-            "harness.suite": calibration.suite,
-            "harness.profile": calibration.profile,
-            "harness.fingerprint": calibration.fingerprint,
-        },
-    )
-    now = int(time.time() * 1000)
-    metrics = []
-    for name, entry in calibration.metrics.items():
-        for field_name in ("cv", "threshold", "repeats_needed"):
-            value = float(getattr(entry, field_name))
-            if math.isfinite(value):
-                metrics.append(Metric(f"{name}.{field_name}", value, now, 0))
-    params = [Param("runs", str(len(calibration.runs))), Param("alpha", str(calibration.alpha))]
-    client.log_batch(
-        run.info.run_id,
-        metrics=metrics[:900],
-        params=params,
-        tags=[RunTag("calibrated_runs", ",".join(calibration.runs)[:4000])],
-    )
-    client.log_text(run.info.run_id, json.dumps(calibration.to_dict(), indent=2), "calibration.json")
-    client.set_terminated(run.info.run_id)
-    return run.info.run_id

@@ -136,7 +136,9 @@ def report(
     config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
     content = build_report(run, store, config, comparison=comparison)
     target = out or directory / "reports" / f"{run.suite}-{run.profile}-{run.run_id[:8]}"
-    for path in write_report(content, target, chosen):
+    paths = write_report(content, target, chosen)
+    store.attach_report(run.run_id, paths)
+    for path in paths:
         click.echo(str(path))
 
 
@@ -290,8 +292,9 @@ def calibrate(
     `harness compare` and `harness nightly` use it: thresholds are raised to 3x the measured spread and
     single runs can be judged against the known noise.
     """
-    from harness.analysis.calibration import calibrate_from_runs, log_calibration
+    from harness.analysis.calibration import calibrate_from_runs
     from harness.tracking.reader import RunStore
+    from harness.tracking.writer import log_calibration
 
     if repeats < 2:
         raise BadInput("--repeats must be at least 2 to measure a spread")

@@ -23,6 +23,7 @@ import re
 KIND = "harness.kind"
 KIND_SUITE_RUN = "suite-run"
 KIND_CELL = "cell"
+KIND_CALIBRATION = "calibration"
 SUITE = "harness.suite"
 PROFILE = "harness.profile"
 STATUS = "harness.status"

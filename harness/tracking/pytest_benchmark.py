@@ -74,7 +74,7 @@ def import_file(
             for key, (name, _unit, _direction) in STATISTICS.items()
             if isinstance(stats.get(key), (int, float))
         }
-        params = {f"algorithm.{k}": json.dumps(v) for k, v in (bench.get("params") or {}).items()}
+        params = dict(bench.get("params") or {})
         params["fullname"] = str(bench.get("fullname", bench["name"]))
         cells.append(
             CellToWrite(
@@ -108,4 +108,5 @@ def import_file(
         cells=cells,
         tags=tags,
         start_time=started,
+        source="pytest-benchmark",
     )

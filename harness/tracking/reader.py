@@ -367,6 +367,15 @@ class RunStore:
         runs = self.suite_runs(suite, profile)[:limit]
         return [self.load(run.info.run_id) for run in reversed(runs)]
 
+    def attach_report(self, run_id: str, paths: Iterable[Path]) -> None:
+        """Keep a written report with its suite run (artifacts under ``report/``); a store that refuses
+        artifacts (read-only, no artifact root) loses nothing: the files are on disk."""
+        for path in paths:
+            try:
+                self.client.log_artifact(run_id, str(path), layout.REPORT_DIR)
+            except Exception as exc:
+                logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, exc)
+
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
 

@@ -274,8 +274,9 @@ class MlflowTracker:
             self._experiments[suite] = experiment_id
         return self._experiments[suite]
 
-    def start_parent(self, run: SuiteRunRecord) -> str:
-        """Create the parent run of one suite-run configuration, with its declarations and package freeze."""
+    def start_parent(self, run: SuiteRunRecord, extra_tags: Mapping[str, str] | None = None) -> str:
+        """Create the parent run of one suite-run configuration, with its declarations and package freeze
+        (``extra_tags``: what an importer knows beyond the record, such as the source's own machine facts)."""
         suite_info = run.suite_info
         tags = {
             layout.KIND: layout.KIND_SUITE_RUN,
@@ -287,11 +288,14 @@ class MlflowTracker:
             layout.HARNESS_VERSION: str(run.machine.get("versions", {}).get("harness", "")),
             layout.PLUGINS: json.dumps(suite_info.get("plugins", {}), sort_keys=True)[:MAX_TAG_LENGTH],
             layout.OVERRIDES: json.dumps(list(run.overrides))[:MAX_TAG_LENGTH],
+            **dict(extra_tags or {}),
         }
+        started = run.started_at or time.time()
         created = self._call(
             self.client.create_run,
             self.experiment_id(run.suite),
-            run_name=f"{run.suite}:{run.profile}:{time.strftime('%Y-%m-%d %H:%M:%S')}",
+            start_time=_ms(started),
+            run_name=f"{run.suite}:{run.profile}:{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}",
             tags=tags,
         )
         run_id = created.info.run_id

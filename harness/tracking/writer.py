@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.tracking import layout
-from harness.tracking.record import SCHEMA_VERSION
+from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord
 
 
 @dataclass
 class CellToWrite:
-    """One cell: labels, seed, status, metric values (step 0) and curves (name -> [(step, value)])."""
+    """One cell: labels, seed, status, metric values and curves (name -> [(step, value)]).
+
+    ``params`` are the algorithm's parameters (logged as ``algorithm.<name>``); ``tags`` extra cell tags.
+    """
 
     algorithm: str
     environment: str
@@ -27,7 +31,7 @@ class CellToWrite:
     metrics: Mapping[str, float] = field(default_factory=dict)
     curves: Mapping[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
     error: str = ""
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -41,109 +45,95 @@ def write_suite_run(
     tags: Mapping[str, str],
     thresholds: Mapping[str, float] | None = None,
     start_time: float | None = None,
+    source: str = "import",
 ) -> str:
-    """Create one parent run with nested cell runs; return the parent's run id.
+    """Write one suite run from outside ``harness run`` as the same records, through the same store writer;
+    return the parent's run id.
 
     ``metrics`` maps each metric name to ``{"unit", "direction", "threshold", "description"}``; ``tags`` are
     the parent's machine and version tags (``harness.fingerprint``, ``harness.machine.cpu``, ...), copied to
-    every cell as the tracker does.
+    every cell as the tracker does. Names given here are external (a pytest test name, a group): the
+    algorithm's name is the label up to its first ``[``.
     """
-    from mlflow.entities import Metric, Param
+    from harness.tracking.store import MlflowTracker
 
-    experiment = client.get_experiment_by_name(suite)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(suite, tags={layout.EXPERIMENT_KIND: layout.EXPERIMENT_KIND_VALUE})
-    )
+    tracker = MlflowTracker(client.tracking_uri)
     started = start_time if start_time is not None else time.time()
-    parent_tags = {
-        "harness.kind": "suite-run",
-        "harness.suite": suite,
-        "harness.profile": profile,
-        "harness.status": "running",
-        **dict(tags),
-    }
-    parent = client.create_run(
-        experiment_id, start_time=int(started * 1000), tags=parent_tags, run_name=f"{suite}:{profile}"
-    )
-    parent_id = parent.info.run_id
-    suite_info = {
-        "suite": suite,
-        "profile": profile,
-        "metrics": {name: dict(spec) for name, spec in metrics.items()},
-        "thresholds": dict(thresholds or {}),
-        "cells": len(cells),
-    }
-    client.log_text(parent_id, json.dumps(suite_info, indent=2), "suite.json")
-    machine_tags = {k: v for k, v in tags.items() if k.startswith(("harness.machine.", "harness.versions."))}
-    machine_tags["harness.fingerprint"] = tags.get("harness.fingerprint", "")
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    for index, cell in enumerate(cells):
-        counts[cell.status] = counts.get(cell.status, 0) + 1
-        cell_tags = {
-            **machine_tags,
-            "mlflow.parentRunId": parent_id,
-            "harness.kind": "cell",
-            "harness.suite": suite,
-            "harness.profile": profile,
-            "harness.cell_key": f"{cell.algorithm}/{cell.environment}/{cell.seed}",
-            "harness.record_id": f"{parent_id}-{index}",
-            "harness.status": cell.status,
-            "harness.algorithm": cell.algorithm,
-            "harness.algorithm_name": cell.algorithm.split("[")[0],
-            "harness.environment": cell.environment,
-            "harness.environment_name": cell.environment.split("[")[0],
-            "harness.seed": str(cell.seed),
-            layout.SCHEMA_VERSION: str(SCHEMA_VERSION),
-            **dict(cell.tags),
-        }
-        if cell.error:
-            cell_tags["harness.error"] = cell.error[:5000]
-        run = client.create_run(
-            experiment_id,
-            start_time=int(started * 1000) + index,
-            tags=cell_tags,
-            run_name=f"{cell.algorithm}/{cell.environment}/seed{cell.seed}",
-        )
-        now = int(time.time() * 1000)
-        metric_entities = [Metric(name, float(value), now, 0) for name, value in cell.metrics.items()]
-        for name, points in cell.curves.items():
-            metric_entities += [Metric(layout.curve_key(name), float(value), now, int(step)) for step, value in points]
-        params = [
-            Param("algorithm", cell.algorithm.split("[")[0]),
-            Param("environment", cell.environment.split("[")[0]),
-            Param("seed", str(cell.seed)),
-        ] + [Param(key, str(value)[:6000]) for key, value in cell.params.items()]
-        for start in range(0, max(len(metric_entities), 1), 900):
-            client.log_batch(
-                run.info.run_id,
-                metrics=metric_entities[start : start + 900],
-                params=params if start == 0 else [],
+    results = []
+    for index, item in enumerate(cells):
+        algorithm = ComponentRef(item.algorithm.split("[")[0], "1", source, "0", dict(item.params))
+        environment = ComponentRef(item.environment.split("[")[0], "1", source, "0")
+        names = tuple(item.metrics)
+        key = Cell.compute_key(algorithm, environment, item.seed, names, {})
+        cell = Cell(
+            suite=suite, profile=profile, algorithm=algorithm, environment=environment, seed=item.seed,
+            metrics=names, budget={}, timeout_s=None, label=f"{item.algorithm}/{item.environment}/seed={item.seed}",
+            key=key, algorithm_label=item.algorithm, environment_label=item.environment,
+        )  # fmt: skip
+        history = [(name, int(step), float(value)) for name, points in item.curves.items() for step, value in points]
+        results.append(
+            CellResult(
+                cell=cell, status=item.status, metrics={k: float(v) for k, v in item.metrics.items()},  # type: ignore[arg-type]
+                history=history, error=item.error or None, started_at=started + index / 1000,
+                finished_at=started + index / 1000, worker=source, record_id=uuid.uuid4().hex,
             )
-        record = {
-            "status": cell.status,
-            "metrics": dict(cell.metrics),
-            "history": [
-                [name, int(step), float(value)] for name, points in cell.curves.items() for step, value in points
-            ],
-            "error": cell.error or None,
-            "cell": {
-                "suite": suite,
-                "profile": profile,
-                "seed": cell.seed,
-                "label": f"{cell.algorithm}/{cell.environment}",
-            },
-        }
-        client.log_text(run.info.run_id, json.dumps(record), "cell.json")
-        client.set_terminated(run.info.run_id, status="FAILED" if cell.status == "failed" else "FINISHED")
-    from mlflow.entities import RunTag
-
-    now = int(time.time() * 1000)
-    client.log_batch(
-        parent_id,
-        metrics=[Metric(f"cells_{k}", float(v), now, 0) for k, v in counts.items()],
-        tags=[RunTag("harness.status", "finished" if not counts.get("failed") else "finished with failures")],
+        )  # fmt: skip
+    run = SuiteRunRecord(
+        suite=suite,
+        profile=profile,
+        config_id=SuiteRunRecord.compute_config_id(suite, profile, [r.cell.key for r in results]),
+        cell_keys=[r.cell.key for r in results],
+        tracking_uri=client.tracking_uri,
+        git_commit=str(tags.get(layout.GIT_COMMIT, "none")),
+        suite_info={
+            "suite": suite,
+            "profile": profile,
+            "metrics": {name: dict(spec) for name, spec in metrics.items()},
+            "thresholds": dict(thresholds or {}),
+            "cells": len(cells),
+        },
+        started_at=started,
     )
-    client.set_terminated(parent_id, status="FAILED" if counts.get("failed") else "FINISHED")
-    return parent_id
+    parent = tracker.start_parent(run, extra_tags=tags)
+    machine = {k: v for k, v in tags.items() if k.startswith((layout.MACHINE_PREFIX, layout.VERSION_PREFIX))}
+    base_tags = {**machine, layout.FINGERPRINT: tags.get(layout.FINGERPRINT, ""), layout.CONFIG_ID: run.config_id}
+    for item, result in zip(cells, results, strict=True):
+        tracker.log_cell(result, parent, {**base_tags, **dict(item.tags)})
+    tracker.finish_parent(parent, results)
+    return parent
+
+
+def log_calibration(client: Any, experiment_id: str, calibration: Any) -> str:
+    """Record a :class:`harness.analysis.calibration.Calibration` as an MLflow run (``harness.kind=calibration``)
+    next to the suite's runs."""
+    import math
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    run = client.create_run(
+        experiment_id,
+        run_name=f"calibration {calibration.suite}:{calibration.profile}",
+        tags={
+            layout.KIND: layout.KIND_CALIBRATION,
+            layout.SUITE: calibration.suite,
+            layout.PROFILE: calibration.profile,
+            layout.FINGERPRINT: calibration.fingerprint,
+        },
+    )
+    now = int(time.time() * 1000)
+    metrics = []
+    for name, entry in calibration.metrics.items():
+        for field_name in ("cv", "threshold", "repeats_needed"):
+            value = float(getattr(entry, field_name))
+            if math.isfinite(value):
+                metrics.append(Metric(f"{name}.{field_name}", value, now, 0))
+    params = [Param("runs", str(len(calibration.runs))), Param("alpha", str(calibration.alpha))]
+    client.log_batch(
+        run.info.run_id,
+        metrics=metrics[:900],
+        params=params,
+        tags=[RunTag("calibrated_runs", ",".join(calibration.runs)[:4000])],
+    )
+    client.log_text(run.info.run_id, json.dumps(calibration.to_dict(), indent=2), "calibration.json")
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
