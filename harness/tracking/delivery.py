@@ -41,6 +41,8 @@ class Delivery:
         self.refused: dict[str, str] = {}
         self._order: dict[str, int] = {}  # record id -> position (journal order: later attempts are newer)
         self._results: dict[str, CellResult] = {}
+        self._newest: dict[str, str] = {}  # cell key -> record id of its newest attempt
+        self._attempts: dict[str, list[str]] = {}  # cell key -> record ids of its attempts, oldest first
         for result in state.results_of(run):
             self._remember(result)
 
@@ -48,6 +50,8 @@ class Delivery:
         if result.record_id not in self._order:
             self._order[result.record_id] = len(self._order)
             self._results[result.record_id] = result
+            self._newest[result.cell.key] = result.record_id
+            self._attempts.setdefault(result.cell.key, []).append(result.record_id)
 
     def open_parent(self) -> str:
         """The configuration's parent in this store: reopened if the journal knows a live one, else created."""
@@ -81,10 +85,7 @@ class Delivery:
         return logged
 
     def _superseded(self, result: CellResult) -> bool:
-        position = self._order[result.record_id]
-        return any(
-            other.cell.key == result.cell.key and self._order[rid] > position for rid, other in self._results.items()
-        )
+        return self._newest[result.cell.key] != result.record_id
 
     def deliver(self, result: CellResult, already: dict[str, str] | None = None) -> int:
         """Deliver one result (a new one is taken as the newest attempt of its cell); 1 if it was logged now."""
@@ -106,8 +107,8 @@ class Delivery:
         if not self._superseded(result):
             older = [
                 self.delivered[rid]
-                for rid, other in self._results.items()
-                if other.cell.key == result.cell.key and rid != result.record_id and rid in self.delivered
+                for rid in self._attempts[result.cell.key]
+                if rid != result.record_id and rid in self.delivered
             ]
             self.tracker.mark_superseded(older)
         self.delivered[result.record_id] = run_id
@@ -115,11 +116,7 @@ class Delivery:
         return logged
 
     def latest_results(self) -> list[CellResult]:
-        latest: dict[str, CellResult] = {}
-        for rid in sorted(self._results, key=self._order.__getitem__):
-            result = self._results[rid]
-            latest[result.cell.key] = result
-        return list(latest.values())
+        return [self._results[rid] for rid in self._newest.values()]
 
     def finish(self) -> None:
         assert self.parent_run_id is not None
