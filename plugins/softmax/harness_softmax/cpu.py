@@ -283,6 +283,25 @@ def scipy_softmax(x: Any, out: Any) -> None:
     out.copy_(torch.from_numpy(scipy_special_softmax(x.numpy(), axis=-1)))
 
 
+def copy_pair(x: Any, out: Any, threads: int = 1) -> None:
+    """``out[:] = x`` by C ``memcpy`` split over ``threads`` (torch's copy where the kernels are not built).
+
+    Timed interleaved with the kernels on the same rotated buffers, this is the memcpy ceiling of a cell: it
+    moves exactly the minimum traffic of a softmax (read the input once, write the output once)."""
+    try:
+        module = kernel_module("auto")
+    except CompiledKernelsUnavailable:
+        out.copy_(x)
+        return
+    nbytes = x.numel() * x.element_size()
+    src, dst = x.data_ptr(), out.data_ptr()
+    if threads <= 1 or nbytes < 1 << 16:
+        module.memcpy(dst, src, nbytes)
+        return
+    chunks = _split(nbytes, threads, 64)
+    list(_pool(len(chunks)).map(lambda c: module.memcpy(dst + c[0], src + c[0], c[1]), chunks))
+
+
 def memcpy_bandwidth_gbps(size_bytes: int, threads: int = 1, repeats: int = 5) -> float | None:
     """GB/s (read + write) of the median C ``memcpy`` of ``size_bytes`` split over ``threads``, or None without
     the compiled kernels. This is the ceiling the compiled kernels are measured against (glibc streams large

@@ -279,7 +279,8 @@ def test_cpu_run_outcome_is_consistent(tmp_path, threads):
     assert outcome["algorithm"] == "softmax-online-cpu" and outcome["device"] == "cpu"
     assert outcome["threads"] == threads and outcome["buffers"] == 3 and outcome["repeats"] == 4
     assert outcome["isa"] == cpu.select_isa("auto") and outcome["nontemporal"] is False
-    assert outcome["ceiling_method"] == "memcpy"
+    assert outcome["ceiling_method"] == "memcpy of the cell's buffers, interleaved"
+    assert outcome["large_copy_gbps"] > 0 and outcome["fraction_of_large_copy"] > 0
     assert (outcome["passes_read"], outcome["passes_written"]) == (2, 1)
     assert outcome["min_traffic_bytes"] == 2 * 30011 * 2
     assert outcome["gbps_actual_passes"] == pytest.approx(1.5 * outcome["gbps_min_traffic"])

@@ -258,6 +258,10 @@ static void FN(fused_row)(const SM_T *x, SM_T *y, size_t n, float *scratch, int 
     double outer[SM_LANES] = {0};
     size_t i = 0, blocks = 0;
     for (; i + SM_BLOCK <= n; i += SM_BLOCK) {
+        /* the next row (contiguous after this one) streams in while this one is computed from L1/L2, so the
+         * memory phase of a row overlaps the compute phase of the previous one */
+        for (size_t offset = 0; offset < SM_BLOCK * sizeof(SM_T); offset += 64)
+            SM_PREFETCH((const char *)(x + n + i) + offset);
         for (int u = 0; u < SM_UNROLL; u++) {
             vf f = v_exp_minus_scaled(v_sub(SM_LOADV(x + i + u * SM_W), vmax), one);
             v_store_f32(scratch + i + u * SM_W, f, 0);
