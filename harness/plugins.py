@@ -139,7 +139,19 @@ class PluginRegistry:
         close = difflib.get_close_matches(name, list(table), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         available = ", ".join(sorted(table)) or "none (is the plugin installed? see `harness plugins`)"
-        raise UnknownName(f"unknown {kind} {name!r}.{hint} Available: {available}")
+        # The name may belong to a plugin that failed to load: say which, and why, rather than only "unknown".
+        broken = [
+            f"{record.name} ({'; '.join(problem.message for problem in record.problems) or record.status})"
+            for record in self.plugins.values()
+            if record.status == "failed" or (record.problems and not record.provides.get(f"{kind}s"))
+        ]
+        failed = (
+            f" Plugins that failed to load (one may provide it): {'; '.join(broken)}. Fix or reinstall them; "
+            "`harness plugins` shows the details."
+            if broken
+            else ""
+        )
+        raise UnknownName(f"unknown {kind} {name!r}.{hint} Available: {available}.{failed}")
 
     def names(self, kind: Kind) -> list[str]:
         return sorted(self.specs[kind])

@@ -73,7 +73,7 @@ def test_set_overrides(tmp_path: Path, registry) -> None:
         (GOOD.replace('"constant"', '"constnt"'), (), ["unknown environment 'constnt'", "constant"]),
         (GOOD.replace('["score"]', '["scor"]'), (), ["unknown metric 'scor'", "score"]),
         (GOOD, ["random.scal=2"], ["random has no parameter 'scal'", "scale"]),
-        (GOOD, ["random.scale=true"], ["random.scale", "expected a number"]),
+        (GOOD, ["constant.value=true"], ["constant.value", "expected a number"]),
         (GOOD, ["nothing.x=1"], ["names no algorithm or environment"]),
         (GOOD, ["bogus=1"], ["--set bogus: unknown key"]),
         (

@@ -378,3 +378,21 @@ def test_results_dir_copies_keep_their_meaning(tmp_path: Path) -> None:
     shutil.copy(tmp_path / "rec.toml", moved / "rec.toml")
     again = load_json(run_harness(*PLUGINS, "run", "rec.toml", "--no-tracking", "--json", cwd=moved, env=ENV))
     assert again["already_finished"] == 1
+
+
+def test_keys_for_seeds_equal_serializing_the_whole_payload() -> None:
+    import hashlib
+    from dataclasses import asdict
+
+    from harness.tracking.record import Cell, ComponentRef, canonical_json
+
+    algorithm = ComponentRef("iql", "1", "p", "0", {"path": "a/b", "beta": 3.0}, code_version="abc")
+    environment = ComponentRef("hopper", "2", "q", "1", {"n": [1, 2]}, code_version="def")
+    for metric_code in ({}, {"score": "0123"}):
+        keys = Cell.keys_for_seeds(algorithm, environment, [0, 7, -3], ("m", "a"), {"steps": 5}, metric_code)
+        for seed, key in zip([0, 7, -3], keys, strict=True):
+            payload = {"algorithm": asdict(algorithm), "environment": asdict(environment), "seed": seed,
+                       "metrics": ["a", "m"], "budget": {"steps": 5}}  # fmt: skip
+            if metric_code:
+                payload["metric_code"] = metric_code
+            assert key == hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]

@@ -5,10 +5,12 @@ Exit codes: 0 success, 1 some cells failed (or a regression, for comparison comm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import click
 from harness.cli.output import console, make_progress, print_error, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
+from harness.run import DEFAULT_MAX_CELLS
 from harness.tracking.record import DEVICES
 
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
@@ -221,12 +224,19 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     if kind == "suites":
         from harness.run.suite import available_suites
 
-        suites = available_suites(registry)
-        entries = [{"name": name, "path": str(path), "source": source} for name, (path, source) in suites.items()]
+        problems: dict[Path, str] = {}
+        suites = available_suites(registry, problems)
+        entries = [
+            {"name": name, "path": str(path), "source": source, "problem": problems.get(path)}
+            for name, (path, source) in suites.items()
+        ]
         if as_json:
             click.echo(json.dumps(entries, indent=2))
         else:
-            print_table("Suites", ["name", "path", "source"], [[e["name"], e["path"], e["source"]] for e in entries])
+            rows = [[e["name"], e["path"], e["source"] + (" (unreadable)" if e["problem"] else "")] for e in entries]
+            print_table("Suites", ["name", "path", "source"], rows)
+        for message in problems.values():
+            print_error(message)
         return
     entries = []
     for name in registry.names(_KINDS[kind]):  # type: ignore[arg-type]
@@ -291,7 +301,23 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="List the cells (and which a resume would skip) without running anything."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
+@click.option(
+    "--max-cells",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_CELLS,
+    show_default=True,
+    help="Refuse a suite that expands to more cells than this (counted before expanding): a typo in a sweep "
+    "should not start a million-cell run.",
+)
+@click.option(
+    "--show-output",
+    is_flag=True,
+    help="Show the cells' own output (prints, warnings) on stderr; by default it goes to each cell's log "
+    "(results/logs/<key>/), and the end of it is shown for cells that fail.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout (and nothing else there)."
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -307,6 +333,8 @@ def run(
     address: str | None,
     device: str,
     dry_run: bool,
+    max_cells: int,
+    show_output: bool,
     as_json: bool,
 ) -> None:
     """Run SUITE (a suite name or a path to a .toml file) and track every cell in MLflow.
@@ -323,7 +351,16 @@ def run(
     registry = state.registry(modules)
     suite_obj = resolve_suite(suite, registry)
     if dry_run:
-        _print_plan(suite_obj, registry, profile, overrides, state.results_dir, resume=not no_resume, as_json=as_json)
+        _print_plan(
+            suite_obj,
+            registry,
+            profile,
+            overrides,
+            state.results_dir,
+            resume=not no_resume,
+            as_json=as_json,
+            max_cells=max_cells,
+        )
         return
     uri = None if no_tracking else (tracking_uri or default_tracking_uri(state.results_dir))
     options = RunOptions(
@@ -336,14 +373,20 @@ def run(
         executor=executor,
         ray_address=address,
         device=device,
+        max_cells=max_cells,
+        show_output=show_output,
     )
     err = console(stderr=True)
-    summary = run_suite(
-        suite_obj, registry, options, progress=make_progress(err), notify=lambda message: err.print(message)
-    )
-    if as_json:
-        click.echo(summary_json(summary))
-    else:
+    # With --json, stdout holds the JSON alone: whatever the driver's libraries write to file descriptor 1
+    # during the run (and workers inherit) goes to stderr.
+    with stdout_to_stderr(as_json) as json_out:
+        summary = run_suite(
+            suite_obj, registry, options, progress=make_progress(err), notify=lambda message: err.print(message)
+        )
+        if as_json:
+            json_out.write(summary_json(summary) + "\n")
+            json_out.flush()
+    if not as_json:
         from harness.cli.output import print_summary
 
         print_summary(summary)
@@ -356,6 +399,9 @@ def run(
     ctx.exit(summary.exit_code)
 
 
+PLAN_TABLE_ROWS = 200
+
+
 def _print_plan(
     suite: Any,
     registry: Any,
@@ -365,21 +411,22 @@ def _print_plan(
     *,
     resume: bool,
     as_json: bool,
+    max_cells: int,
 ) -> None:
     """What ``harness run`` would do: the expanded cells, each marked done (a resume skips it) or to run."""
     from harness.tracking.journal import Journal
 
-    profile_name, cells = suite.expand(registry, profile, overrides)
+    profile_name, cells = suite.expand(registry, profile, overrides, max_cells=max_cells)
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
     journal_state = journal.read()
     finished = journal_state.finished_keys() if resume and journal.path.exists() else set()
     # A finished result of the same configuration under other code: the cell reruns because its code changed.
-    by_config = {r.cell.config_key: r.cell for r in journal_state.latest().values() if r.status == "ok"}
+    by_config = {r.cell.compute_config_key(): r.cell for r in journal_state.latest().values() if r.status == "ok"}
 
     def state_of(cell: Any) -> str:
         if cell.key in finished:
             return "done"
-        old = by_config.get(cell.config_key) if resume else None
+        old = by_config.get(cell.compute_config_key()) if resume else None
         if old is not None:
             changed = [c for c, v in cell.code_versions.items() if old.code_versions.get(c) != v]
             return f"to run: code changed ({', '.join(changed)})"
@@ -402,11 +449,21 @@ def _print_plan(
     if as_json:
         click.echo(json.dumps({"suite": suite.name, "profile": profile_name, "cells": plan}, indent=2))
         return
-    rows = [[c["label"], c["key"], c["state"], json.dumps(c["budget"], sort_keys=True)] for c in plan]
+    # A table of 10^5 rows takes a minute to draw and nobody reads it: the first rows, then counts by state.
+    shown = plan[:PLAN_TABLE_ROWS]
+    rows = [[c["label"], c["key"], c["state"], json.dumps(c["budget"], sort_keys=True)] for c in shown]
     to_run = sum(c["state"].startswith("to run") for c in plan)
     print_table(
         f"{suite.name} ({profile_name}): {to_run} of {len(plan)} cells to run", ["cell", "key", "state", "budget"], rows
     )
+    if len(plan) > len(shown):
+        from collections import Counter
+
+        states = Counter(c["state"] for c in plan)
+        click.echo(
+            f"... and {len(plan) - len(shown):,} more cells (--json lists them all); by state: "
+            + ", ".join(f"{count:,} {state}" for state, count in states.most_common())
+        )
 
 
 @cli.command()
@@ -441,6 +498,25 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
                     f"{refused} to {report.store} (parent run {report.parent_run_id})"
                 )
     ctx.exit(1 if any(r.error for r in reports) else 0)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(enabled: bool) -> Iterator[Any]:
+    """Point file descriptor 1 at stderr while the block runs; yield a writer to the real stdout."""
+    if not enabled:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    real_stdout = os.fdopen(os.dup(saved), "w", encoding="utf-8")
+    try:
+        yield real_stdout
+    finally:
+        real_stdout.close()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 class Terminated(KeyboardInterrupt):

@@ -62,6 +62,7 @@ class PlainProgress:
             markup=False,
             soft_wrap=True,
         )
+        print_output_tail(self.out, result)
 
     def stop(self) -> None:
         pass
@@ -103,9 +104,20 @@ class LiveProgress:
         self.progress.update(self.task, advance=1, failed=self.failed)
         if result.status == "failed":
             self.progress.console.print(f"[red]failed[/] {escape(result.cell.label)}: {escape(result.error or '')}")
+            print_output_tail(self.progress.console, result)
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def print_output_tail(out: Console, result: CellResult, lines: int = 15) -> None:
+    """The last lines a failed cell printed, and where the whole log is."""
+    if result.status != "failed" or not result.output_tail.strip():
+        return
+    tail = result.output_tail.rstrip().splitlines()[-lines:]
+    out.print(f"  output of the cell (last {len(tail)} lines; all of it in {result.log_path}):", markup=False)
+    for line in tail:
+        out.print(f"  | {line}", markup=False, soft_wrap=True)
 
 
 def make_progress(out: Console) -> PlainProgress | LiveProgress:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from harness.errors import BadInput, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
+from harness.run import DEFAULT_MAX_CELLS
 from harness.run.suite import Suite, metric_thresholds
 from harness.tracking.journal import Journal, JournalState, all_journals
 from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord
@@ -60,6 +61,8 @@ class RunOptions:
     ray_address: str | None = None
     max_retries: int = 2
     device: str = "auto"  # where cells that can use a GPU run: auto (a GPU if visible), cpu, cuda
+    max_cells: int = DEFAULT_MAX_CELLS
+    show_output: bool = False  # cells' output on the terminal instead of only in their logs
 
 
 @dataclass
@@ -196,10 +199,15 @@ def run_suite(
     * changed code: the cell key holds the code version, so the cell is a new cell and runs.
     """
     progress = progress or NoProgress()
-    profile, cells = suite.expand(registry, options.profile, options.overrides)
+    profile, cells = suite.expand(registry, options.profile, options.overrides, max_cells=options.max_cells)
     if options.device not in DEVICES:
         raise BadInput(f"device must be one of {', '.join(DEVICES)}, got {options.device!r}")
-    cells = [dataclasses.replace(cell, device=options.device, fresh_start=not options.resume) for cell in cells]
+    cells = [
+        dataclasses.replace(
+            cell, device=options.device, fresh_start=not options.resume, show_output=options.show_output
+        )
+        for cell in cells
+    ]
     if not cells:
         raise BadInput(f"{suite.path}: profile {profile!r} expands to no cells")
     options.results_dir.mkdir(parents=True, exist_ok=True)

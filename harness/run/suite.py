@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import BadInput
 from harness.plugins import PluginRegistry, UnknownName
+from harness.run import DEFAULT_MAX_CELLS
 from harness.run.code_version import spec_code_version
 from harness.specs import ParamError
 from harness.tracking.record import Cell, ComponentRef
@@ -25,6 +26,26 @@ from harness.tracking.record import Cell, ComponentRef
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_timeout(value: Any, where: str) -> float | None:
+    """A timeout is a positive, finite number of seconds (or absent): the one check for files and ``--set``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{where}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _timeout_field(value: Any) -> float | None:
+    return check_timeout(value, "timeout_s")
+
+
+def _thresholds_field(value: dict[str, float]) -> dict[str, float]:
+    for name, threshold in value.items():
+        if not math.isfinite(threshold) or threshold <= 0:
+            raise ValueError(f"threshold of {name!r} must be a positive fraction (0.05 = 5%), got {threshold!r}")
+    return value
 
 
 class Entry(_Strict):
@@ -47,6 +68,13 @@ class Entry(_Strict):
             suffix = ",".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
             points.append((f"{base_label}[{suffix}]", params))
         return points
+
+
+def _points(entry: Entry) -> int:
+    count = 1
+    for values in entry.sweep.values():
+        count *= len(values)
+    return count
 
 
 def _entries(value: Any) -> Any:
@@ -72,6 +100,8 @@ class Profile(_Strict):
     matrix: list[Matrix] | None = None
     description: str = ""
 
+    _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
+
 
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
@@ -87,6 +117,8 @@ class SuiteModel(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict)
 
     _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
+    _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
+    _check_thresholds = field_validator("thresholds")(_thresholds_field)
 
 
 class Suite:
@@ -100,6 +132,21 @@ class Suite:
     def name(self) -> str:
         return self.model.name
 
+    def _check_threshold_metrics(self, registry: PluginRegistry) -> None:
+        import difflib
+
+        declared = {name for matrix in self.matrices(None) for name in matrix.metrics} | set(self.model.metrics)
+        for profile in self.model.profiles.values():
+            declared |= {name for matrix in profile.matrix or [] for name in matrix.metrics}
+        for name in self.model.thresholds:
+            if name not in declared:
+                close = difflib.get_close_matches(name, sorted(declared), n=3)
+                hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise BadInput(
+                    f"{self.path}: [thresholds] names metric {name!r}, which the suite does not measure.{hint} "
+                    f"Its metrics: {', '.join(sorted(declared)) or 'none'}"
+                )
+
     def matrices(self, profile: Profile | None) -> list[Matrix]:
         if profile is not None and profile.matrix is not None:
             return profile.matrix
@@ -109,6 +156,21 @@ class Suite:
                 0, Matrix(algorithms=self.model.algorithms or [], environments=self.model.environments or [])
             )
         return matrices
+
+    def budget_keys(self) -> set[str]:
+        """Every budget key some profile of this file sets: what ``--set budget.KEY`` may name."""
+        return {key for profile in self.model.profiles.values() for key in profile.budget}
+
+    def count_cells(self, profile: Profile, seeds: list[int], seeds_overridden: bool) -> int:
+        """How many cells the profile expands to at most (before duplicate keys merge), computed without
+        expanding: the product of the matrices' sizes."""
+        total = 0
+        for matrix in self.matrices(profile):
+            matrix_seeds = seeds if seeds_overridden else (matrix.seeds or seeds)
+            algorithms = sum(_points(entry) for entry in matrix.algorithms)
+            environments = sum(_points(entry) for entry in matrix.environments)
+            total += algorithms * environments * len(matrix_seeds)
+        return total
 
     def profile(self, name: str | None) -> tuple[str, Profile]:
         chosen = name or self.model.default_profile
@@ -120,14 +182,27 @@ class Suite:
         raise BadInput(f"{self.path}: suite {self.name!r} has no profile {chosen!r} (profiles: {available})")
 
     def expand(
-        self, registry: PluginRegistry, profile_name: str | None = None, overrides: Sequence[str] = ()
+        self,
+        registry: PluginRegistry,
+        profile_name: str | None = None,
+        overrides: Sequence[str] = (),
+        max_cells: int = DEFAULT_MAX_CELLS,
     ) -> tuple[str, list[Cell]]:
         """Resolve names and parameters against the plugins and return ``(profile, cells)``.
 
-        Raises :class:`BadInput` naming the file and key for anything that cannot run.
+        Raises :class:`BadInput` naming the file and key for anything that cannot run, and for a profile of
+        more than ``max_cells`` cells (counted before anything is expanded).
         """
         chosen, profile = self.profile(profile_name)
         settings = _apply_overrides(self, profile, overrides)
+        count = self.count_cells(profile, settings["seeds"], settings["seeds_overridden"])
+        if count > max_cells:
+            raise BadInput(
+                f"{self.path}: profile {chosen!r} has {count:,} cells, more than the limit of {max_cells:,}. "
+                "Check the sweeps and seeds for a typo, or raise the limit with --max-cells N."
+            )
+        self._check_threshold_metrics(registry)
+        budget = dict(settings["budget"])  # one mapping shared by the cells (Cell is frozen; nobody mutates it)
         cells: list[Cell] = []
         seen: set[str] = set()
         for index, matrix in enumerate(self.matrices(profile)):
@@ -161,6 +236,7 @@ class Suite:
                         settings["params"],
                         (algorithm_entry.name, algorithm_entry.label, algorithm_label),
                         f"{where}.algorithms",
+                        algorithm_entry.sweep,
                     )
                     environment_ref = _component(
                         environment,
@@ -168,16 +244,20 @@ class Suite:
                         settings["params"],
                         (environment_entry.name, environment_entry.label, environment_label),
                         f"{where}.environments",
+                        environment_entry.sweep,
                     )
-                    for seed in seeds:
-                        key = Cell.compute_key(
-                            algorithm_ref,
-                            environment_ref,
-                            seed,
-                            tuple(metric_names),
-                            settings["budget"],
-                            metric_code,
-                        )
+                    keys = Cell.keys_for_seeds(
+                        algorithm_ref, environment_ref, seeds, tuple(metric_names), settings["budget"], metric_code
+                    )
+                    config_keys = Cell.keys_for_seeds(
+                        algorithm_ref,
+                        environment_ref,
+                        seeds,
+                        tuple(metric_names),
+                        settings["budget"],
+                        with_code=False,
+                    )
+                    for seed, key, config_key in zip(seeds, keys, config_keys, strict=True):
                         if key in seen:
                             continue
                         seen.add(key)
@@ -189,7 +269,7 @@ class Suite:
                                 environment=environment_ref,
                                 seed=seed,
                                 metrics=tuple(metric_names),
-                                budget=dict(settings["budget"]),
+                                budget=budget,
                                 timeout_s=settings["timeout_s"],
                                 label=f"{algorithm_label}/{environment_label}/seed={seed}",
                                 key=key,
@@ -197,6 +277,7 @@ class Suite:
                                 algorithm_label=algorithm_label,
                                 environment_label=environment_label,
                                 metric_code=metric_code,
+                                config_key=config_key,
                             )
                         )
         _check_param_overrides_used(self, settings["params"], registry)
@@ -216,6 +297,7 @@ def _component(
     profile_params: Mapping[str, Any],
     aliases: tuple[str, str | None, str],
     where: str,
+    sweep: Mapping[str, list[Any]] | None = None,
 ) -> ComponentRef:
     params = dict(entry_params)
     # Profile and --set overrides address an entry by its name, its label or its swept label.
@@ -225,6 +307,13 @@ def _component(
         for key, value in profile_params.items():
             prefix, _, param = key.rpartition(".")
             if prefix == alias:
+                if sweep and param in sweep:
+                    # Overriding a swept parameter would collapse the sweep's cells into one that is still
+                    # labelled with a swept value: the label and the cell would disagree.
+                    raise BadInput(
+                        f"{where}: {key} overrides a swept parameter ({param} is swept over {sweep[param]}); "
+                        "edit the sweep in the suite file, or give the entry a second, unswept copy"
+                    )
                 params[param] = value
     spec = registered.spec
     try:
@@ -291,11 +380,24 @@ def _apply_overrides(suite: Suite, profile: Profile, overrides: Sequence[str]) -
                 raise BadInput(f"--set seeds={value!r}: expected a list of integers, for example [0,1,2]")
             settings["seeds"], settings["seeds_overridden"] = value, True
         elif key == "timeout_s":
-            if not isinstance(value, (int, float)) or value <= 0 or math.isnan(value):
-                raise BadInput(f"--set timeout_s={value!r}: expected a positive number of seconds")
-            settings["timeout_s"] = float(value)
+            try:
+                settings["timeout_s"] = check_timeout(value, f"--set timeout_s={value!r}")
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
         elif key.startswith("budget."):
-            settings["budget"][key.removeprefix("budget.")] = value
+            budget_key = key.removeprefix("budget.")
+            known = suite.budget_keys()
+            if budget_key not in known:
+                import difflib
+
+                close = difflib.get_close_matches(budget_key, sorted(known), n=3)
+                hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise BadInput(
+                    f"--set {key}: no profile of {suite.path} has a budget key {budget_key!r}.{hint} "
+                    f"Known: {', '.join(sorted(known)) or 'none'} (a new key would change every cell's key "
+                    "while no plugin reads it; add it to a profile's budget in the suite file first)"
+                )
+            settings["budget"][budget_key] = value
         elif "." in key:
             settings["params"][key] = value
         else:
@@ -314,12 +416,26 @@ def _format_validation_error(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_suite_file(path: Path) -> Suite:
-    """Parse and validate one suite file; raise :class:`BadInput` with the file, line or key at fault."""
+def read_suite_text(path: Path) -> str:
+    """The file's text; :class:`BadInput` naming the file (and the byte offset of the first byte that is not
+    UTF-8, which TOML requires) when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise BadInput(f"cannot read suite file {path}: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise BadInput(
+            f"{path}: not UTF-8 text (byte {exc.start}, line {line}: {raw[exc.start : exc.start + 1]!r}); "
+            "TOML suite files must be UTF-8: re-save it as UTF-8 (iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def load_suite_file(path: Path) -> Suite:
+    """Parse and validate one suite file; raise :class:`BadInput` with the file, line or key at fault."""
+    text = read_suite_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -335,22 +451,34 @@ def suite_search_dirs() -> list[Path]:
     return [Path.cwd() / "suites"]
 
 
-def available_suites(registry: PluginRegistry) -> dict[str, tuple[Path, str]]:
-    """Suite name -> (file, source) for ./suites/*.toml and plugin-shipped suites (local files win)."""
+def available_suites(
+    registry: PluginRegistry, problems: dict[Path, str] | None = None
+) -> dict[str, tuple[Path, str]]:
+    """Suite name -> (file, source) for ./suites/*.toml and plugin-shipped suites (local files win).
+
+    A file that cannot be read or parsed does not hide the others: it is listed under its file name, and
+    what is wrong with it goes into ``problems`` (file -> message) when given.
+    """
     found: dict[str, tuple[Path, str]] = {}
     for path, record in registry.suite_files:
-        found[_suite_name(path)] = (path, f"plugin {record.name}")
+        found[_suite_name(path, problems)] = (path, f"plugin {record.name}")
     for directory in suite_search_dirs():
         for path in sorted(directory.glob("*.toml")):
-            found[_suite_name(path)] = (path, str(directory))
+            found[_suite_name(path, problems)] = (path, str(directory))
     return found
 
 
-def _suite_name(path: Path) -> str:
+def _suite_name(path: Path, problems: dict[Path, str] | None = None) -> str:
     try:
-        name = tomllib.loads(path.read_text(encoding="utf-8")).get("name")
-    except (OSError, tomllib.TOMLDecodeError):
+        name = tomllib.loads(read_suite_text(path)).get("name")
+    except BadInput as exc:
         name = None
+        if problems is not None:
+            problems[path] = str(exc)
+    except tomllib.TOMLDecodeError as exc:
+        name = None
+        if problems is not None:
+            problems[path] = f"{path}: TOML syntax error: {exc}"
     return name if isinstance(name, str) else path.stem
 
 

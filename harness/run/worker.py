@@ -5,6 +5,7 @@ Nothing here imports MLflow: workers only compute and return a :class:`CellResul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,68 @@ def choose_device(cell: Cell, *resources: Resources) -> str:
     return "cpu"
 
 
+#: How much of a failed cell's captured output its record keeps (the whole log stays in the log file).
+OUTPUT_TAIL_CHARS = 4000
+
+
+@contextlib.contextmanager
+def captured_output(log_path: Path | None) -> Iterator[None]:
+    """Send everything this process writes to file descriptors 1 and 2 (Python prints, C libraries, MuJoCo's
+    warnings) to ``log_path`` while the cell runs, so a plugin's output never mixes into the driver's stdout
+    (``--json``); with ``None``, leave the output where it goes."""
+    if log_path is None:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - OUTPUT_TAIL_CHARS))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int = 1) -> CellResult:
-    """Run one cell in this process and return its result; never raises for a cell's own failure."""
+    """Run one cell in this process and return its result; never raises for a cell's own failure.
+
+    The cell's output goes to ``results/logs/<key>/<record id>.log`` (unless the run shows it); the record
+    names the file and, for a cell that did not succeed, keeps the end of it.
+    """
+    record_id = uuid.uuid4().hex
+    log_path = None if cell.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
+    with captured_output(log_path):
+        result = _execute(cell, plugin_options, results_dir, attempt, record_id)
+    if log_path is not None and log_path.exists():
+        if log_path.stat().st_size == 0:
+            log_path.unlink()
+        else:
+            result.log_path = str(log_path)
+            if result.status != "ok":
+                result.output_tail = _tail(log_path)
+    return result
+
+
+def _execute(
+    cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int, record_id: str
+) -> CellResult:
     registry = registry_for(plugin_options)
     started = time.time()
     result = CellResult(
@@ -107,7 +168,7 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         started_at=started,
         worker=worker_name(),
         attempt=attempt,
-        record_id=uuid.uuid4().hex,
+        record_id=record_id,
     )
     context: CellContext | None = None
     try:
@@ -143,7 +204,14 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
                     f"metric {name!r} returned {value!r} ({type(value).__name__}); "
                     "compute() must return a float or None"
                 )
-            metrics[name] = float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                # A NaN score reported as "ok" would empty the leaderboard without a word: it is a failure.
+                raise ValueError(
+                    f"metric {name!r} is {number} (not a finite number); the cell's outcome or data went wrong "
+                    "(check the dataset for NaN/inf values, and the training curves for divergence)"
+                )
+            metrics[name] = number
         result.status = "ok"
         result.metrics = metrics
         result.history = list(context.history)
@@ -154,6 +222,11 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
         result.status = "skipped"
         result.error = str(exc)
         result.error_type = "CellSkipped"
+    except MemoryError as exc:
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {describe_memory_error(exc)}"
+        result.error_type = type(exc).__name__
+        result.traceback = traceback.format_exc()
     except Exception as exc:
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
@@ -165,6 +238,25 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
             _close(context.components.get("environment"))
         result.finished_at = time.time()
     return result
+
+
+def describe_memory_error(exc: MemoryError) -> str:
+    """What ran out, for a reader: numpy's own message (it names the size asked for) or the process's and the
+    machine's memory when Python knows no more than "MemoryError"."""
+    message = str(exc).strip()
+    try:
+        import psutil
+
+        process = psutil.Process().memory_info().rss / 2**30
+        machine = psutil.virtual_memory()
+        facts = (
+            f"this worker held {process:.2f} GiB; the machine had {machine.available / 2**30:.2f} GiB of "
+            f"{machine.total / 2**30:.2f} GiB available"
+        )
+    except Exception:  # psutil missing or the probe itself failed: say what we know
+        facts = "memory facts unavailable"
+    asked = f"{message}; " if message else "out of memory (Python could not allocate more); "
+    return f"{asked}{facts}. Lower the batch size or dataset size, or run fewer --jobs at once"
 
 
 def _close(environment: Any) -> None:

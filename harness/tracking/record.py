@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +39,17 @@ class ComponentRef:
     params: Mapping[str, Any] = field(default_factory=dict)
     #: A hash of the source behind the spec's callable (:mod:`harness.run.code_version`); part of the key.
     code_version: str = ""
+
+    def key_payload(self, with_code: bool = True) -> dict[str, Any]:
+        """The fields as ``dataclasses.asdict`` gives them, built directly (expansion makes 10^5 of these)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "plugin": self.plugin,
+            "plugin_version": self.plugin_version,
+            "params": dict(self.params),
+            "code_version": self.code_version if with_code else "",
+        }
 
 
 #: Values of ``harness run --device``, kept on every :class:`Cell`.
@@ -66,11 +77,16 @@ class Cell:
     #: The run asked for fresh results (``--no-resume``, nightly and calibrate repeats): a checkpoint an earlier
     #: attempt left is discarded before the first attempt. Not part of the key.
     fresh_start: bool = False
+    #: The run shows cells' output on the terminal (``--show-output``) instead of only in each cell's log.
+    show_output: bool = False
     #: The suite's labels of the algorithm and environment entries (with the swept values), as fields.
     algorithm_label: str = ""
     environment_label: str = ""
     #: Metric name -> code version of its ``compute``; part of the key.
     metric_code: Mapping[str, str] = field(default_factory=dict)
+
+    #: :meth:`compute_config_key` of this cell, filled in by suite expansion ("" where a record predates it).
+    config_key: str = ""
 
     @staticmethod
     def compute_key(
@@ -82,24 +98,45 @@ class Cell:
         metric_code: Mapping[str, str] | None = None,
     ) -> str:
         """A stable hash of the resolved config, the seed, the plugins' names and versions and the code."""
+        return Cell.keys_for_seeds(algorithm, environment, [seed], metrics, budget, metric_code)[0]
+
+    @staticmethod
+    def keys_for_seeds(
+        algorithm: ComponentRef,
+        environment: ComponentRef,
+        seeds: Sequence[int],
+        metrics: tuple[str, ...],
+        budget: Mapping[str, Any],
+        metric_code: Mapping[str, str] | None = None,
+        with_code: bool = True,
+    ) -> list[str]:
+        """:meth:`compute_key` for each seed, serializing the shared part once.
+
+        The canonical JSON sorts keys and ``"seed"`` sorts last, so the document for a seed is the shared
+        document with ``,"seed":N`` inserted before its closing brace (a test checks this equals serializing
+        the whole payload).
+        """
         payload: dict[str, Any] = {
-            "algorithm": asdict(algorithm),
-            "environment": asdict(environment),
-            "seed": seed,
+            "algorithm": algorithm.key_payload(with_code),
+            "environment": environment.key_payload(with_code),
             "metrics": sorted(metrics),
             "budget": dict(budget),
         }
-        if metric_code:
+        if metric_code and with_code:
             payload["metric_code"] = dict(sorted(metric_code.items()))
-        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
+        shared = canonical_json(payload)[:-1]
+        return [
+            hashlib.sha256(f"{shared},\"seed\":{int(seed)}}}".encode()).hexdigest()[:20] for seed in seeds
+        ]
 
-    @property
-    def config_key(self) -> str:
+    def compute_config_key(self) -> str:
         """The key this cell would have with no code versions: equal for the same configuration under old and
         new code, so ``--dry-run`` can say a cell reruns *because its code changed*."""
-        algorithm = ComponentRef(**{**asdict(self.algorithm), "code_version": ""})
-        environment = ComponentRef(**{**asdict(self.environment), "code_version": ""})
-        return Cell.compute_key(algorithm, environment, self.seed, self.metrics, self.budget)
+        if self.config_key:
+            return self.config_key
+        return Cell.keys_for_seeds(
+            self.algorithm, self.environment, [self.seed], self.metrics, self.budget, with_code=False
+        )[0]
 
     @property
     def code_versions(self) -> dict[str, str]:
@@ -144,6 +181,9 @@ class CellResult:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     #: The configuration of the suite run that produced it (:attr:`SuiteRunRecord.config_id`).
     config_id: str = ""
+    #: The cell's captured stdout and stderr (on the worker's machine), and its end for a cell that failed.
+    log_path: str = ""
+    output_tail: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property

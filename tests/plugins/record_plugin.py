@@ -44,6 +44,29 @@ def run_checkpointed(*, environment: Any, params: dict[str, Any], context: CellC
     return {"score": float(state["step"]), "resumed_steps": resumed, "nonce": random.random()}
 
 
+def run_nan(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    return {"score": float("nan")}
+
+
+def run_out_of_memory(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    raise MemoryError()
+
+
+def run_noisy(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Writes to stdout the three ways plugins do: print, a native write to fd 1, and a warning."""
+    import os
+    import sys
+    import warnings
+
+    print("hello from print")
+    sys.stdout.flush()
+    os.write(1, b"native write to fd 1\n")
+    warnings.warn(f"a library warning ({context.cell['key']})", stacklevel=1)  # new text: shown each time
+    if params["fail"]:
+        raise RuntimeError("noisy cell fails")
+    return {"score": 1.0}
+
+
 @hookimpl
 def harness_algorithms() -> list[AlgorithmSpec]:
     def spec(name: str, run: str, *params: Param) -> AlgorithmSpec:
@@ -60,4 +83,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
             Param("stop_at", -1),
             Param("sleep_after", 0.0),
         ),
+        spec("nan", "record_plugin:run_nan"),
+        spec("out-of-memory", "record_plugin:run_out_of_memory"),
+        spec("noisy", "record_plugin:run_noisy", Param("fail", False)),
     ]

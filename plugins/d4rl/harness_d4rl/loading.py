@@ -88,7 +88,28 @@ def read_d4rl_hdf5(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, A
     for key, ndim in (("observations", 2), ("actions", 2), ("rewards", 1), ("terminals", 1), ("timeouts", 1)):
         if key in arrays and arrays[key].ndim != ndim:
             raise DatasetError(f"{path}: key {key!r} has shape {arrays[key].shape}, expected {ndim} dimensions")
+    check_finite(arrays, str(path))
     return arrays, attrs
+
+
+def check_finite(arrays: dict[str, np.ndarray], where: str) -> None:
+    """Refuse NaN or inf in the arrays training reads: they would train silently into a NaN score.
+
+    Raises :class:`DatasetError` naming the file, the key and the first bad row.
+    """
+    for key in ("observations", "actions", "rewards", "next_observations"):
+        array = arrays.get(key)
+        if array is None or not np.issubdtype(np.asarray(array).dtype, np.floating):
+            continue
+        finite = np.isfinite(array)
+        if not finite.all():
+            bad_rows = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
+            row = int(bad_rows[0])
+            value = np.asarray(array[row]).ravel()[~np.isfinite(np.asarray(array[row]).ravel())][0]
+            raise DatasetError(
+                f"{where}: key {key!r} holds a non-finite value ({value}) at row {row} "
+                f"({len(bad_rows)} row(s) in all); fix or regenerate the file"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -237,6 +258,7 @@ def load_minari(dataset_id: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]
         parts["rewards"].append(np.asarray(episode.rewards))
         parts["terminals"].append(np.asarray(episode.terminations))
     transitions = {key: np.concatenate(value).astype(np.float32) for key, value in parts.items()}
+    check_finite(transitions, f"Minari dataset {dataset_id!r} ({path})")
     metadata = dict(dataset.storage.metadata)
     metadata["path"] = str(path)
     metadata["env_spec_object"] = dataset.spec.env_spec

@@ -177,3 +177,21 @@ def test_d4rl_ant_observations_are_mapped_to_v5(tmp_path: Path) -> None:
     kept = np.delete(np.arange(19), 10)  # row 10 is a timeout, row 19 the last row
     np.testing.assert_array_equal(observations[:, :27], rows["observations"][kept, :27])
     np.testing.assert_array_equal(observations[:, 27:], rows["observations"][kept, 33:])
+
+
+@pytest.mark.parametrize(
+    ("key", "row", "value"), [("observations", 5, np.nan), ("actions", 2, np.inf), ("rewards", 4, -np.inf)]
+)
+def test_non_finite_values_are_refused_naming_the_file_key_and_first_row(
+    tmp_path: Path, key: str, row: int, value: float
+) -> None:
+    arrays = hand_built_rows()
+    arrays[key] = np.array(arrays[key], dtype=np.float64)
+    arrays[key][row] = value
+    arrays[key][-1] = value  # a second bad row: the first one is named
+    path = write_file(tmp_path / "bad.hdf5", arrays)
+    with pytest.raises(DatasetError) as caught:
+        read_d4rl_hdf5(path)
+    message = str(caught.value)
+    assert str(path) in message and f"key {key!r}" in message and f"at row {row}" in message
+    assert "2 row(s) in all" in message

@@ -22,7 +22,8 @@ algorithms = [{ name = "bc", params = { batch_size = 32 } }]
 environments = [{ name = "hopper-medium-replay", params = { max_episode_steps = 50 } }]
 
 [profiles.smoke]
-budget = { gradient_steps = 60, eval_every = 60, eval_episodes = 1, d4rl_generate_if_missing = true, d4rl_generate_steps = 400, d4rl_generate_budget = 100 }
+budget = { gradient_steps = 60, eval_every = 60, eval_episodes = 1, d4rl_generate_if_missing = true, \
+d4rl_generate_steps = 400, d4rl_generate_budget = 100 }
 """
 
 
