@@ -68,5 +68,5 @@ def test_every_rl_algorithm_runs_through_the_cli(tmp_path):
     assert sorted(by_label) == sorted(cells)
     iql_run = by_label["iql"]
     assert iql_run.data.metrics["return_mean"] == pytest.approx(cells["iql"]["metrics"]["return_mean"])
-    history = client.get_metric_history(iql_run.info.run_id, "normalized_score")
+    history = client.get_metric_history(iql_run.info.run_id, "curve/normalized_score")  # curves: curve/<name>
     assert [m.step for m in history] == [20]
