@@ -38,6 +38,8 @@ GPU_WORKLOADS = {
 
 
 def record(benchmark, workload: SoftmaxWorkload, passes, ceiling_gbps: float, threads) -> None:
+    if benchmark.stats is None:  # --benchmark-disable: the kernel ran once (and was checked), nothing timed
+        return
     median = benchmark.stats.stats.median
     gbps = workload.min_traffic_bytes / median / 1e9
     benchmark.extra_info.update(
