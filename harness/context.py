@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: Seconds between two progress events of one cell (a changed note or completed work is sent at once).
+PROGRESS_INTERVAL_S = 0.5
+
 
 @dataclass
 class CellContext:
@@ -38,6 +41,9 @@ class CellContext:
             ``algorithm_params``, ``environment_params``, ``key``).
         measurements: free-form values written by ``harness_execute_cell`` wrappers (timers, memory probes)
             for metrics to read.
+        inputs: the datasets the cell read, recorded with :meth:`log_input`.
+
+    Long loops report how far they are with :meth:`progress`; the run display shows it live.
     """
 
     seed: int
@@ -54,6 +60,31 @@ class CellContext:
     # The resolved callables of this cell (``make``, ``run``) and the made environment; runner-internal.
     components: dict[str, Any] = field(default_factory=dict, repr=False)
     _checked_names: set[str] = field(default_factory=set, repr=False)
+    #: Where :meth:`progress` sends its events (the executor's channel to the driver); None: nowhere.
+    progress_sink: Any = field(default=None, repr=False)
+    _progress_sent: float = field(default=0.0, repr=False)
+    _progress_note: str = field(default="", repr=False)
+
+    def progress(self, done: float, total: float | None = None, note: str = "") -> None:
+        """Say how far the cell's work is: ``done`` of ``total`` units (gradient steps, environment steps, QAT
+        steps), with a phase ``note`` ("generating dataset", "evaluating").
+
+        Cheap enough to call every step: an event leaves the worker at most twice a second (immediately when
+        the note changes or the work completes), so the run display can show each running cell's bar, phase and
+        an overall ETA that keeps moving. Without a display (in-process checks) it does nothing.
+        """
+        sink = self.progress_sink
+        if sink is None:
+            return
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if note == self._progress_note and not finished and now - self._progress_sent < PROGRESS_INTERVAL_S:
+            return
+        self._progress_sent, self._progress_note = now, note
+        try:
+            sink({"key": self.cell.get("key", ""), "done": float(done), "total": total, "note": str(note)})
+        except Exception:  # the display is a convenience; the cell's work must never fail because of it
+            self.progress_sink = None
 
     def log(self, name: str, value: float, step: int) -> None:
         """Record one point of a curve (for example a score over training steps).

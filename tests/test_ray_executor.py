@@ -27,6 +27,17 @@ from core_support import HARNESS, harness_env, load_json, mlflow_cell_runs, run_
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
+def test_progress_from_ray_workers_reaches_the_driver(tmp_path: Path, ray_head: str) -> None:
+    write_suite(tmp_path, "progress", 'algorithms = [{name = "progressing", params = {steps = 40, step_s = 0.2}}]\n'
+                'environments = ["constant"]\n')  # fmt: skip
+    process = run_harness("-p", "fixture_plugin", "-p", "record_plugin", "run", "progress.toml", "--executor", "ray",
+                          "--address", ray_head, "--no-tracking", "--json", cwd=tmp_path, env=driver_env())  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    assert load_json(process)["counts"]["ok"] == 1
+    status = [line for line in process.stderr.splitlines() if "running:" in line]
+    assert any("progressing/constant/seed=0" in line and "/40 training" in line for line in status), process.stderr
+
+
 # An algorithm that writes "cell-key pid node-id" when it starts, so a test can kill exactly that worker or node.
 PROBE_PLUGIN = '''"""Written by tests/test_ray_executor.py."""
 import os

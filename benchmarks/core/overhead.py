@@ -33,8 +33,11 @@ class Arrivals:
         self.times: list[float] = []
         self.started = 0.0
 
-    def start(self, total: int, already_done: int) -> None:
+    def start(self, total: int, already_done: int, cells=()) -> None:
         self.started = time.perf_counter()
+
+    def cell_progress(self, event) -> None:
+        pass
 
     def advance(self, result) -> None:
         self.times.append(time.perf_counter())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,21 +40,96 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     console().print(table)
 
 
+class RunningCells:
+    """What the display knows of the cells that are running: label, start, done of total, phase note.
+
+    Fed from an executor thread (:meth:`update`) and the driver loop (:meth:`finish`), hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.labels: dict[str, str] = {}
+        self.running: dict[str, dict[str, Any]] = {}
+
+    def expect(self, cells: Sequence[Any]) -> None:
+        self.labels.update({cell.key: cell.label for cell in cells})
+
+    def update(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        key = str(event.get("key", ""))
+        if key not in self.labels:
+            return None
+        with self.lock:
+            state = self.running.setdefault(
+                key, {"label": self.labels[key], "started": time.monotonic(), "done": 0.0, "total": None, "note": ""}
+            )
+            state.update(done=float(event.get("done", 0.0)), total=event.get("total"), note=event.get("note", ""))
+            return dict(state)
+
+    def finish(self, key: str) -> None:
+        with self.lock:
+            self.running.pop(key, None)
+
+    def fraction_running(self) -> float:
+        """Sum of the running cells' completed fractions (for an overall ETA that moves between cells)."""
+        with self.lock:
+            return sum(
+                min(1.0, s["done"] / s["total"]) for s in self.running.values() if s["total"] and s["total"] > 0
+            )
+
+    def lines(self) -> list[str]:
+        now = time.monotonic()
+        with self.lock:
+            states = list(self.running.values())
+        return [describe_running(state, now) for state in states]
+
+
+def describe_running(state: dict[str, Any], now: float) -> str:
+    amount = f"{state['done']:.0f}/{state['total']:.0f}" if state["total"] else f"{state['done']:.0f}"
+    note = f" {state['note']}" if state["note"] else ""
+    return f"{state['label']} {amount}{note} ({_clock(now - state['started'])})"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 class PlainProgress:
-    """One line per finished cell, for logs and CI (no terminal)."""
+    """For logs, CI and ``--json`` (no terminal): a line per finished cell, and at most one status line of the
+    running cells every :attr:`interval_s` seconds, never a redraw per step."""
+
+    interval_s = 5.0
 
     def __init__(self, out: Console) -> None:
         self.out = out
         self.total = self.done = self.failed = 0
         self.started = time.monotonic()
+        self.cells = RunningCells()
+        self._last_status = 0.0
 
-    def start(self, total: int, already_done: int) -> None:
+    def start(self, total: int, already_done: int, cells: Sequence[Any] = ()) -> None:
         self.total, self.done = total, already_done
         self.started = time.monotonic()
+        self.cells.expect(cells)
         if already_done:
             self.out.print(f"resuming: {already_done} of {total} cells already finished", soft_wrap=True)
 
+    def cell_progress(self, event: dict[str, Any]) -> None:
+        if self.cells.update(event) is None:
+            return
+        now = time.monotonic()
+        if now - self._last_status < self.interval_s:
+            return
+        self._last_status = now
+        finished = self.done + self.cells.fraction_running()
+        elapsed = now - self.started
+        eta = f", ETA {_clock(elapsed / finished * (self.total - finished))}" if finished > 0 else ""
+        self.out.print(
+            f"[{self.done}/{self.total}{eta}] running: " + "; ".join(self.cells.lines()), markup=False, soft_wrap=True
+        )
+
     def advance(self, result: CellResult) -> None:
+        self.cells.finish(result.cell.key)
         self.done += 1
         self.failed += result.status == "failed"
         detail = f" - {result.error}" if result.error else ""
@@ -69,12 +145,12 @@ class PlainProgress:
 
 
 class LiveProgress:
-    """A rich progress bar: cells done, failed, elapsed and ETA."""
+    """A rich display: the overall bar (cells done, failed, elapsed, an ETA that counts the running cells'
+    progress), and under it one bar per running cell with its phase and elapsed time."""
 
     def __init__(self, out: Console) -> None:
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
             TextColumn,
             TimeElapsedColumn,
@@ -82,26 +158,61 @@ class LiveProgress:
         )
 
         self.progress = Progress(
-            TextColumn("[bold]cells"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
+            TextColumn("{task.fields[eta_label]}"),
             TimeRemainingColumn(),
             console=out,
             transient=False,
         )
         self.task: Any = None
         self.failed = 0
+        self.done = 0
+        self.total = 0
+        self.cells = RunningCells()
+        self.cell_tasks: dict[str, Any] = {}
 
-    def start(self, total: int, already_done: int) -> None:
+    def start(self, total: int, already_done: int, cells: Sequence[Any] = ()) -> None:
+        self.total, self.done = total, already_done
+        self.cells.expect(cells)
         self.progress.start()
-        self.task = self.progress.add_task("cells", total=total, completed=already_done, failed=0)
+        self.task = self.progress.add_task(
+            "cells", total=total, completed=already_done, amount=f"{already_done}/{total}", note="0 failed",
+            eta_label="ETA",
+        )  # fmt: skip
+
+    def _overall(self) -> None:
+        completed = self.done + self.cells.fraction_running()
+        self.progress.update(self.task, completed=completed, amount=f"{self.done}/{self.total}",
+                             note=f"{self.failed} failed")  # fmt: skip
+
+    def cell_progress(self, event: dict[str, Any]) -> None:
+        state = self.cells.update(event)
+        if state is None:
+            return
+        key = str(event["key"])
+        amount = f"{state['done']:.0f}/{state['total']:.0f}" if state["total"] else ""
+        if key not in self.cell_tasks:
+            self.cell_tasks[key] = self.progress.add_task(
+                f"  {state['label']}", total=state["total"], completed=state["done"], amount=amount,
+                note=state["note"], eta_label="",
+            )  # fmt: skip
+        else:
+            self.progress.update(self.cell_tasks[key], total=state["total"], completed=state["done"], amount=amount,
+                                 note=state["note"])  # fmt: skip
+        self._overall()
 
     def advance(self, result: CellResult) -> None:
+        self.cells.finish(result.cell.key)
+        task = self.cell_tasks.pop(result.cell.key, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.done += 1
         self.failed += result.status == "failed"
-        self.progress.update(self.task, advance=1, failed=self.failed)
+        self._overall()
         if result.status == "failed":
             self.progress.console.print(f"[red]failed[/] {escape(result.cell.label)}: {escape(result.error or '')}")
             print_output_tail(self.progress.console, result)

@@ -33,16 +33,23 @@ class Executor(Protocol):
 
 
 class Progress(Protocol):
-    def start(self, total: int, already_done: int) -> None: ...
+    """The run display. ``cell_progress`` gets running cells' events (``key``, ``done``, ``total``, ``note``)
+    from an executor thread; ``advance`` a finished cell's result from the driver loop."""
+
+    def start(self, total: int, already_done: int, cells: Sequence[Cell] = ()) -> None: ...
     def advance(self, result: CellResult) -> None: ...
+    def cell_progress(self, event: dict[str, Any]) -> None: ...
     def stop(self) -> None: ...
 
 
 class NoProgress:
-    def start(self, total: int, already_done: int) -> None:
+    def start(self, total: int, already_done: int, cells: Sequence[Cell] = ()) -> None:
         pass
 
     def advance(self, result: CellResult) -> None:
+        pass
+
+    def cell_progress(self, event: dict[str, Any]) -> None:
         pass
 
     def stop(self) -> None:
@@ -257,8 +264,10 @@ def run_suite(
             logger = BackgroundLogger(delivery)
         _call_observers(registry.hook.harness_run_started, run=run_info)
         results: list[CellResult] = []
-        progress.start(len(cells), len(cells) - len(todo))
+        progress.start(len(cells), len(cells) - len(todo), todo)
         executor = make_executor(options, registry.options) if todo else None
+        if executor is not None and hasattr(executor, "on_progress"):
+            executor.on_progress = getattr(progress, "cell_progress", None)
         try:
             for result in executor.run(todo) if executor else ():
                 result.config_id = run_record.config_id

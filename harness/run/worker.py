@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +137,25 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int = 1) -> CellResult:
+def execute_cell(
+    cell: Cell,
+    plugin_options: PluginOptions,
+    results_dir: str | Path,
+    attempt: int = 1,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> CellResult:
     """Run one cell in this process and return its result; never raises for a cell's own failure.
 
     The cell's output goes to ``results/logs/<key>/<record id>.log`` (unless the run shows it); the record
-    names the file and, for a cell that did not succeed, keeps the end of it.
+    names the file and, for a cell that did not succeed, keeps the end of it. ``progress`` receives the cell's
+    progress events (:meth:`harness.CellContext.progress`), the first one as the cell starts.
     """
     record_id = uuid.uuid4().hex
+    if progress is not None:
+        _send(progress, {"key": cell.key, "done": 0.0, "total": None, "note": "starting", "started": time.time()})
     log_path = None if cell.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
     with captured_output(log_path):
-        result = _execute(cell, plugin_options, results_dir, attempt, record_id)
+        result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress)
     if log_path is not None and log_path.exists():
         if log_path.stat().st_size == 0:
             log_path.unlink()
@@ -157,8 +166,20 @@ def execute_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str | P
     return result
 
 
+def _send(progress: Callable[[dict[str, Any]], None], event: dict[str, Any]) -> None:
+    try:
+        progress(event)
+    except Exception:  # a display channel that broke must not fail the cell
+        pass
+
+
 def _execute(
-    cell: Cell, plugin_options: PluginOptions, results_dir: str | Path, attempt: int, record_id: str
+    cell: Cell,
+    plugin_options: PluginOptions,
+    results_dir: str | Path,
+    attempt: int,
+    record_id: str,
+    progress: Callable[[dict[str, Any]], None] | None,
 ) -> CellResult:
     registry = registry_for(plugin_options)
     started = time.time()
@@ -184,6 +205,7 @@ def _execute(
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
         result.device = choose_device(cell, algorithm.resources, environment.resources)
         context = make_context(cell, results_dir, started, result.device)
+        context.progress_sink = progress
         if cell.fresh_start and attempt == 1:
             # A checkpoint belongs to one attempt: a fresh run never continues a finished or older attempt.
             shutil.rmtree(context.checkpoint_dir, ignore_errors=True)

@@ -67,6 +67,15 @@ def run_noisy(*, environment: Any, params: dict[str, Any], context: CellContext)
     return {"score": 1.0}
 
 
+def run_progressing(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """A long loop in miniature that reports every step, as the first-party training loops do."""
+    for step in range(params["steps"]):
+        context.progress(step, params["steps"], "training")
+        time.sleep(params["step_s"])
+    context.progress(params["steps"], params["steps"], "evaluating")
+    return {"score": float(params["steps"])}
+
+
 @hookimpl
 def harness_algorithms() -> list[AlgorithmSpec]:
     def spec(name: str, run: str, *params: Param) -> AlgorithmSpec:
@@ -86,4 +95,5 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("nan", "record_plugin:run_nan"),
         spec("out-of-memory", "record_plugin:run_out_of_memory"),
         spec("noisy", "record_plugin:run_noisy", Param("fail", False)),
+        spec("progressing", "record_plugin:run_progressing", Param("steps", 10), Param("step_s", 0.1)),
     ]

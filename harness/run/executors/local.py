@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from typing import Any
 
 import pebble
 
@@ -36,7 +38,23 @@ def _exit_with_the_driver(driver_pid: int, poll_s: float = 1.0) -> None:
     os._exit(1)
 
 
-def _initialize_worker(options: PluginOptions, threads: int) -> None:
+#: The worker's end of the driver's progress queue (set by the pool initializer).
+_progress_queue: Any = None
+
+
+def _send_progress(event: dict[str, Any]) -> None:
+    if _progress_queue is not None:
+        _progress_queue.put_nowait(event)
+
+
+def _run_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str) -> CellResult:
+    """What the pool runs: the cell, with its progress events on the queue to the driver."""
+    return execute_cell(cell, plugin_options, results_dir, progress=_send_progress)
+
+
+def _initialize_worker(options: PluginOptions, threads: int, progress_queue: Any = None) -> None:
+    global _progress_queue
+    _progress_queue = progress_queue
     threading.Thread(
         target=_exit_with_the_driver, args=(os.getppid(),), name="harness-driver-watch", daemon=True
     ).start()
@@ -62,19 +80,40 @@ class LocalExecutor:
         self.jobs = max(1, jobs)
         self.plugin_options = plugin_options
         self.results_dir = str(results_dir)
+        #: Receives each progress event of a running cell, on a driver thread (set by the runner).
+        self.on_progress: Callable[[dict[str, Any]], None] | None = None
         # spawn, not fork: the driver runs a tracking thread, and forking a threaded process can deadlock.
+        context = multiprocessing.get_context("spawn")
+        self._progress: Any = context.Queue()
         self._pool = pebble.ProcessPool(
             max_workers=self.jobs,
             initializer=_initialize_worker,
-            initargs=(plugin_options, threads_per_worker(self.jobs)),
-            context=multiprocessing.get_context("spawn"),
+            initargs=(plugin_options, threads_per_worker(self.jobs), self._progress),
+            context=context,
         )
+        self._reading = threading.Event()
+        self._reader = threading.Thread(target=self._read_progress, name="harness-progress", daemon=True)
+        self._reader.start()
+
+    def _read_progress(self) -> None:
+        while not self._reading.is_set():
+            try:
+                event = self._progress.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, ValueError):  # the queue was closed under us at shutdown
+                return
+            if self.on_progress is not None:
+                try:
+                    self.on_progress(event)
+                except Exception:  # the display must never stop the run
+                    pass
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
         futures = {}
         for cell in cells:
             future = self._pool.schedule(
-                execute_cell, args=(cell, self.plugin_options, self.results_dir), timeout=cell.timeout_s
+                _run_cell, args=(cell, self.plugin_options, self.results_dir), timeout=cell.timeout_s
             )
             futures[future] = (cell, time.time())
         for future in as_completed(futures):
@@ -96,3 +135,7 @@ class LocalExecutor:
         else:
             self._pool.close()
         self._pool.join()
+        self._reading.set()
+        self._reader.join(timeout=5)
+        self._progress.close()
+        self._progress.join_thread()

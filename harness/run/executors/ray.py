@@ -55,10 +55,11 @@ _POLL_S = 0.5
 
 @ray.remote(num_returns="streaming", max_retries=0)
 def _run_cell_task(
-    cell: Cell, plugin_options: PluginOptions, results_dir: str, attempt: int
+    cell: Cell, plugin_options: PluginOptions, results_dir: str, attempt: int, progress_queue: Any = None
 ) -> Iterator[dict[str, Any] | CellResult]:
     yield {"worker": worker_name(), "node": ray.get_runtime_context().get_node_id()}
-    yield execute_cell(cell, plugin_options, results_dir, attempt)
+    progress = progress_queue.put_nowait if progress_queue is not None else None
+    yield execute_cell(cell, plugin_options, results_dir, attempt, progress=progress)
 
 
 @dataclass
@@ -154,6 +155,10 @@ class RayExecutor:
         self.address = address
         self._owns_connection = False
         self._in_flight: dict[Any, _Attempt] = {}
+        #: Receives each progress event of a running cell (set by the runner); events travel through a Ray
+        #: queue actor, at most two a second per cell, and are drained by the driver's polling loop.
+        self.on_progress: Any = None
+        self._progress_queue: Any = None
         # Ray prints its error messages (a worker died, a task cannot be scheduled) on the driver's stdout,
         # which belongs to `harness run --json`: while Ray is in use here, they go to stderr with the progress.
         self._saved_stdout = sys.stdout
@@ -208,10 +213,29 @@ class RayExecutor:
 
     def _submit(self, attempt: _Attempt, resources: CellResources) -> None:
         task = _run_cell_task.options(**resources.ray_options(), name=f"harness:{attempt.cell.label}")
-        generator = task.remote(attempt.cell, self.plugin_options, self.results_dir, attempt.number)
+        generator = task.remote(
+            attempt.cell, self.plugin_options, self.results_dir, attempt.number, self._progress_queue
+        )
         self._in_flight[generator] = attempt
 
+    def _drain_progress(self) -> None:
+        if self._progress_queue is None or self.on_progress is None:
+            return
+        try:
+            events = self._progress_queue.get_nowait_batch(self._progress_queue.qsize())
+        except Exception:  # the queue actor went away with its node: progress is a convenience
+            return
+        for event in events:
+            try:
+                self.on_progress(event)
+            except Exception:
+                pass
+
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
+        if self.on_progress is not None and self._progress_queue is None:
+            from ray.util.queue import Queue
+
+            self._progress_queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
         nodes = self._node_capacities()
         cluster_has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
         resources_of: dict[str, CellResources] = {}
@@ -231,6 +255,7 @@ class RayExecutor:
             ready, _ = ray.wait(generators, num_returns=1, timeout=_POLL_S)
             if ready:  # collect everything else that is ready too, without waiting
                 ready, _ = ray.wait(generators, num_returns=len(generators), timeout=0)
+            self._drain_progress()
             for generator in ready:
                 result = self._receive(generator, resources_of)
                 if result is not None:

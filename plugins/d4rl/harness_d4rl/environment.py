@@ -287,4 +287,4 @@ def _generate_tiny(env_name: str, quality: str, params: Mapping[str, Any], conte
     config = GenerationConfig(
         env=env_name, quality=quality, steps=steps, budget=budget, seed=0, out=out, device=context.device
     )
-    return generate_dataset(config)
+    return generate_dataset(config, progress=getattr(context, "progress", None))

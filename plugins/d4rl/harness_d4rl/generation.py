@@ -22,6 +22,7 @@ than the full protocol gives a quicker, weaker dataset whose file name says ``-b
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable
@@ -83,14 +84,39 @@ class GenerationInterrupted(RuntimeError):
     """``should_stop`` asked generation to stop; everything done so far is checkpointed in the work folder."""
 
 
-def generate_dataset(config: GenerationConfig, log: Log | None = None, should_stop: StopCheck | None = None) -> Path:
+#: Where generation reports how far it is (``progress(done, total, note)``, e.g. a cell's ``context.progress``)
+#: while :func:`generate_dataset` runs; a context variable rather than a parameter of every inner step.
+_PROGRESS: contextvars.ContextVar[Callable[..., None] | None] = contextvars.ContextVar("progress", default=None)
+
+
+def _report(done: float, total: float | None, note: str) -> None:
+    progress = _PROGRESS.get()
+    if progress is not None:
+        progress(done, total, note)
+
+
+def generate_dataset(
+    config: GenerationConfig,
+    log: Log | None = None,
+    should_stop: StopCheck | None = None,
+    progress: Callable[..., None] | None = None,
+) -> Path:
     """Generate (or finish generating) the dataset ``config`` describes; returns the HDF5 path.
 
     An existing output with the same generation settings is returned as is. Parallel callers asking for the
     same output wait for one another through a file lock. ``should_stop`` is polled during training and
     rollouts (a deadline, a signal); when it returns True the progress is checkpointed and
-    :class:`GenerationInterrupted` is raised: calling again with the same config resumes.
+    :class:`GenerationInterrupted` is raised: calling again with the same config resumes. ``progress`` is
+    called as ``progress(done, total, note)`` while the policies train (a cell passes ``context.progress``).
     """
+    token = _PROGRESS.set(progress)
+    try:
+        return _generate(config, log, should_stop)
+    finally:
+        _PROGRESS.reset(token)
+
+
+def _generate(config: GenerationConfig, log: Log | None, should_stop: StopCheck | None) -> Path:
     from filelock import FileLock
 
     say = log or (lambda message: None)
@@ -272,6 +298,7 @@ def _training_progress(
     def log(name: str, value: float, step: int) -> None:
         if name != "episode_return":
             return
+        _report(step, total_steps, f"generating dataset: training the {role} policy")
         returns.append(value)
         now = time.monotonic()
         if now - last["time"] < every_s:

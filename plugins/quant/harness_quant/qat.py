@@ -31,7 +31,10 @@ def finetune(
     model.train()
     losses: list[float] = []
     start = time.perf_counter()
+    progress = getattr(context, "progress", None)
     for step in range(steps):
+        if progress is not None:
+            progress(step, steps, "QAT fine-tuning")
         loss = workload.loss(model, workload.train_batch(rng))
         value = float(loss.detach())
         if not math.isfinite(value):

@@ -108,7 +108,10 @@ def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dic
     model = copy.deepcopy(environment.model)
     model.eval()
     start = time.perf_counter()
-    for name in environment.quantizable:
+    progress = getattr(context, "progress", None)
+    for index, name in enumerate(environment.quantizable):
+        if progress is not None:
+            progress(index, len(environment.quantizable), f"GPTQ calibration: layer {name}")
         hessian = layer_hessian(model, name, environment)
         layer = model.get_submodule(name)
         matrix = layer.weight.detach().reshape(layer.weight.shape[0], -1)
