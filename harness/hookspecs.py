@@ -23,6 +23,13 @@ Rules the harness keeps, so that plugins can rely on them:
   names both, and neither is used.
 * A plugin module may set ``HARNESS_API_VERSION = "1.0"`` (the hook API it was written against, see
   :data:`harness.HOOK_API_VERSION`); a plugin whose major version differs from the harness's is refused.
+* What a cell's callables get from the harness is the :class:`harness.CellContext`: the seed, the device,
+  the budget, a deadline, a checkpoint folder, ``context.log(name, value, step)`` for curves (names MLflow
+  accepts: letters, digits, ``_ - . : /`` and spaces), ``context.log_input(...)`` for the datasets the cell
+  read (their origin, path and sha256 reach the record), and ``context.progress(done, total, note)`` for long
+  loops (rate-limited, so it can be called every step; the run display shows it live).
+* A metric that comes out NaN or inf fails its cell; a cell's prints and warnings go to its log file, never
+  into ``harness run --json``.
 
 Where each hook runs:
 
