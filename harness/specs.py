@@ -219,6 +219,12 @@ class MetricSpec(_Spec):
     task_kinds: tuple[str, ...] = ()
     threshold: float = 0.05
     requires: Requirement = None
+    # Whether values on different environments mean the same thing (normalized scores, success rates), so
+    # a report may pool them into one ranking; otherwise algorithms are ranked per environment only.
+    comparable_across_tasks: bool = False
+    # Whether the value changes with the machine (timings, throughput, memory): `compare` refuses runs from
+    # different hardware only for such metrics. None: decided from the unit (time, rate or memory units).
+    depends_on_hardware: bool | None = None
 
     def check(self) -> None:
         self._check_common()

@@ -73,15 +73,16 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_report_contains_leaderboards_failures_machine_and_mlflow_command(report_dir: Path):
     html = (report_dir / "index.html").read_text()
-    for heading in ("Leaderboards", "Curves over training", "bandwidth roofline", "Side by side",
-                    "Failed and skipped cells", "Hardware and versions"):  # fmt: skip
+    for heading in ("Summary", "Leaderboards", "Curves over training", "measured bandwidth ceiling",
+                    "Side by side", "Failed and skipped cells", "Hardware and versions"):  # fmt: skip
         assert heading in html
+    assert html.index('id="summary"') < html.index('id="leaderboards"')
     assert "mlflow ui --backend-store-uri sqlite:///" in html
     assert "needs a GPU" in html and "skipped" in html
-    assert len(re.findall(r'<img src="data:image/png;base64,', html)) >= 6
-    # Nothing is fetched from anywhere: no http(s) resource, no script at all.
+    assert len(re.findall(r'<svg[^>]*class="plot"', html)) >= 4
+    # Nothing is fetched from anywhere: no http(s) resource; one script, ours, allowed by its hash alone.
     assert not re.search(r'(src|href)="https?:', html)
-    assert "<script" not in html
+    assert html.count("<script") == 1 and "script-src 'sha256-" in html
 
 
 def test_every_run_provided_string_is_escaped(report_dir: Path):
@@ -125,7 +126,7 @@ def test_chromium_loads_the_page_without_console_errors_and_shows_tables_and_plo
     assert image.shape[0] >= 2000
     non_white = (image < 240).any(axis=2)
     assert non_white.mean() > 0.03, "the screenshot is (nearly) blank"
-    # Plots are coloured (tab10 blue/orange), tables are black on white: both must be on screen.
+    # Plots are coloured (tab10 blue/orange), tables are dark on light: both must be on screen.
     blueish = (image[..., 2] > image[..., 0] + 60).mean()
     assert blueish > 0.001, "no plot colours in the screenshot"
     table_rows = (non_white[:, :600].mean(axis=1) > 0.5).sum()

@@ -10,6 +10,7 @@ Roofline plots are drawn for metrics whose unit is ``GB/s``; a GB/s metric whose
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -19,52 +20,54 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.stats import (
-    BootstrapConfig,
-    Estimate,
-    aggregate_all,
-    aggregate_estimate,
-    performance_profile,
-    probability_of_improvement,
-)
+from harness.analysis.ranking import RANKING_RULES, RankedRow, Ranking, describe_change, rank_metric
+from harness.analysis.stability import stability_warnings
+from harness.analysis.stats import BootstrapConfig, Estimate, performance_profile
 from harness.report import plots
-from harness.tracking.reader import RunStore, SuiteRun, scores_by_algorithm
+from harness.tracking.reader import RunStore, SuiteRun, scores_by_algorithm, values_by_case
 
 MAX_METRICS_PLOTTED = 12
 _CEILING_WORDS = ("ceiling", "roofline", "peak")
 
 
 @dataclass
-class LeaderboardRow:
-    rank: int
-    algorithm: str
-    estimates: dict[str, Estimate]
-    n_runs: int
-    n_environments: int
-
-
-@dataclass
 class MetricSection:
-    """Everything the report shows about one metric."""
+    """Everything the report shows about one metric: one ranking per comparable group."""
 
     name: str
     unit: str
     direction: str
     threshold: float
     description: str
-    leaderboard: list[LeaderboardRow]
+    rankings: list[Ranking]
     environments: list[str]
-    per_environment: dict[str, dict[str, Estimate]]  # algorithm -> environment -> mean with CI
-    improvement: Estimate | None = None  # P(first beats second)
-    plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, data URI)
+    comparable_across_tasks: bool = False
+    stability: list[str] = field(default_factory=list)  # "algorithm / environment: warning"
+    plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, inline SVG)
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.direction == "higher" else "↓"
+
+    @property
+    def leaderboard(self) -> list[RankedRow]:
+        """The first ranking's rows (the pooled one where there is one)."""
+        return self.rankings[0].rows if self.rankings else []
+
+
+@dataclass
+class SummaryColumn:
+    metric: str
+    unit: str
+    arrow: str
+    group: str
+    rows: dict[str, RankedRow]
 
 
 @dataclass
 class SideBySide:
-    """Two algorithms of one run, per metric and environment (the leaderboard diff a reviewer reads)."""
+    """The top two algorithms of each metric's ranking groups (the pair is chosen per metric and group)."""
 
-    first: str
-    second: str
     rows: list[dict[str, Any]]
 
 
@@ -74,67 +77,63 @@ class ReportContent:
     ui_command: str
     ui_path: str
     metrics: list[MetricSection]
+    summary_columns: list[SummaryColumn]
+    summary_algorithms: list[str]
     curve_plots: list[tuple[str, str]]
     roofline_plots: list[tuple[str, str]]
+    pareto_plots: list[tuple[str, str]]
     failures: list[dict[str, str]]
     machines: list[dict[str, str]]
     side_by_side: SideBySide | None
     comparison: Any | None
-    trends: list[tuple[str, str, str]]  # (metric, data URI, drift summary)
+    trends: list[tuple[str, str, str]]  # (metric, inline SVG, drift summary)
     bootstrap: BootstrapConfig
     seeds: list[str]
     generated: str
     counts: dict[str, int]
+    ranking_rules: str = RANKING_RULES
+    notes: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
         return f"{self.run.suite} ({self.run.profile})"
 
 
-def _leaderboard(
-    table: dict[str, dict[str, list[float]]], higher: bool, config: BootstrapConfig
-) -> list[LeaderboardRow]:
-    rows = []
-    for algorithm, per_env in table.items():
-        tasks = list(per_env.values())
-        rows.append(LeaderboardRow(0, algorithm, aggregate_all(tasks, config), sum(len(t) for t in tasks), len(tasks)))
-    rows.sort(key=lambda row: -row.estimates["iqm"].value if higher else row.estimates["iqm"].value)
-    for rank, row in enumerate(rows, start=1):
-        row.rank = rank
-    return rows
+def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
+    found = []
+    for (algorithm, environment), values in sorted(values_by_case(run, metric).items()):
+        for warning in stability_warnings(values, unit):
+            found.append(f"{algorithm} / {environment}: {warning}")
+    return found
 
 
 def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: bool) -> MetricSection:
     info = run.info(metric)
     table = scores_by_algorithm(run, metric)
-    board = _leaderboard(table, info.higher_is_better, config)
-    environments = sorted({env for per_env in table.values() for env in per_env})
-    per_environment = {
-        algorithm: {env: aggregate_estimate([values], "mean", config) for env, values in per_env.items()}
-        for algorithm, per_env in table.items()
-    }
-    section = MetricSection(
-        metric, info.unit, info.direction, info.threshold, info.description, board, environments, per_environment
+    rankings = rank_metric(
+        table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks
     )
-    if len(board) >= 2:
-        section.improvement = probability_of_improvement(
-            table[board[0].algorithm], table[board[1].algorithm], config, info.higher_is_better
-        )
-    if plot and board:
+    environments = sorted({env for per_env in table.values() for env in per_env})
+    section = MetricSection(
+        metric, info.unit, info.direction, info.threshold, info.description, rankings, environments,
+        info.comparable_across_tasks, _stability(run, metric, info.unit),
+    )  # fmt: skip
+    if plot and rankings:
         section.plots.append(
             (
-                "Aggregates with 95% stratified bootstrap intervals",
-                plots.aggregate_intervals(metric, info.unit, {row.algorithm: row.estimates for row in board}),
+                f"IQM with {config.confidence:.0%} stratified bootstrap intervals, per ranking group",
+                plots.ranking_intervals(metric, info.unit, rankings),
             )
         )
-        all_scores = np.concatenate([np.asarray(v, dtype=float) for per in table.values() for v in per.values()])
-        if all_scores.size >= 4 and np.ptp(all_scores) > 0:
+        pooled = [v for per in table.values() for values in per.values() for v in values]
+        all_scores = np.asarray(pooled, dtype=float)
+        if info.comparable_across_tasks and all_scores.size >= 4 and np.ptp(all_scores) > 0:
             thresholds = np.linspace(all_scores.min(), all_scores.max(), 60)
             profiles = {
                 row.algorithm: performance_profile(
                     list(table[row.algorithm].values()), thresholds, config, info.higher_is_better
                 )
-                for row in board
+                for row in rankings[0].rows
             }
             section.plots.append(
                 (
@@ -143,6 +142,18 @@ def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: b
                 )
             )
     return section
+
+
+def _summary(sections: Sequence[MetricSection]) -> tuple[list[SummaryColumn], list[str]]:
+    columns = []
+    algorithms: dict[str, None] = {}
+    for section in sections:
+        for ranking in section.rankings:
+            rows = {row.algorithm: row for row in ranking.rows}
+            for name in rows:
+                algorithms.setdefault(name, None)
+            columns.append(SummaryColumn(section.name, section.unit, section.arrow, ranking.group, rows))
+    return columns, sorted(algorithms)
 
 
 def _curve_plots(run: SuiteRun) -> list[tuple[str, str]]:
@@ -157,44 +168,59 @@ def _curve_plots(run: SuiteRun) -> list[tuple[str, str]]:
 
 
 def _roofline_plots(run: SuiteRun) -> list[tuple[str, str]]:
+    """Throughput against the measured ceiling: drawn only where the run measured a ceiling metric."""
     gbps = [m for m in run.metric_names if run.info(m).unit.replace(" ", "") == "GB/s"]
     ceilings = [m for m in gbps if any(word in m for word in _CEILING_WORDS)]
+    if not ceilings:
+        return []
+    ceiling_values: dict[str, list[float]] = {}
+    for (_algorithm, environment), samples in values_by_case(run, ceilings[0]).items():
+        ceiling_values.setdefault(environment, []).extend(samples)
     found = []
     for metric in [m for m in gbps if m not in ceilings][:MAX_METRICS_PLOTTED]:
-        values: dict[str, dict[str, float]] = {}
-        for (algorithm, environment), samples in _grouped(run, metric).items():
-            values.setdefault(algorithm, {})[environment] = float(np.median(samples))
-        ceiling_values: dict[str, float] = {}
-        if ceilings:
-            for (_algorithm, environment), samples in _grouped(run, ceilings[0]).items():
-                ceiling_values[environment] = max(ceiling_values.get(environment, 0.0), float(np.median(samples)))
-        found.append((metric, plots.roofline(metric, values, ceiling_values, ceilings[0] if ceilings else "")))
+        values = {case: samples for case, samples in values_by_case(run, metric).items()}
+        found.append((metric, plots.roofline(metric, values, ceiling_values, ceilings[0])))
     return found
 
 
-def _grouped(run: SuiteRun, metric: str) -> dict[tuple[str, str], list[float]]:
-    from harness.tracking.reader import values_by_case
+def _pareto_plots(run: SuiteRun) -> tuple[list[tuple[str, str]], list[str]]:
+    """Trade-off plots the suite declares (suite.json ``report.pareto``: pairs of metric names)."""
+    found, notes = [], []
+    pairs = run.report_options.get("pareto") or []
+    for pair in pairs if isinstance(pairs, list) else []:
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            notes.append(f"[report] pareto entry {pair!r} is not a pair of metric names; skipped")
+            continue
+        x, y = str(pair[0]), str(pair[1])
+        missing = [m for m in (x, y) if m not in run.metric_names]
+        if missing:
+            notes.append(f"[report] pareto {x} against {y}: no values of {', '.join(missing)} in this run")
+            continue
+        xs, ys = values_by_case(run, x), values_by_case(run, y)
+        points = {case: (float(np.median(xs[case])), float(np.median(ys[case]))) for case in xs if case in ys}
+        found.append(
+            (f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points))
+        )
+    return found, notes
 
-    return values_by_case(run, metric)
 
-
-def _side_by_side(run: SuiteRun, sections: Sequence[MetricSection]) -> SideBySide | None:
-    ranked = [s for s in sections if len(s.leaderboard) >= 2]
-    if not ranked:
-        return None
-    first, second = ranked[0].leaderboard[0].algorithm, ranked[0].leaderboard[1].algorithm
+def _side_by_side(sections: Sequence[MetricSection]) -> SideBySide | None:
+    """Leader against runner-up of every ranking, in the ranking's aggregate (IQM), the change labelled."""
     rows = []
     for section in sections:
-        a, b = section.per_environment.get(first, {}), section.per_environment.get(second, {})
-        for env in section.environments:
-            if env in a and env in b:
-                x, y = a[env].value, b[env].value
-                change = (y - x) / abs(x) if x else math.nan
-                rows.append(
-                    {"metric": section.name, "unit": section.unit, "environment": env, "first": x, "second": y,
-                     "change": change}
-                )  # fmt: skip
-    return SideBySide(first, second, rows)
+        for ranking in section.rankings:
+            if len(ranking.rows) < 2:
+                continue
+            first, second = ranking.rows[0], ranking.rows[1]
+            change = describe_change(
+                first.estimate.value, second.estimate.value, section.direction == "higher", section.unit
+            )
+            rows.append(
+                {"metric": section.name, "unit": section.unit, "group": ranking.group, "first": first,
+                 "second": second, "change": change, "tied": second.tied,
+                 "probability": ranking.probability(first.algorithm, second.algorithm)}
+            )  # fmt: skip
+    return SideBySide(rows) if rows else None
 
 
 def _failures(run: SuiteRun) -> list[dict[str, str]]:
@@ -236,6 +262,15 @@ def build_report(
     """Compute every statistic and plot of the report for ``run``."""
     names = run.metric_names
     sections = [_metric_section(run, m, config, plot=i < MAX_METRICS_PLOTTED) for i, m in enumerate(names)]
+    summary_columns, summary_algorithms = _summary(sections)
+    pareto_plots, notes = _pareto_plots(run)
+    if comparison is not None and comparison.hardware_differences:
+        dependent = sorted({row.metric for row in comparison.rows if row.note.startswith("different hardware")})
+        notes.append(
+            "The compared runs come from different hardware or software; "
+            + (f"hardware-dependent metrics ({', '.join(dependent)}) are not comparable." if dependent else
+               "no compared metric depends on the hardware.")
+        )  # fmt: skip
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     for cell in run.cells:
         counts[cell.status] = counts.get(cell.status, 0) + 1
@@ -244,22 +279,71 @@ def build_report(
         ui_command=store.ui_command(),
         ui_path=f"#/experiments/{run.experiment_id}/runs/{run.run_id}",
         metrics=sections,
+        summary_columns=summary_columns,
+        summary_algorithms=summary_algorithms,
         curve_plots=_curve_plots(run),
         roofline_plots=_roofline_plots(run),
+        pareto_plots=pareto_plots,
         failures=_failures(run),
         machines=_machines(run),
-        side_by_side=_side_by_side(run, sections),
+        side_by_side=_side_by_side(sections),
         comparison=comparison,
         trends=trends or [],
         bootstrap=config,
         seeds=[str(s) for s in sorted({c.seed for c in run.cells})],
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         counts=counts,
+        notes=notes,
     )
 
 
+#: Sorts a table by the clicked header (numbers by their data-sort value); the page's only script, allowed by
+#: its hash in the Content-Security-Policy.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("thead th").forEach(function (th, index) {
+    th.tabIndex = 0;
+    th.title = "sort by this column";
+    var sort = function () {
+      var body = table.tBodies[0];
+      var descending = th.getAttribute("aria-sort") === "ascending";
+      table.querySelectorAll("thead th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      var key = function (row) {
+        var cell = row.cells[index];
+        if (!cell) { return ""; }
+        var raw = cell.getAttribute("data-sort");
+        if (raw !== null && raw !== "" && !isNaN(Number(raw))) { return Number(raw); }
+        return cell.textContent.trim().toLowerCase();
+      };
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (typeof x === "number" && typeof y !== "number") { return -1; }
+        if (typeof y === "number" && typeof x !== "number") { return 1; }
+        var order = x < y ? -1 : x > y ? 1 : 0;
+        return descending ? -order : order;
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", function (event) { if (event.key === "Enter") { sort(); } });
+  });
+});
+"""
+
+
+def _sort_key(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return repr(float(value))
+
+
 def render_html(content: ReportContent) -> str:
+    import base64
+
     import jinja2
+    import markupsafe
 
     from harness.report.formats import format_change, format_p, format_value
 
@@ -272,10 +356,17 @@ def render_html(content: ReportContent) -> str:
     )
     environment.filters["value"] = lambda v, unit="": format_value(v, unit)
     environment.filters["interval"] = _interval
+    environment.filters["sortkey"] = _sort_key
     environment.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1%}"
+    # Plots are SVG markup we drew (matplotlib escapes every label), so they go in unescaped.
+    environment.filters["svg"] = lambda markup: markupsafe.Markup(markup)
+    script_hash = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
     environment.globals.update(format_change=format_change, format_p=format_p, format_value=format_value)
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(content.run.start_time_ms / 1000))
-    return environment.get_template("report.html.j2").render(c=content, run=content.run, started=start)
+    return environment.get_template("report.html.j2").render(
+        c=content, run=content.run, started=start, sort_script=markupsafe.Markup(SORT_SCRIPT),
+        script_hash=script_hash,
+    )  # fmt: skip
 
 
 def _interval(estimate: Estimate) -> str:
@@ -286,8 +377,19 @@ def _interval(estimate: Estimate) -> str:
     return f"[{format_value(estimate.low)}, {format_value(estimate.high)}]"
 
 
+def _md_estimate(row: RankedRow) -> str:
+    from harness.report.formats import _md_cell, format_value
+
+    text = format_value(row.estimate.value)
+    if row.estimate.has_interval:
+        text += " " + _md_cell(_interval(row.estimate))
+    if row.caution:
+        text += f" ⚠ {_md_cell(row.caution)}"
+    return text
+
+
 def render_markdown(content: ReportContent) -> str:
-    from harness.report.formats import _md_cell, format_value, to_markdown
+    from harness.report.formats import _md_cell, to_markdown
 
     run = content.run
     lines = [
@@ -298,31 +400,40 @@ def render_markdown(content: ReportContent) -> str:
         + f" · {content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped"
         + f" · {_md_cell(run.machine.get('cpu', '?'))} / GPU {_md_cell(run.machine.get('gpu', 'none'))}",
         "",
+        f"_{_md_cell(content.ranking_rules)}_",
+        "",
     ]
+    for note in content.notes:
+        lines += [f"> {_md_cell(note)}", ""]
     for section in content.metrics:
         arrow = "higher is better" if section.direction == "higher" else "lower is better"
         unit = f" ({_md_cell(section.unit)})" if section.unit and section.unit != "1" else ""
-        lines += [
-            f"## {_md_cell(section.name)}{unit}, {arrow}",
-            "",
-            "| # | algorithm | IQM [95% CI] | mean | median | runs |",
-            "|---|---|---|---|---|---|",
-        ]
-        for row in section.leaderboard:
-            iqm = row.estimates["iqm"]
-            lines.append(
-                f"| {row.rank} | {_md_cell(row.algorithm)} | {format_value(iqm.value)} {_md_cell(_interval(iqm))} | "
-                f"{format_value(row.estimates['mean'].value)} | {format_value(row.estimates['median'].value)} | "
-                f"{row.n_runs} |"
-            )
-        if section.improvement is not None and not math.isnan(section.improvement.value):
-            first, second = section.leaderboard[0].algorithm, section.leaderboard[1].algorithm
+        lines += [f"## {_md_cell(section.name)}{unit}, {arrow}", ""]
+        for ranking in section.rankings:
             lines += [
+                f"**{_md_cell(ranking.group)}**",
                 "",
-                f"P({_md_cell(first)} beats {_md_cell(second)}) = {section.improvement.value:.2f} "
-                f"{_md_cell(_interval(section.improvement))}",
+                "| # | algorithm | IQM [95% CI] | runs |",
+                "|---|---|---|---|",
             ]
-        lines.append("")
+            for row in ranking.rows:
+                lines.append(
+                    f"| {row.rank_label} | {_md_cell(row.algorithm)} | {_md_estimate(row)} | {row.n_runs} |"
+                )
+            if len(ranking.rows) >= 2:
+                first, second = ranking.rows[0].algorithm, ranking.rows[1].algorithm
+                probability = ranking.probability(first, second)
+                if probability is not None and not math.isnan(probability.value):
+                    lines += [
+                        "",
+                        f"P({_md_cell(first)} beats {_md_cell(second)}) = {probability.value:.2f} "
+                        f"{_md_cell(_interval(probability))}",
+                    ]
+            lines.append("")
+        for warning in section.stability:
+            lines.append(f"- ⚠ {_md_cell(warning)}")
+        if section.stability:
+            lines.append("")
     if content.failures:
         lines += ["## Failed and skipped cells", "", "| status | algorithm | environment | seed | reason |",
                   "|---|---|---|---|---|"]  # fmt: skip

@@ -19,6 +19,7 @@ side of a comparison.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ VERSION_TAG_PREFIX = "harness.versions."
 FINGERPRINT_FIELDS = ("harness.machine.cpu", "harness.machine.gpu")
 
 _TIME_UNITS = {"s", "ms", "us", "µs", "ns", "min", "h"}
+_MEMORY_UNITS = {"b", "bytes", "kb", "kib", "mb", "mib", "gb", "gib"}
 
 
 def is_timing_unit(unit: str) -> bool:
@@ -58,6 +60,8 @@ class MetricInfo:
     direction: str = "higher"
     threshold: float = 0.05
     description: str = ""
+    comparable_across_tasks: bool = False
+    depends_on_hardware: bool | None = None  # None: decided from the unit (see is_hardware_dependent)
 
     @property
     def higher_is_better(self) -> bool:
@@ -66,6 +70,13 @@ class MetricInfo:
     @property
     def is_timing(self) -> bool:
         return is_timing_unit(self.unit)
+
+    @property
+    def is_hardware_dependent(self) -> bool:
+        """Whether the metric's value changes with the machine (timings, throughput, memory)."""
+        if self.depends_on_hardware is not None:
+            return self.depends_on_hardware
+        return is_timing_unit(self.unit) or self.unit.strip().lower() in _MEMORY_UNITS
 
 
 @dataclass
@@ -125,6 +136,8 @@ class SuiteRun:
     thresholds: dict[str, float]
     cells: list[CellRun]
     run_name: str = ""
+    #: The suite's ``[report]`` declaration as suite.json holds it (e.g. ``{"pareto": [["x", "y"], ...]}``).
+    report_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_baseline(self) -> bool:
@@ -164,7 +177,7 @@ class SuiteRun:
         """The metric's declaration, with the suite's threshold override applied."""
         base = self.metric_info.get(metric, MetricInfo(metric))
         if metric in self.thresholds:
-            return MetricInfo(base.name, base.unit, base.direction, self.thresholds[metric], base.description)
+            return dataclasses.replace(base, threshold=self.thresholds[metric])
         return base
 
     @property
@@ -278,6 +291,8 @@ class RunStore:
                 direction=str(spec.get("direction", "higher")),
                 threshold=float(spec.get("threshold", 0.05)),
                 description=str(spec.get("description", "")),
+                comparable_across_tasks=bool(spec.get("comparable_across_tasks", False)),
+                depends_on_hardware=_optional_bool(spec.get("depends_on_hardware")),
             )
             for name, spec in (suite_info.get("metrics") or {}).items()
         }
@@ -299,6 +314,7 @@ class RunStore:
             thresholds=thresholds,
             cells=cells,
             run_name=parent.info.run_name or "",
+            report_options=dict(suite_info.get("report") or {}) if isinstance(suite_info.get("report"), dict) else {},
         )
 
     def _cell(self, run: Any) -> CellRun:
@@ -387,6 +403,10 @@ def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
 def _finite(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
@@ -465,3 +485,12 @@ def metric_union(runs: Iterable[SuiteRun]) -> list[str]:
 
 def describe_metric(info: MetricInfo) -> Mapping[str, Any]:
     return {"unit": info.unit, "direction": info.direction, "threshold": info.threshold}
+
+
+def values_by_case_and_seed(run: SuiteRun, metric: str) -> dict[tuple[str, str], dict[int, float]]:
+    """Metric values of the run's ok cells by (algorithm, environment), then by seed (for paired tests)."""
+    grouped: dict[tuple[str, str], dict[int, float]] = {}
+    for cell in run.ok_cells:
+        if metric in cell.metrics:
+            grouped.setdefault(cell.case, {})[cell.seed] = cell.metrics[metric]
+    return grouped

@@ -1,0 +1,217 @@
+"""Honest leaderboards: rank within comparable groups, tie what the data cannot separate, say when n is small.
+
+The rules (written on every report page, see :data:`RANKING_RULES`):
+
+* **Comparable groups.** A metric is ranked per environment (task): a softmax kernel's wall time is not
+  ranked against a quantizer's. Only a metric that declares ``comparable_across_tasks`` (normalized scores,
+  success rates) also gets a pooled ranking over all environments.
+* **One aggregate.** Every table ranks by, and shows, one aggregate: the IQM (rliable), with its stratified
+  bootstrap interval.
+* **Ties.** Algorithms are sorted by the aggregate in the metric's direction. An algorithm whose interval
+  overlaps the leader's interval of its tie group (or, without intervals, whose value equals it) shares that
+  rank and is marked tied; ranks are competition ranks (1, 1, 3).
+* **Small samples.** With fewer than :data:`MIN_RUNS_FOR_INTERVAL` runs there is no interval and no
+  probability of improvement ("n=1"); an interval from fewer than :data:`CAUTION_BELOW_RUNS` runs carries a
+  caution.
+
+Everything here is a pure function over ``algorithm -> environment -> run values``; randomness comes in
+through a :class:`~harness.analysis.stats.BootstrapConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from harness.analysis.stats import BootstrapConfig, Estimate, aggregate_estimate, probability_of_improvement
+
+RANKING_AGGREGATE = "iqm"
+MIN_RUNS_FOR_INTERVAL = 2
+CAUTION_BELOW_RUNS = 5
+#: At most this many algorithms (the best ranked) get a probability-of-improvement matrix.
+MAX_MATRIX_ALGORITHMS = 6
+POOLED = "all environments (pooled)"
+
+RANKING_RULES = (
+    "Ranked per environment by the IQM (interquartile mean over seeds) in the metric's direction; metrics "
+    "declared comparable across tasks also get a pooled ranking. An algorithm whose 95% interval overlaps the "
+    "interval of the first algorithm of its tie group (or, without intervals, with an equal value) shares that "
+    "rank and is marked tied (=). With fewer than 2 runs no interval or probability is shown (n=1); intervals "
+    "from fewer than 5 runs are marked with a caution (⚠): the bootstrap understates their width."
+)
+
+#: Scores of one metric: algorithm -> environment -> run values (one per seed).
+ScoreTable = Mapping[str, Mapping[str, Sequence[float]]]
+
+
+@dataclass
+class RankedRow:
+    """One algorithm in one ranking group."""
+
+    rank: int
+    algorithm: str
+    estimate: Estimate
+    tied: bool = False
+    best: bool = False
+
+    @property
+    def n_runs(self) -> int:
+        return self.estimate.n_runs
+
+    @property
+    def caution(self) -> str:
+        """Why the interval should be read with care ('' when it need not be)."""
+        if self.estimate.n_runs < MIN_RUNS_FOR_INTERVAL:
+            return f"n={self.estimate.n_runs}: no interval"
+        if self.estimate.n_runs < CAUTION_BELOW_RUNS:
+            return f"only {self.estimate.n_runs} runs: the interval is optimistic"
+        return ""
+
+    @property
+    def rank_label(self) -> str:
+        return f"={self.rank}" if self.tied else str(self.rank)
+
+
+@dataclass
+class Ranking:
+    """The ranking of one metric within one comparable group (an environment, or all of them pooled)."""
+
+    group: str
+    higher_is_better: bool
+    rows: list[RankedRow]
+    #: (better, worse) -> P(a run of better beats a run of worse), for the best ranked algorithms.
+    improvement: dict[tuple[str, str], Estimate] = field(default_factory=dict)
+
+    @property
+    def matrix_algorithms(self) -> list[str]:
+        return [row.algorithm for row in self.rows[:MAX_MATRIX_ALGORITHMS]]
+
+    def probability(self, first: str, second: str) -> Estimate | None:
+        """P(a run of ``first`` beats a run of ``second``), or None when it cannot be estimated (n < 2)."""
+        if (first, second) in self.improvement:
+            return self.improvement[(first, second)]
+        if (second, first) in self.improvement:
+            e = self.improvement[(second, first)]
+            return Estimate(1 - e.value, 1 - e.high, 1 - e.low, e.n_runs, e.n_tasks)
+        return None
+
+
+def _overlaps(a: Estimate, b: Estimate) -> bool:
+    if a.value == b.value:
+        return True
+    if not (a.has_interval and b.has_interval):
+        return False
+    return a.low <= b.high and b.low <= a.high
+
+
+def rank_estimates(estimates: Mapping[str, Estimate], higher_is_better: bool) -> list[RankedRow]:
+    """Sort by value in the metric's direction, tie overlapping intervals, assign competition ranks."""
+    finite = {name: e for name, e in estimates.items() if not math.isnan(e.value)}
+    order = sorted(finite, key=lambda name: (-finite[name].value if higher_is_better else finite[name].value, name))
+    rows: list[RankedRow] = []
+    head: RankedRow | None = None
+    for position, name in enumerate(order, start=1):
+        estimate = finite[name]
+        if head is not None and _overlaps(head.estimate, estimate):
+            row = RankedRow(head.rank, name, estimate, tied=True)
+            head.tied = True
+        else:
+            row = RankedRow(position, name, estimate)
+            head = row
+        rows.append(row)
+    for row in rows:
+        row.best = row.rank == 1
+    return rows
+
+
+def _single_run(values: Sequence[float]) -> Estimate:
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    value = finite[0] if finite else math.nan
+    return Estimate(value, math.nan, math.nan, len(finite), 1 if finite else 0)
+
+
+def rank_group(
+    scores: Mapping[str, Sequence[Sequence[float]]],
+    higher_is_better: bool,
+    config: BootstrapConfig,
+    group: str,
+    *,
+    with_matrix: bool = True,
+) -> Ranking:
+    """Rank algorithms given each one's runs per task (``algorithm -> [runs of task 1, runs of task 2, ...]``)."""
+    estimates = {}
+    for algorithm, tasks in scores.items():
+        n = sum(len(task) for task in tasks)
+        if n < MIN_RUNS_FOR_INTERVAL:
+            estimates[algorithm] = _single_run([v for task in tasks for v in task])
+        else:
+            estimates[algorithm] = aggregate_estimate(tasks, RANKING_AGGREGATE, config)
+    ranking = Ranking(group, higher_is_better, rank_estimates(estimates, higher_is_better))
+    if with_matrix:
+        names = ranking.matrix_algorithms
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                if min(estimates[first].n_runs, estimates[second].n_runs) < MIN_RUNS_FOR_INTERVAL:
+                    continue
+                by_task_a = {str(k): v for k, v in enumerate(scores[first])}
+                by_task_b = {str(k): v for k, v in enumerate(scores[second])}
+                ranking.improvement[(first, second)] = probability_of_improvement(
+                    by_task_a, by_task_b, config, higher_is_better
+                )
+    return ranking
+
+
+def rank_metric(
+    table: ScoreTable,
+    higher_is_better: bool,
+    config: BootstrapConfig,
+    *,
+    comparable_across_tasks: bool = False,
+) -> list[Ranking]:
+    """Rankings of one metric: one per environment, plus a pooled one when the metric is comparable across tasks.
+
+    The pooled ranking treats environments as rliable's tasks (stratified bootstrap); it only includes
+    algorithms that ran on every environment, so no algorithm wins by skipping the hard tasks.
+    """
+    environments = sorted({env for per_env in table.values() for env in per_env})
+    rankings = []
+    if comparable_across_tasks and len(environments) > 1:
+        complete = {a: per_env for a, per_env in table.items() if all(env in per_env for env in environments)}
+        if complete:
+            pooled = {a: [list(per_env[env]) for env in environments] for a, per_env in complete.items()}
+            rankings.append(rank_group(pooled, higher_is_better, config, POOLED))
+    for env in environments:
+        group = {a: [list(per_env[env])] for a, per_env in table.items() if env in per_env}
+        rankings.append(rank_group(group, higher_is_better, config, env))
+    return rankings
+
+
+def near_zero(base: float, other: float, relative_floor: float = 1e-3) -> bool:
+    """Whether ``base`` is too close to zero for a relative change to mean anything.
+
+    True when |base| is below ``relative_floor`` times the larger magnitude of the pair, or exactly 0.
+    """
+    scale = max(abs(base), abs(other))
+    return scale == 0 or abs(base) < relative_floor * scale or abs(base) < 1e-12
+
+
+def describe_change(base: float, other: float, higher_is_better: bool, unit: str = "") -> dict[str, object]:
+    """The change from ``base`` to ``other``, labelled by direction, absolute where the base is near zero.
+
+    Returns ``{"absolute", "relative" (None near zero), "direction" ("better"/"worse"/"same"), "text"}``.
+    """
+    absolute = other - base
+    relative = None if near_zero(base, other) else absolute / abs(base)
+    if absolute == 0:
+        direction = "same"
+    else:
+        direction = "better" if (absolute > 0) == higher_is_better else "worse"
+    if relative is None:
+        shown = f"{abs(absolute):.4g}" + (f" {unit}" if unit and unit != "1" else "")
+        text = f"{'+' if absolute >= 0 else '−'}{shown} (absolute; base ≈ 0)"
+    else:
+        text = f"{relative:+.1%}"
+    if direction != "same":
+        text += f" {direction}"
+    return {"absolute": absolute, "relative": relative, "direction": direction, "text": text}
