@@ -7,11 +7,12 @@ cell, a shared cache folder and a function to log curves.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,20 @@ class CellContext:
                 "details": dict(details or {}),
             }
         )
+
+    @contextlib.contextmanager
+    def shared_setup(self, note: str) -> Iterator[None]:
+        """Mark work done for every cell that will reuse it (a dataset generated into ``cache_dir``, a trained
+        full-precision model): its time is recorded as the cell's ``shared_setup_s``, kept out of timings such
+        as ``wall_time_s`` so it is not charged to whichever cell came first, and ``note`` shows as the phase.
+        """
+        self.progress(0, None, note)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - started
+            self.measurements["shared_setup_s"] = self.measurements.get("shared_setup_s", 0.0) + spent
 
     def time_left(self) -> float:
         """Seconds until the deadline (``inf`` without one): long loops should stop and checkpoint before it."""

@@ -44,3 +44,20 @@ def test_progress_is_rate_limited_inside_the_worker(monkeypatch) -> None:
     # The first event, the completed one and the phase change; nothing for the other 9,999 steps.
     assert [(e["done"], e["note"]) for e in events] == [(0, "training"), (10_000, "training"), (0, "evaluating")]
     CellContext(seed=0).progress(1, 2)  # no display: a no-op
+
+
+def test_wall_time_is_the_cells_own_work_and_shared_setup_is_recorded_apart(tmp_path: Path) -> None:
+    (tmp_path / "setup.toml").write_text(
+        'name = "setup"\ndescription = "shared setup"\nmetrics = ["score", "wall_time_s"]\n'
+        'algorithms = [{name = "shared-cache", params = {shared_s = 1.5, own_s = 0.2}}]\nenvironments = ["constant"]\n'
+    )
+    process = run_harness(*PLUGINS, "-p", "harness_core_metrics", "run", "setup.toml", "--no-tracking", "--json",
+                          cwd=tmp_path, env=ENV)  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    (cell,) = load_json(process)["cells"]
+    assert 0.2 <= cell["metrics"]["wall_time_s"] < 1.0, "the 1.5 s of shared setup is not charged to the cell"
+    import json
+
+    journal = (tmp_path / "results" / "journal" / "setup--smoke.jsonl").read_text().splitlines()
+    record = next(json.loads(line)["record"] for line in journal if json.loads(line)["type"] == "result")
+    assert record["shared_setup_s"] >= 1.5

@@ -117,6 +117,7 @@ class RunSummary:
                     "metrics": r.metrics,
                     "error": r.error,
                     "duration_s": round(r.duration_s, 4),
+                    "shared_setup_s": round(r.shared_setup_s, 4),
                 }
                 for r in self.results
             ],

@@ -257,6 +257,7 @@ def _execute(
     finally:
         if context is not None:
             result.inputs = list(context.inputs)
+            result.shared_setup_s = float(context.measurements.get("shared_setup_s", 0.0))
             _close(context.components.get("environment"))
         result.finished_at = time.time()
     return result

@@ -181,6 +181,9 @@ class CellResult:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     #: The configuration of the suite run that produced it (:attr:`SuiteRunRecord.config_id`).
     config_id: str = ""
+    #: Seconds of work done for later cells too (``context.shared_setup``: a generated dataset, a trained
+    #: model), not charged to this cell's timings.
+    shared_setup_s: float = 0.0
     #: The cell's captured stdout and stderr (on the worker's machine), and its end for a cell that failed.
     log_path: str = ""
     output_tail: str = ""

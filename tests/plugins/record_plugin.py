@@ -76,6 +76,14 @@ def run_progressing(*, environment: Any, params: dict[str, Any], context: CellCo
     return {"score": float(params["steps"])}
 
 
+def run_shared_cache(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Builds a cache every later cell would reuse (``shared_s`` seconds), then works ``own_s`` seconds."""
+    with context.shared_setup("building the shared cache"):
+        time.sleep(params["shared_s"])
+    time.sleep(params["own_s"])
+    return {"score": 1.0}
+
+
 @hookimpl
 def harness_algorithms() -> list[AlgorithmSpec]:
     def spec(name: str, run: str, *params: Param) -> AlgorithmSpec:
@@ -95,5 +103,6 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("nan", "record_plugin:run_nan"),
         spec("out-of-memory", "record_plugin:run_out_of_memory"),
         spec("noisy", "record_plugin:run_noisy", Param("fail", False)),
+        spec("shared-cache", "record_plugin:run_shared_cache", Param("shared_s", 1.0), Param("own_s", 0.1)),
         spec("progressing", "record_plugin:run_progressing", Param("steps", 10), Param("step_s", 0.1)),
     ]

@@ -13,6 +13,7 @@ Task kind ``offline-rl`` (the contract with algorithm plugins). ``make`` returns
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,4 +288,7 @@ def _generate_tiny(env_name: str, quality: str, params: Mapping[str, Any], conte
     config = GenerationConfig(
         env=env_name, quality=quality, steps=steps, budget=budget, seed=0, out=out, device=context.device
     )
-    return generate_dataset(config, progress=getattr(context, "progress", None))
+    shared_setup = getattr(context, "shared_setup", None)
+    # Later cells read the same file from the cache: generating it is shared setup, not this cell's time.
+    with shared_setup("generating dataset") if shared_setup else contextlib.nullcontext():
+        return generate_dataset(config, progress=getattr(context, "progress", None))

@@ -10,6 +10,7 @@ shape.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -73,7 +74,7 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def cached_state_dict(
-    cache_dir: Path, name: str, config: Mapping[str, Any], train: Callable[[], nn.Module]
+    cache_dir: Path, name: str, config: Mapping[str, Any], train: Callable[[], nn.Module], context: Any = None
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """Load the model state cached for ``config``, or call ``train()`` and cache its state.
 
@@ -85,7 +86,10 @@ def cached_state_dict(
     path = folder / f"{name}-{config_hash(config)}.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True), True
-    model = train()
+    shared_setup = getattr(context, "shared_setup", None)
+    # Every quantizer of the seed reuses this model: its training is shared setup, not the first cell's time.
+    with shared_setup(f"training the {name} model (shared cache)") if shared_setup else contextlib.nullcontext():
+        model = train()
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     temporary = path.with_suffix(f".tmp{os.getpid()}")
     torch.save(state, temporary)

@@ -129,7 +129,7 @@ def make(params: dict[str, Any], context: Any) -> QuantWorkload:
                 context.log("fp_train_loss", float(loss.detach()), step)
         return model
 
-    state, _ = cached_state_dict(context.cache_dir, "char-lm", config, train)
+    state, _ = cached_state_dict(context.cache_dir, "char-lm", config, train, context)
     model = build()
     model.load_state_dict(state)
     model.eval()

@@ -78,7 +78,7 @@ def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkl
             optimizer.step()
         return model
 
-    state, _ = cached_state_dict(context.cache_dir, f"digits-{architecture}", config, train)
+    state, _ = cached_state_dict(context.cache_dir, f"digits-{architecture}", config, train, context)
     model = build()
     model.load_state_dict(state)
     model.eval()
