@@ -152,3 +152,35 @@ def test_plugins_check_catches_a_non_finite_metric(tmp_path: Path) -> None:
     process = run_harness("-p", "nan_metric_plugin", "plugins", "check", "nan_metric_plugin", cwd=tmp_path, env=ENV)
     assert process.returncode != 0
     assert "is nan (not a finite number)" in process.stdout + process.stderr
+
+
+def test_only_runs_the_selected_cells_and_records_the_selection(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0, 1]\nalgorithms = ["noop", "random"]\n'
+          'environments = [{name = "constant", sweep = {value = [1.0, 2.0]}}]\n')  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    process = harness(tmp_path, "run", "bad.toml", "--tracking-uri", uri, "--json",
+                      "--only", "algorithm=rand*,constant.value=2.0", "--only", "algorithm=noop,seed=1")  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    labels = sorted(c["label"] for c in load_json(process)["cells"])
+    assert labels == ["noop/constant[value=1.0]/seed=1", "noop/constant[value=2.0]/seed=1",
+                      "random/constant[value=2.0]/seed=0", "random/constant[value=2.0]/seed=1"]  # fmt: skip
+    from mlflow.tracking import MlflowClient
+
+    parent = MlflowClient(uri).get_run(load_json(process)["parent_run_id"])
+    assert json.loads(parent.data.tags["harness.selection"]) == ["algorithm=rand*,constant.value=2.0",
+                                                                 "algorithm=noop,seed=1"]  # fmt: skip
+    none = harness(tmp_path, "run", "bad.toml", "--dry-run", "--only", "algorithm=iql")
+    assert none.returncode == 2 and "selects none of its 8 cells" in none.stderr
+    bad = harness(tmp_path, "run", "bad.toml", "--dry-run", "--only", "algo=noop")
+    assert bad.returncode == 2 and "unknown field 'algo'" in bad.stderr
+
+
+def test_the_run_ends_on_a_pivot_table_per_environment(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0, 1, 2]\nalgorithms = ["noop", "raise"]\n'
+          'environments = [{name = "constant", sweep = {value = [1.0, 2.0]}}]\n')  # fmt: skip
+    process = harness(tmp_path, "run", "bad.toml", "--no-tracking")
+    assert process.returncode == 1
+    out = process.stdout
+    assert "bad (smoke): constant[value=1.0]" in out and "bad (smoke): constant[value=2.0]" in out
+    assert "1 ± 0 (n=3)" in out and "2 ± 0 (n=3)" in out
+    assert out.count("ValueError: this algorithm always fails") == 6

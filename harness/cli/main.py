@@ -287,6 +287,13 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a value, e.g. iql.batch_size=64."
 )
 @click.option("--no-resume", is_flag=True, help="Run every cell again instead of skipping finished ones.")
+@click.option(
+    "--only",
+    multiple=True,
+    metavar="FIELD=GLOB,...",
+    help="Run only matching cells, e.g. --only 'algorithm=iql,environment=hopper-*' (fields: algorithm, "
+    "environment, seed, NAME.PARAM; comma = and, repeat --only = or). The selection is recorded with the run.",
+)
 @click.option("-p", "modules", multiple=True, metavar="MODULE", help="Load a plugin module for this run.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address for --executor ray (default: start a local Ray).")
@@ -328,6 +335,7 @@ def run(
     no_tracking: bool,
     overrides: tuple[str, ...],
     no_resume: bool,
+    only: tuple[str, ...],
     modules: tuple[str, ...],
     executor: str,
     address: str | None,
@@ -360,6 +368,7 @@ def run(
             resume=not no_resume,
             as_json=as_json,
             max_cells=max_cells,
+            only=only,
         )
         return
     uri = None if no_tracking else (tracking_uri or default_tracking_uri(state.results_dir))
@@ -375,6 +384,7 @@ def run(
         device=device,
         max_cells=max_cells,
         show_output=show_output,
+        only=only,
     )
     err = console(stderr=True)
     # With --json, stdout holds the JSON alone: whatever the driver's libraries write to file descriptor 1
@@ -412,11 +422,14 @@ def _print_plan(
     resume: bool,
     as_json: bool,
     max_cells: int,
+    only: tuple[str, ...] = (),
 ) -> None:
     """What ``harness run`` would do: the expanded cells, each marked done (a resume skips it) or to run."""
+    from harness.run.suite import select_cells
     from harness.tracking.journal import Journal
 
     profile_name, cells = suite.expand(registry, profile, overrides, max_cells=max_cells)
+    cells = select_cells(cells, only, str(suite.path))
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
     journal_state = journal.read()
     finished = journal_state.finished_keys() if resume and journal.path.exists() else set()

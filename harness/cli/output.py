@@ -32,7 +32,7 @@ def print_error(message: str) -> None:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=title, show_lines=False)
+    table = Table(title=escape(title), show_lines=False)
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -235,15 +235,48 @@ def make_progress(out: Console) -> PlainProgress | LiveProgress:
     return LiveProgress(out) if out.is_terminal and sys.stderr.isatty() else PlainProgress(out)
 
 
+def pivot_rows(results: Sequence[CellResult]) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Environment -> (metric names, rows of [algorithm, "mean ± sd (n)" per metric]) over the ok cells."""
+    import statistics
+
+    grouped: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for result in results:
+        if result.status != "ok":
+            continue
+        cell = result.cell
+        by_algorithm = grouped.setdefault(cell.environment_label or cell.environment.name, {})
+        values = by_algorithm.setdefault(cell.algorithm_label or cell.algorithm.name, {})
+        for name, value in result.metrics.items():
+            values.setdefault(name, []).append(value)
+    tables = {}
+    for environment, by_algorithm in grouped.items():
+        metrics = sorted({name for values in by_algorithm.values() for name in values})
+        rows = []
+        for algorithm, values in sorted(by_algorithm.items()):
+            row = [algorithm]
+            for name in metrics:
+                sample = values.get(name, [])
+                if not sample:
+                    row.append("")
+                elif len(sample) == 1:
+                    row.append(f"{sample[0]:.4g} (n=1)")
+                else:
+                    row.append(f"{statistics.fmean(sample):.4g} ± {statistics.stdev(sample):.2g} (n={len(sample)})")
+            rows.append(row)
+        tables[environment] = (metrics, rows)
+    return tables
+
+
 def print_summary(summary: Any) -> None:
+    """The run's results as a pivot table per environment (algorithm x metric, mean ± sd over seeds), then
+    the cells that failed or were skipped, with their reasons."""
     counts = summary.counts
     out = console()
-    rows = []
-    for result in summary.results:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
-        rows.append([result.cell.label, result.status, metrics or (result.error or "")])
-    if rows:
-        print_table(f"{summary.suite} ({summary.profile})", ["cell", "status", "metrics / reason"], rows)
+    for environment, (metrics, rows) in pivot_rows(summary.results).items():
+        print_table(f"{summary.suite} ({summary.profile}): {environment}", ["algorithm", *metrics], rows)
+    problems = [r for r in summary.results if r.status != "ok"]
+    if problems:
+        print_table("not ok", ["cell", "status", "reason"], [[r.cell.label, r.status, r.error or ""] for r in problems])
     out.print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"
         + (f", {summary.already_finished} already finished" if summary.already_finished else "")

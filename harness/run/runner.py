@@ -22,7 +22,7 @@ from harness.errors import BadInput, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.run import DEFAULT_MAX_CELLS
-from harness.run.suite import Suite, metric_thresholds
+from harness.run.suite import Suite, metric_thresholds, select_cells
 from harness.tracking.journal import Journal, JournalState, all_journals
 from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord
 
@@ -69,6 +69,7 @@ class RunOptions:
     max_retries: int = 2
     device: str = "auto"  # where cells that can use a GPU run: auto (a GPU if visible), cpu, cuda
     max_cells: int = DEFAULT_MAX_CELLS
+    only: Sequence[str] = ()  # --only expressions: run the matching cells (part of the run's record)
     show_output: bool = False  # cells' output on the terminal instead of only in their logs
 
 
@@ -208,6 +209,7 @@ def run_suite(
     """
     progress = progress or NoProgress()
     profile, cells = suite.expand(registry, options.profile, options.overrides, max_cells=options.max_cells)
+    cells = select_cells(cells, options.only, str(suite.path))
     if options.device not in DEVICES:
         raise BadInput(f"device must be one of {', '.join(DEVICES)}, got {options.device!r}")
     cells = [
@@ -238,6 +240,7 @@ def run_suite(
             cell_keys=keys,
             tracking_uri=options.tracking_uri,
             overrides=list(options.overrides),
+            selection=list(options.only),
             machine=machine,
             git_commit=git[0],
             git_dirty=git[1],

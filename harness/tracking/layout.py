@@ -38,6 +38,7 @@ HARNESS_VERSION = "harness.version"
 PLUGINS = "harness.plugins"
 CONFIG_ID = "harness.config_id"
 OVERRIDES = "harness.overrides"
+SELECTION = "harness.selection"
 BASELINE = "baseline"
 
 # -- tags on cell runs ---------------------------------------------------------------------------------

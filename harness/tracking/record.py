@@ -244,6 +244,8 @@ class SuiteRunRecord:
     cell_keys: list[str]
     tracking_uri: str | None
     overrides: list[str] = field(default_factory=list)
+    #: ``--only`` expressions that chose a subset of the profile's cells (empty: all of them).
+    selection: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
     git_commit: str = "none"
     git_dirty: bool = False

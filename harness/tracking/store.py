@@ -288,6 +288,7 @@ class MlflowTracker:
             layout.HARNESS_VERSION: str(run.machine.get("versions", {}).get("harness", "")),
             layout.PLUGINS: json.dumps(suite_info.get("plugins", {}), sort_keys=True)[:MAX_TAG_LENGTH],
             layout.OVERRIDES: json.dumps(list(run.overrides))[:MAX_TAG_LENGTH],
+            layout.SELECTION: json.dumps(list(run.selection))[:MAX_TAG_LENGTH],
             **dict(extra_tags or {}),
         }
         started = run.started_at or time.time()
