@@ -136,3 +136,20 @@ def test_bad_input_exits_2_and_runs_nothing(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "unknown suite 'no-such-suite'" in missing.stderr
     bad_set = run_harness("-p", "fixture_plugin", "run", "suite.toml", "--set", "x", cwd=tmp_path)
     assert bad_set.returncode == 2
+
+
+def test_the_default_suite_shows_every_first_party_suite() -> None:
+    """`make run` runs suites/smoke.toml: one small cell family of each first-party suite."""
+    import json
+    import subprocess
+    import sys
+
+    from core_support import REPO
+
+    process = subprocess.run(
+        [sys.executable, "-m", "harness.cli.main", "run", "smoke", "--dry-run", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr
+    environments = {cell["environment"]["name"] for cell in json.loads(process.stdout)["cells"]}
+    assert {"softmax-rows", "digits-mlp", "hopper-medium-replay", "metaworld-reach"} <= environments
