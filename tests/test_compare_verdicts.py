@@ -88,7 +88,7 @@ def test_same_distribution_passes_and_a_20_percent_slowdown_fails(store):
     rows = {row["environment"]: row for row in json.loads(output)["rows"]}
     assert rows["env"]["verdict"] == "regressed"
     assert rows["env"]["relative_change"] == pytest.approx(0.2, abs=0.03)
-    assert rows["env"]["p_value"] < 0.01 and rows["env"]["test"] == "permutation"
+    assert rows["env"]["p_value"] < 0.01 and rows["env"]["test"] == "paired-permutation"  # same seeds: paired
     assert rows["env2"]["verdict"] == "unchanged"
     # Lower is better: the same 20% the other way is an improvement, not a regression.
     code, output = invoke(store, "compare", slow, base, "--json")

@@ -4,7 +4,10 @@
 run-to-run relative spread (coefficient of variation) of each cell's value with its seed held fixed. From it:
 
 * ``threshold`` = max(the configured threshold, ``NOISE_MULTIPLIER`` x the metric's pooled spread): a change
-  smaller than three run-to-run standard deviations is this machine's noise, not a regression;
+  smaller than three run-to-run standard deviations is this machine's noise, not a regression. A threshold
+  above :data:`MAX_SANE_THRESHOLD` would turn regression detection off, so it is not stored: the metric is
+  marked ``too_noisy``, keeps its configured threshold, and ``repeats_needed`` says how many repeats a side
+  would detect a change of the configured size through the noise;
 * ``repeats_needed`` = runs a side to detect a change of ``effect`` (default: the configured threshold) at
   ``alpha`` with 80% power;
 * the spreads themselves, which ``compare`` uses for a z-test when a side has too few runs for a permutation
@@ -32,6 +35,8 @@ from harness.errors import BadInput
 from harness.tracking.reader import SuiteRun, metric_union
 
 NOISE_MULTIPLIER = 3.0
+#: A calibrated threshold above this relative change would hide every realistic regression.
+MAX_SANE_THRESHOLD = 0.5
 CALIBRATION_VERSION = 1
 
 
@@ -45,6 +50,19 @@ class MetricCalibration:
     effect: float
     repeats_needed: int
     cases: dict[str, float] = field(default_factory=dict)
+    #: The noise would have raised the threshold above MAX_SANE_THRESHOLD: none was stored.
+    too_noisy: bool = False
+
+    @property
+    def advice(self) -> str:
+        if not self.too_noisy:
+            return ""
+        return (
+            f"run-to-run spread {self.cv:.0%} would need a threshold of {NOISE_MULTIPLIER * self.cv:.0%} "
+            f"(> {MAX_SANE_THRESHOLD:.0%}), which would switch regression detection off; kept "
+            f"{self.configured_threshold:.1%} and stored no threshold. Compare with at least "
+            f"{self.repeats_needed} repeats a side (seeds or runs), or make the measurement quieter"
+        )
 
 
 @dataclass
@@ -63,7 +81,14 @@ class Calibration:
 
     def threshold(self, metric: str) -> float | None:
         entry = self.metrics.get(metric)
-        return None if entry is None or math.isnan(entry.threshold) else entry.threshold
+        if entry is None or entry.too_noisy or math.isnan(entry.threshold):
+            return None
+        return min(entry.threshold, MAX_SANE_THRESHOLD)
+
+    @property
+    def too_noisy(self) -> list[str]:
+        """Metrics whose noise was too large for a threshold (see :attr:`MetricCalibration.advice`)."""
+        return [name for name, entry in self.metrics.items() if entry.too_noisy]
 
     def noise(self, metric: str, algorithm: str, environment: str) -> float | None:
         """The case's measured spread, else the metric's pooled spread, else None."""
@@ -161,13 +186,16 @@ def calibrate_from_runs(
         cv = _root_mean_square(list(cases.values()))
         configured = first.info(metric).threshold
         target = effect if effect is not None else configured
+        raised = max(configured, NOISE_MULTIPLIER * cv)
+        too_noisy = raised > MAX_SANE_THRESHOLD
         metrics[metric] = MetricCalibration(
             cv=cv,
-            threshold=max(configured, NOISE_MULTIPLIER * cv),
+            threshold=configured if too_noisy else raised,
             configured_threshold=configured,
             effect=target,
             repeats_needed=repeats_needed(cv, target, alpha, power),
             cases=cases,
+            too_noisy=too_noisy,
         )
     return Calibration(
         suite=first.suite,

@@ -3,13 +3,17 @@
 A *case* is one (algorithm, environment) pair; its repeats are the seeds (and, for timing suites, repeated
 runs). For each metric and case the verdict is:
 
-* ``regressed`` - the change is in the metric's bad direction, beyond its threshold, and significant;
+* ``regressed`` - the change is in the metric's bad direction, beyond its threshold, and either significant
+  or with an interval of the change that excludes zero (Datadog's rule);
 * ``improved`` - the same in the good direction;
 * ``unchanged`` - within the threshold, or not significant although enough repeats were there to see it;
 * ``inconclusive`` - beyond the threshold in the bad direction but not significant, and more repeats are
   needed to tell (the row says how many);
 * ``failed`` - the cell ran in the baseline and failed in the candidate;
 * ``missing`` / ``new`` - the case exists on one side only (reported, never a regression).
+
+When both runs measured the same seeds of a case, the test is paired (per-seed differences, see
+:func:`harness.analysis.stats.compare_paired`); otherwise it compares the two samples.
 
 The threshold is the metric spec's default, overridden by the suite's ``[thresholds]``, overridden by
 ``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a threshold to the
@@ -27,8 +31,18 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.calibration import Calibration
-from harness.analysis.stats import ChangeTest, compare_samples, minimum_permutation_repeats, repeats_needed
-from harness.tracking.reader import SuiteRun, machine_differences, metric_union, values_by_case
+from harness.analysis.stability import stability_warnings
+from harness.analysis.stats import (
+    ChangeTest,
+    compare_paired,
+    compare_samples,
+    minimum_permutation_repeats,
+    repeats_needed,
+)
+from harness.tracking.reader import SuiteRun, machine_differences, metric_union, values_by_case_and_seed
+
+#: Fewest runs a side for which an unpaired bootstrap interval of the change is trusted by Datadog's rule.
+MIN_RUNS_FOR_INTERVAL_RULE = 3
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_TOO_LITTLE_DATA = 0, 1, 2, 3
 _BAD_VERDICTS = ("regressed", "failed")
@@ -49,6 +63,7 @@ class CaseVerdict:
     test: ChangeTest | None = None
     repeats_needed: int | None = None
     note: str = ""
+    warnings: list[str] = field(default_factory=list)  # stability warnings of either side
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +77,7 @@ class CaseVerdict:
             "verdict": self.verdict,
             "repeats_needed": self.repeats_needed,
             "note": self.note,
+            "warnings": list(self.warnings),
             **(self.test.to_dict() if self.test else {}),
         }
 
@@ -172,8 +188,13 @@ def compare_runs(
     calibration: Calibration | None = None,
     metrics: list[str] | None = None,
     seed: int = 0,
+    hardware_differences: Mapping[str, tuple[str, str]] | None = None,
 ) -> Comparison:
-    """Compare every metric of every case the two runs share."""
+    """Compare every metric of every case the two runs share.
+
+    With ``hardware_differences`` (runs from different machines, compared anyway), rows of metrics that depend
+    on the hardware say so in their note.
+    """
     cli_thresholds = dict(cli_thresholds or {})
     minimum = minimum_permutation_repeats(alpha)
     rows: list[CaseVerdict] = []
@@ -197,7 +218,12 @@ def compare_runs(
     for metric in names:
         info = candidate.info(metric) if metric in candidate.metric_info else baseline.info(metric)
         threshold, source = _threshold(metric, candidate, baseline, cli_thresholds, calibration)
-        base_values, cand_values = values_by_case(baseline, metric), values_by_case(candidate, metric)
+        base_seeds, cand_seeds = values_by_case_and_seed(baseline, metric), values_by_case_and_seed(candidate, metric)
+        base_values = {case: list(by_seed.values()) for case, by_seed in base_seeds.items()}
+        cand_values = {case: list(by_seed.values()) for case, by_seed in cand_seeds.items()}
+        hardware_note = ""
+        if hardware_differences and info.is_hardware_dependent:
+            hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
         for case in sorted(set(base_values) | set(cand_values)):
             algorithm, environment = case
             common = dict(
@@ -216,12 +242,25 @@ def compare_runs(
                 rows.append(CaseVerdict(**common, verdict="new", note="not in the baseline"))
                 continue
             b, c = base_values[case], cand_values[case]
+            seeds = sorted(base_seeds[case])
+            same_seeds = len(seeds) >= 2 and seeds == sorted(cand_seeds[case])
             calibrated_cv = None
             if calibration is not None and min(len(b), len(c)) < minimum:
                 calibrated_cv = calibration.noise(metric, algorithm, environment)
-            test = compare_samples(b, c, calibrated_cv=calibrated_cv, seed=seed)
+            if same_seeds and calibrated_cv is None:
+                test = compare_paired(
+                    [base_seeds[case][s] for s in seeds], [cand_seeds[case][s] for s in seeds], seed=seed
+                )
+            else:
+                test = compare_samples(b, c, calibrated_cv=calibrated_cv, seed=seed)
             noise = calibrated_cv if calibrated_cv is not None else _pooled_relative_noise(b, c)
-            rows.append(_verdict(common, test, threshold, alpha, info.higher_is_better, minimum, noise))
+            row = _verdict(common, test, threshold, alpha, info.higher_is_better, minimum, noise)
+            row.warnings = [f"baseline: {w}" for w in stability_warnings(b, info.unit)] + [
+                f"candidate: {w}" for w in stability_warnings(c, info.unit)
+            ]
+            if hardware_note:
+                row.note = f"{hardware_note}; {row.note}" if row.note else hardware_note
+            rows.append(row)
     return Comparison(
         baseline,
         candidate,
@@ -246,8 +285,13 @@ def _verdict(
     signed = change if higher_is_better else -change  # > 0 is better
     beyond = abs(change) > threshold
     significant = not math.isnan(test.p_value) and test.p_value < alpha
-    if beyond and significant:
-        return CaseVerdict(**common, verdict="improved" if signed > 0 else "regressed", test=test)
+    # Datadog's rule: beyond the threshold with an interval of the change that excludes zero. An unpaired
+    # bootstrap interval from 2 runs a side is too narrow to trust, so it counts from 3.
+    interval_trusted = test.paired or min(test.n_baseline, test.n_candidate) >= MIN_RUNS_FOR_INTERVAL_RULE
+    interval_rule = interval_trusted and test.interval_excludes_zero
+    if beyond and (significant or interval_rule):
+        note = "" if significant else "interval of the change excludes 0 (Datadog's rule); the test is not significant"
+        return CaseVerdict(**common, verdict="improved" if signed > 0 else "regressed", test=test, note=note)
     if not beyond or signed > 0:
         note = "" if significant or not beyond else "better but not significant"
         return CaseVerdict(**common, verdict="unchanged", test=test, note=note)
@@ -263,19 +307,41 @@ def _verdict(
     return CaseVerdict(**common, verdict="unchanged", test=test, note="worse but not significant")
 
 
-def check_hardware(comparison_inputs: tuple[SuiteRun, SuiteRun], allow: bool) -> dict[str, tuple[str, str]]:
-    """Differences between the runs' machines; raises BadInput when they differ and ``allow`` is False."""
+def hardware_dependent_metrics(runs: tuple[SuiteRun, SuiteRun], metrics: list[str] | None = None) -> list[str]:
+    """The compared metrics whose values depend on the machine (declared, or timing/rate/memory units)."""
+    baseline, candidate = runs
+    names = metrics or metric_union([candidate, baseline])
+    found = []
+    for name in names:
+        info = candidate.info(name) if name in candidate.metric_info else baseline.info(name)
+        if info.is_hardware_dependent:
+            found.append(name)
+    return found
+
+
+def check_hardware(
+    comparison_inputs: tuple[SuiteRun, SuiteRun], allow: bool, metrics: list[str] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Differences between the runs' machines.
+
+    Raises BadInput when they differ, ``allow`` is False and a compared metric depends on the hardware
+    (timings, throughput, memory: :attr:`MetricInfo.is_hardware_dependent`); metrics that do not (scores,
+    errors) are comparable across machines and are compared without the flag.
+    """
     from harness.errors import BadInput
 
     baseline, candidate = comparison_inputs
     differences = machine_differences(baseline, candidate)
     if differences and not allow:
-        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in _flat(differences))
-        raise BadInput(
-            f"the runs come from different hardware or software ({listed}); timings are not comparable. "
-            "Compare runs from the same machine, or pass --allow-different-hardware to compare anyway "
-            "(the output is then annotated)."
-        )
+        dependent = hardware_dependent_metrics(comparison_inputs, metrics)
+        if dependent:
+            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in _flat(differences))
+            raise BadInput(
+                f"the runs come from different hardware or software ({listed}), and these metrics depend on it: "
+                f"{', '.join(dependent)}. Compare runs from the same machine, pass --metric to compare only "
+                "hardware-independent metrics, or pass --allow-different-hardware to compare anyway (the "
+                "output is then annotated)."
+            )
     return differences
 
 

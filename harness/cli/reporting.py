@@ -130,9 +130,12 @@ def report(
     comparison = None
     if versus:
         from harness.analysis.compare import compare_runs
+        from harness.tracking.reader import machine_differences
 
         other = store.load(store.resolve(versus, suite=run.suite, profile=run.profile))
-        comparison = compare_runs(other, run)
+        differences = machine_differences(other, run)  # annotated on the page, never refused
+        comparison = compare_runs(other, run, hardware_differences=differences)
+        comparison.hardware_differences = differences
     config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
     content = build_report(run, store, config, comparison=comparison)
     target = out or directory / "reports" / f"{run.suite}-{run.profile}-{run.run_id[:8]}"
@@ -186,8 +189,10 @@ def compare(
     \b
     Each side is a run id, 'latest', 'latest~N', 'baseline' (the newest run tagged baseline=true) or
     KEY=VALUE (the newest run with that tag). Repeats are the seeds of each (algorithm, environment) case;
-    a change counts only if it is significant (permutation test, or a z-test against the noise measured by
-    `harness calibrate`) and beyond the metric's threshold in its bad direction.
+    when both runs measured the same seeds the test is paired (per-seed differences). A change counts when it
+    is beyond the metric's threshold in its bad direction and significant (permutation or paired test, or a
+    z-test against the noise measured by `harness calibrate`) or its 95% interval excludes zero. Runs from
+    different hardware are refused only for metrics that depend on it (timings, throughput, memory).
     Exit codes: 0 no regression, 1 regression, 2 bad input, 3 too little data to decide.
     """
     from harness.analysis.calibration import load_calibration
@@ -204,7 +209,7 @@ def compare(
         raise BadInput(f"baseline and candidate are the same run ({candidate_run.run_id})")
     if baseline_run.suite != candidate_run.suite:
         raise BadInput(f"the runs are of different suites ({baseline_run.suite!r} and {candidate_run.suite!r})")
-    differences = check_hardware((baseline_run, candidate_run), allow_different_hardware)
+    differences = check_hardware((baseline_run, candidate_run), allow_different_hardware, list(metrics) or None)
     calibration = None
     if not no_calibration:
         calibration = load_calibration(directory, candidate_run.suite, candidate_run.profile, candidate_run.fingerprint)
@@ -215,6 +220,7 @@ def compare(
         alpha=alpha,
         calibration=calibration,
         metrics=list(metrics) or None,
+        hardware_differences=differences,
     )
     comparison.hardware_differences = differences
     if markdown:
@@ -231,7 +237,16 @@ def compare(
 
 
 def _run_suite_in_process(
-    ctx: click.Context, suite: str, profile: str | None, tracking_uri: str, results_dir: Path, overrides: tuple
+    ctx: click.Context,
+    suite: str,
+    profile: str | None,
+    tracking_uri: str,
+    results_dir: Path,
+    overrides: tuple,
+    *,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
 ) -> str:
     """Run the suite through the runner API (plugins as the root command loaded them); return the run id."""
     from harness.run.runner import RunOptions, run_suite
@@ -246,12 +261,26 @@ def _run_suite_in_process(
         registry = state.registry()
     suite_obj = resolve_suite(suite, registry)
     options = RunOptions(
-        profile=profile, tracking_uri=tracking_uri, results_dir=results_dir, resume=False, overrides=overrides
-    )
+        profile=profile, tracking_uri=tracking_uri, results_dir=results_dir, resume=False, overrides=overrides,
+        jobs=jobs, executor=executor, ray_address=address,
+    )  # fmt: skip
     summary = run_suite(suite_obj, registry, options, notify=lambda message: click.echo(message, err=True))
     if summary.parent_run_id is None or summary.tracking_error:
         raise BadInput(f"the run of {suite!r} did not reach MLflow: {summary.tracking_error}")
     return summary.parent_run_id
+
+
+def _runner_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--jobs, --executor and --address, as `harness run` takes them, for commands that run the suite."""
+    command = click.option("--address", help="Ray cluster address for --executor ray (default: start a local one).")(
+        command
+    )
+    command = click.option(
+        "--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+        help="Where cells run: a local worker pool or Ray.",
+    )(command)  # fmt: skip
+    command = click.option("--jobs", "-j", default=1, show_default=True, help="Cells run in parallel.")(command)
+    return command
 
 
 @click.command()
@@ -267,6 +296,7 @@ def _run_suite_in_process(
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level the repeats are sized for.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Passed to the runner, as for run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+@_runner_options
 @_store_options
 @click.pass_context
 @_bad_input_exits_2
@@ -280,6 +310,9 @@ def calibrate(
     alpha: float,
     overrides: tuple[str, ...],
     as_json: bool,
+    jobs: int,
+    executor: str,
+    address: str | None,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
@@ -290,7 +323,8 @@ def calibrate(
     measures the spread of each cell's value across the runs. Stored in
     <results-dir>/calibration/<suite>-<profile>.json and as an MLflow run tagged harness.kind=calibration;
     `harness compare` and `harness nightly` use it: thresholds are raised to 3x the measured spread and
-    single runs can be judged against the known noise.
+    single runs can be judged against the known noise. A metric so noisy that its threshold would exceed
+    50% gets none (that would switch detection off): the output names it and the repeats it needs.
     """
     from harness.analysis.calibration import calibrate_from_runs
     from harness.tracking.reader import RunStore
@@ -313,14 +347,20 @@ def calibrate(
         run_ids = []
         for index in range(repeats):
             click.echo(f"calibration run {index + 1} of {repeats}", err=True)
-            run_ids.append(_run_suite_in_process(ctx, suite, profile, uri, directory, overrides))
+            run_ids.append(
+                _run_suite_in_process(
+                    ctx, suite, profile, uri, directory, overrides, jobs=jobs, executor=executor, address=address
+                )
+            )
         store = RunStore(uri)
     runs = [store.load(run_id) for run_id in run_ids]
     calibration = calibrate_from_runs(runs, effect=effect, alpha=alpha)
     path = calibration.save(directory)
     log_calibration(store.client, runs[0].experiment_id, calibration)
     if as_json:
-        click.echo(json.dumps(calibration.to_dict(), indent=2))
+        data = calibration.to_dict()
+        data["too_noisy"] = {name: calibration.metrics[name].advice for name in calibration.too_noisy}
+        click.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
     from rich.markup import escape
@@ -333,11 +373,14 @@ def calibrate(
         table.add_row(
             escape(name),
             f"{entry.cv:.2%}",
-            f"{entry.threshold:.2%}",
+            "[red]not stored (too noisy)[/]" if entry.too_noisy else f"{entry.threshold:.2%}",
             f"{entry.configured_threshold:.2%}",
             f"{entry.repeats_needed} for {entry.effect:.1%}",
         )
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    console.print(table)
+    for name in calibration.too_noisy:
+        console.print(f"[bold yellow]{escape(name)}[/]: {escape(calibration.metrics[name].advice)}")
     click.echo(f"stored in {path}")
 
 
@@ -349,6 +392,12 @@ def calibrate(
 @click.option("--history", default=60, show_default=True, help="Nightly runs shown in the trend plots.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Passed to the runner, as for run.")
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level of the comparison.")
+@click.option(
+    "--allow-different-hardware",
+    is_flag=True,
+    help="Compare with a baseline from another machine even for hardware-dependent metrics (annotated).",
+)
+@_runner_options
 @_store_options
 @click.pass_context
 @_bad_input_exits_2
@@ -361,6 +410,10 @@ def nightly(
     history: int,
     overrides: tuple[str, ...],
     alpha: float,
+    allow_different_hardware: bool,
+    jobs: int,
+    executor: str,
+    address: str | None,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
@@ -376,8 +429,13 @@ def nightly(
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
-    run_id = _run_suite_in_process(ctx, suite, profile, uri, directory, overrides)
-    outcome = run_nightly(run_id, uri, directory, promote=promote, out=out, history=history, alpha=alpha)
+    run_id = _run_suite_in_process(
+        ctx, suite, profile, uri, directory, overrides, jobs=jobs, executor=executor, address=address
+    )
+    outcome = run_nightly(
+        run_id, uri, directory, promote=promote, out=out, history=history, alpha=alpha,
+        allow_different_hardware=allow_different_hardware,
+    )  # fmt: skip
     for line in outcome.messages:
         click.echo(line)
     ctx.exit(outcome.exit_code)

@@ -110,9 +110,7 @@ def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
 def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: bool) -> MetricSection:
     info = run.info(metric)
     table = scores_by_algorithm(run, metric)
-    rankings = rank_metric(
-        table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks
-    )
+    rankings = rank_metric(table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks)
     environments = sorted({env for per_env in table.values() for env in per_env})
     section = MetricSection(
         metric, info.unit, info.direction, info.threshold, info.description, rankings, environments,
@@ -198,9 +196,7 @@ def _pareto_plots(run: SuiteRun) -> tuple[list[tuple[str, str]], list[str]]:
             continue
         xs, ys = values_by_case(run, x), values_by_case(run, y)
         points = {case: (float(np.median(xs[case])), float(np.median(ys[case]))) for case in xs if case in ys}
-        found.append(
-            (f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points))
-        )
+        found.append((f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points)))
     return found, notes
 
 
@@ -417,9 +413,7 @@ def render_markdown(content: ReportContent) -> str:
                 "|---|---|---|---|",
             ]
             for row in ranking.rows:
-                lines.append(
-                    f"| {row.rank_label} | {_md_cell(row.algorithm)} | {_md_estimate(row)} | {row.n_runs} |"
-                )
+                lines.append(f"| {row.rank_label} | {_md_cell(row.algorithm)} | {_md_estimate(row)} | {row.n_runs} |")
             if len(ranking.rows) >= 2:
                 first, second = ranking.rows[0].algorithm, ranking.rows[1].algorithm
                 probability = ranking.probability(first, second)

@@ -84,7 +84,9 @@ def to_markdown(comparison: Comparison, heading_level: int = 2) -> str:
                     format_change(row),
                     format_p(row),
                     f"{row.threshold:.1%} ({row.threshold_source})" if row.threshold_source else "–",
-                    verdict + (f": {row.note}" if row.note else ""),
+                    verdict
+                    + (f": {row.note}" if row.note else "")
+                    + "".join(f" ⚠ {warning}" for warning in row.warnings),
                 )
             )
             + " |"
@@ -157,9 +159,14 @@ def print_comparison(comparison: Comparison) -> None:
             format_change(row),
             format_p(row),
             f"{row.threshold:.1%} ({row.threshold_source})" if row.threshold_source else "–",
-            f"[{colour}]{escape(verdict)}[/]" if colour else escape(verdict),
+            (f"[{colour}]{escape(verdict)}[/]" if colour else escape(verdict))
+            + (f" [dim]{escape(row.note)}[/]" if row.note else ""),
         )
     console.print(table)
+    for row in comparison.rows:
+        for warning in row.warnings:
+            console.print(f"[yellow]unstable:[/] {escape(row.metric)} {escape(row.algorithm)}/{escape(row.environment)}"
+                          f" {escape(warning)}")  # fmt: skip
     if comparison.hardware_differences:
         listed = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in comparison.hardware_differences.items())
         console.print(f"[yellow]different hardware/software:[/] {escape(listed)}")

@@ -87,7 +87,7 @@ def run_nightly(
         baseline = store.load(baselines[0].info.run_id)
         differences = check_hardware((baseline, run), allow_different_hardware)
         calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint)
-        comparison = compare_runs(baseline, run, alpha=alpha, calibration=calibration)
+        comparison = compare_runs(baseline, run, alpha=alpha, calibration=calibration, hardware_differences=differences)
         comparison.hardware_differences = differences
         exit_code = max(exit_code, comparison.exit_code) if exit_code != EXIT_REGRESSION else exit_code
         if comparison.exit_code == EXIT_REGRESSION:

@@ -99,16 +99,12 @@ def pareto(x_info: Any, y_info: Any, points: Mapping[tuple[str, str], tuple[floa
     return _encode(figure)
 
 
-def pareto_front(
-    points: Sequence[tuple[float, float]], x_higher: bool, y_higher: bool
-) -> list[tuple[float, float]]:
+def pareto_front(points: Sequence[tuple[float, float]], x_higher: bool, y_higher: bool) -> list[tuple[float, float]]:
     """The points no other point beats on both axes (in each axis's direction), sorted by x."""
     sx, sy = (1 if x_higher else -1), (1 if y_higher else -1)
     front = []
     for x, y in points:
-        dominated = any(
-            sx * ox >= sx * x and sy * oy >= sy * y and (ox, oy) != (x, y) for ox, oy in points
-        )
+        dominated = any(sx * ox >= sx * x and sy * oy >= sy * y and (ox, oy) != (x, y) for ox, oy in points)
         if not dominated and (x, y) not in front:
             front.append((x, y))
     return sorted(front)

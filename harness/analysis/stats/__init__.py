@@ -19,6 +19,7 @@ from harness.analysis.stats.aggregate import (
 from harness.analysis.stats.changepoint import ChangePoints, ChangePointUnavailable, Segment, detect_change_points
 from harness.analysis.stats.significance import (
     ChangeTest,
+    compare_paired,
     compare_samples,
     minimum_permutation_repeats,
     relative_spread,
@@ -36,6 +37,7 @@ __all__ = [
     "Segment",
     "aggregate_all",
     "aggregate_estimate",
+    "compare_paired",
     "compare_samples",
     "detect_change_points",
     "interquartile_mean",

@@ -6,6 +6,10 @@ Two tests, chosen by what is known about the noise:
   repeats (seeds or timing repetitions). It assumes nothing about the shape of the noise, but it needs enough
   repeats: with ``n`` runs a side the smallest attainable two-sided p-value is ``2 / C(2n, n)``, so at
   ``alpha = 0.05`` at least 4 runs a side are needed (3 a side can never reach significance).
+* **Paired test**, when both runs measured the same seeds (:func:`compare_paired`): the per-seed differences
+  cancel the seed's own effect. An exact sign-flip permutation test with 6 or more seeds (the smallest
+  attainable two-sided p-value is ``2 / 2**n``), a paired t-test below that; the interval of the change is the
+  t-interval of the mean difference, relative to the baseline mean.
 * **Calibrated z-test**, when ``harness calibrate`` measured this metric's run-to-run relative spread on this
   machine: the spread is known, so even one run a side can be judged, with
   ``z = change / (cv * sqrt(1/n_b + 1/n_c))``.
@@ -34,7 +38,8 @@ class ChangeTest:
         relative_change: ``(candidate - baseline) / |baseline|`` (NaN when the baseline mean is 0).
         change_low, change_high: bootstrap interval of the relative change (NaN when a side has one run).
         p_value: two-sided p-value of "the means are equal" (NaN when no test could be run).
-        test: ``"permutation"``, ``"calibrated-z"`` or ``"none"`` (too few runs and no calibration).
+        test: ``"permutation"``, ``"paired-permutation"``, ``"paired-t"``, ``"calibrated-z"`` or ``"none"``
+            (too few runs and no calibration).
         n_baseline, n_candidate: runs on each side.
     """
 
@@ -50,6 +55,75 @@ class ChangeTest:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+    @property
+    def has_interval(self) -> bool:
+        return not (math.isnan(self.change_low) or math.isnan(self.change_high))
+
+    @property
+    def interval_excludes_zero(self) -> bool:
+        """Whether the interval of the change lies entirely on one side of zero (Datadog's rule)."""
+        return self.has_interval and (self.change_low > 0 or self.change_high < 0)
+
+    @property
+    def paired(self) -> bool:
+        return self.test.startswith("paired")
+
+
+#: Fewest seeds for which the exact paired sign-flip test can reach p < 0.05 (2 / 2**6 = 0.031).
+MIN_PAIRED_PERMUTATION = 6
+
+
+def compare_paired(
+    baseline: Sequence[float],
+    candidate: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ChangeTest:
+    """Compare two runs that measured the same seeds: ``baseline[i]`` and ``candidate[i]`` share a seed.
+
+    The test is on the per-seed differences: an exact sign-flip permutation test with
+    :data:`MIN_PAIRED_PERMUTATION` or more pairs, a paired t-test with fewer (from 2 pairs). The interval is
+    the t-interval of the mean difference divided by ``|baseline mean|``.
+    """
+    from scipy.stats import permutation_test, t, ttest_rel
+
+    b = np.asarray(baseline, dtype=float)
+    c = np.asarray(candidate, dtype=float)
+    keep = np.isfinite(b) & np.isfinite(c)
+    b, c = b[keep], c[keep]
+    if b.size != c.size or not b.size:
+        raise ValueError("a paired comparison needs the same number of finite values on both sides")
+    b_mean, c_mean = float(b.mean()), float(c.mean())
+    change = _relative_change(b_mean, c_mean)
+    n = int(b.size)
+    if n < 2:
+        return ChangeTest(b_mean, c_mean, change, math.nan, math.nan, math.nan, "none", n, n)
+    differences = c - b
+    mean_difference = float(differences.mean())
+    spread = float(differences.std(ddof=1))
+    low = high = math.nan
+    if b_mean != 0:
+        half = float(t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
+        low, high = (mean_difference - half) / abs(b_mean), (mean_difference + half) / abs(b_mean)
+    if spread == 0:
+        p_value = 1.0 if mean_difference == 0 else 0.0
+        name = "paired-t"
+    elif n >= MIN_PAIRED_PERMUTATION:
+        result = permutation_test(
+            (differences,),
+            lambda d, axis=-1: d.mean(axis=axis),
+            permutation_type="samples",
+            alternative="two-sided",
+            n_resamples=min(9999, 2**n),
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
+        p_value, name = float(result.pvalue), "paired-permutation"
+    else:
+        p_value, name = float(ttest_rel(c, b).pvalue), "paired-t"
+    return ChangeTest(b_mean, c_mean, change, low, high, p_value, name, n, n)
 
 
 def minimum_permutation_repeats(alpha: float) -> int:
