@@ -103,6 +103,8 @@ def compare_paired(
     differences = c - b
     mean_difference = float(differences.mean())
     spread = float(differences.std(ddof=1))
+    if spread <= 1e-12 * max(abs(mean_difference), abs(b_mean), 1e-300):
+        spread = 0.0  # identical differences up to rounding: a deterministic change
     low = high = math.nan
     if b_mean != 0:
         half = float(t.ppf(0.5 + confidence / 2, n - 1)) * spread / math.sqrt(n)
