@@ -480,4 +480,53 @@ def import_pytest_benchmark(
         click.echo(f"{path}: run {run_id}")
 
 
-COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, import_group]
+@click.command("export")
+@click.argument("selectors", nargs=-1, required=True, metavar="RUN_OR_SUITE...")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default="csv", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File to write (default: <results-dir>/exports/<suite>-<profile>-<run>.<format>; '-' for stdout).",
+)
+@click.option("--profile", help="With a suite name: use the newest run of this profile.")
+@click.option("--suite", help="Suite to look in for selectors like 'latest' or 'baseline'.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def export(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    fmt: str,
+    out: Path | None,
+    profile: str | None,
+    suite: str | None,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Write suite runs as a tidy table: one row per cell and metric (csv, parquet or json).
+
+    \b
+    Each row has the run, the cell (algorithm, environment, seed, status), the metric (name, value, unit,
+    direction), the machine (fingerprint, CPU, GPU), the code (git commit, code versions) and the cell's
+    parameters as param.<name> columns. Several selectors give one table of all their runs:
+        harness export softmax --format parquet --out softmax.parquet
+        harness export latest latest~1 --suite d4rl --out - | python -c "import pandas, sys; ..."
+    """
+    from harness.report.export import write_export
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    runs = [store.load(store.resolve(selector, suite=suite, profile=profile)) for selector in selectors]
+    if out is not None and str(out) == "-":
+        if fmt == "parquet":
+            raise BadInput("--format parquet cannot go to stdout: pass --out FILE.parquet")
+        data = write_export(runs, None, fmt)
+        click.echo((data or b"").decode(), nl=False)
+        return
+    first = runs[0]
+    target = out or directory / "exports" / f"{first.suite}-{first.profile}-{first.run_id[:8]}.{fmt}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_export(runs, target, fmt)
+    click.echo(str(target))
+
+
+COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, import_group, export]
