@@ -39,7 +39,13 @@ from harness.analysis.stats import (
     minimum_permutation_repeats,
     repeats_needed,
 )
-from harness.tracking.reader import SuiteRun, machine_differences, metric_union, values_by_case_and_seed
+from harness.tracking.reader import (
+    SuiteRun,
+    machine_differences,
+    metric_union,
+    unpaired_cases,
+    values_by_case_and_seed,
+)
 
 #: Fewest runs a side for which an unpaired bootstrap interval of the change is trusted by Datadog's rule.
 MIN_RUNS_FOR_INTERVAL_RULE = 3
@@ -221,6 +227,7 @@ def compare_runs(
         base_seeds, cand_seeds = values_by_case_and_seed(baseline, metric), values_by_case_and_seed(candidate, metric)
         base_values = {case: list(by_seed.values()) for case, by_seed in base_seeds.items()}
         cand_values = {case: list(by_seed.values()) for case, by_seed in cand_seeds.items()}
+        unpaired = unpaired_cases(baseline, metric) | unpaired_cases(candidate, metric)
         hardware_note = ""
         if hardware_differences and info.is_hardware_dependent:
             hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
@@ -243,7 +250,7 @@ def compare_runs(
                 continue
             b, c = base_values[case], cand_values[case]
             seeds = sorted(base_seeds[case])
-            same_seeds = len(seeds) >= 2 and seeds == sorted(cand_seeds[case])
+            same_seeds = len(seeds) >= 2 and seeds == sorted(cand_seeds[case]) and case not in unpaired
             calibrated_cv = None
             if calibration is not None and min(len(b), len(c)) < minimum:
                 calibrated_cv = calibration.noise(metric, algorithm, environment)

@@ -3,7 +3,15 @@
 A file (``pytest --benchmark-json=FILE`` or ``--benchmark-autosave``) becomes one suite run; each benchmark
 becomes one cell whose algorithm is the test name (with its parameters) and whose environment is the
 benchmark's group (``default`` without one). Its statistics become metrics in seconds (lower is better) and
-operations per second (higher is better); ``machine_info`` and ``commit_info`` become tags.
+operations per second (higher is better); ``rounds`` and ``iterations`` are parameters, not metrics (more
+rounds is not better code); ``machine_info`` and ``commit_info`` become tags.
+
+Per-round data (saved with ``--benchmark-save-data`` as ``stats.data``) is kept: every round as the curve
+``round_s`` of the benchmark's cell, and as repeats that comparisons can test, ``bench_round_s`` in cells
+``round=<i>`` of the same case (each round with up to :data:`MAX_ROUND_REPEATS` rounds, else the mean of each
+of :data:`MAX_ROUND_REPEATS` consecutive batches of rounds). Those repeats carry
+:data:`harness.tracking.reader.UNPAIRED_REPEAT_TAG`: round i of one file has nothing to do with round i of
+another, so ``compare`` never pairs them.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.tracking.reader import UNPAIRED_REPEAT_TAG
 from harness.tracking.writer import CellToWrite, write_suite_run
 
 #: pytest-benchmark statistic -> (metric name, unit, direction).
@@ -26,8 +35,22 @@ STATISTICS = {
     "stddev": ("bench_stddev_s", "s", "lower"),
     "iqr": ("bench_iqr_s", "s", "lower"),
     "ops": ("bench_ops_per_s", "ops/s", "higher"),
-    "rounds": ("bench_rounds", "1", "higher"),
 }
+#: Counts that describe how a benchmark was run: parameters of its cell, never metrics.
+RUN_COUNTS = ("rounds", "iterations")
+ROUND_METRIC = "bench_round_s"
+ROUND_CURVE = "round_s"
+MAX_ROUND_REPEATS = 50
+MAX_ROUND_CURVE_POINTS = 10_000
+
+
+def round_repeats(rounds: list[float]) -> list[float]:
+    """The rounds themselves, or the means of ``MAX_ROUND_REPEATS`` consecutive batches of them."""
+    import numpy as np
+
+    if len(rounds) <= MAX_ROUND_REPEATS:
+        return [float(v) for v in rounds]
+    return [float(batch.mean()) for batch in np.array_split(np.asarray(rounds, dtype=float), MAX_ROUND_REPEATS)]
 
 
 def _machine_tags(data: dict[str, Any]) -> dict[str, str]:
@@ -76,15 +99,18 @@ def import_file(
         }
         params = dict(bench.get("params") or {})
         params["fullname"] = str(bench.get("fullname", bench["name"]))
-        cells.append(
-            CellToWrite(
-                algorithm=str(bench["name"]),
-                environment=str(bench.get("group") or "default"),
-                seed=0,
-                metrics=metrics,
-                params=params,
-            )
-        )
+        for key in RUN_COUNTS:
+            if isinstance(stats.get(key), (int, float)):
+                params[key] = int(stats[key])
+        rounds = [float(v) for v in stats.get("data") or [] if isinstance(v, (int, float))]
+        algorithm, environment = str(bench["name"]), str(bench.get("group") or "default")
+        curve = {ROUND_CURVE: list(enumerate(rounds[:MAX_ROUND_CURVE_POINTS]))} if rounds else {}
+        cells.append(CellToWrite(algorithm, environment, 0, metrics=metrics, params=params, curves=curve))
+        for repeat, value in enumerate(round_repeats(rounds) if len(rounds) >= 2 else []):
+            cells.append(
+                CellToWrite(algorithm, environment, repeat, metrics={ROUND_METRIC: value},
+                            params={**params, "round": repeat}, tags={UNPAIRED_REPEAT_TAG: "true"})
+            )  # fmt: skip
     from mlflow.tracking import MlflowClient
 
     started = None
@@ -97,6 +123,11 @@ def import_file(
         name: {"unit": unit, "direction": direction, "threshold": 0.05, "description": f"pytest-benchmark {key}"}
         for key, (name, unit, direction) in STATISTICS.items()
     }
+    metric_specs[ROUND_METRIC] = {
+        "unit": "s", "direction": "lower", "threshold": 0.05,
+        "description": f"time of one round (with more than {MAX_ROUND_REPEATS} rounds: the mean of each of "
+        f"{MAX_ROUND_REPEATS} consecutive batches); the repeats comparisons test",
+    }  # fmt: skip
     tags = _machine_tags(data)
     tags["harness.version"] = "pytest-benchmark-import"
     tags["harness.plugins"] = json.dumps({"pytest-benchmark": str(data.get("version", ""))})

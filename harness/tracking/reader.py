@@ -41,6 +41,9 @@ VERSION_TAG_PREFIX = "harness.versions."
 #: Tags that decide whether two runs' timings can be compared (the fingerprint hashes the same facts).
 FINGERPRINT_FIELDS = ("harness.machine.cpu", "harness.machine.gpu")
 
+#: A cell tag saying its seed numbers repeats that are not seeds (pytest-benchmark rounds): never paired.
+UNPAIRED_REPEAT_TAG = "harness.repeat.unpaired"
+
 _TIME_UNITS = {"s", "ms", "us", "µs", "ns", "min", "h"}
 _MEMORY_UNITS = {"b", "bytes", "kb", "kib", "mb", "mib", "gb", "gib"}
 
@@ -494,3 +497,10 @@ def values_by_case_and_seed(run: SuiteRun, metric: str) -> dict[tuple[str, str],
         if metric in cell.metrics:
             grouped.setdefault(cell.case, {})[cell.seed] = cell.metrics[metric]
     return grouped
+
+
+def unpaired_cases(run: SuiteRun, metric: str) -> set[tuple[str, str]]:
+    """Cases whose repeats of ``metric`` are not seeds (tagged :data:`UNPAIRED_REPEAT_TAG`): never paired."""
+    return {
+        cell.case for cell in run.ok_cells if metric in cell.metrics and cell.tags.get(UNPAIRED_REPEAT_TAG) == "true"
+    }
