@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from harness.analysis.stats import BootstrapConfig, Estimate, aggregate_estimate, probability_of_improvement
+from harness.analysis.stats import BootstrapConfig, Estimate, aggregate_estimate
 
 RANKING_AGGREGATE = "iqm"
 MIN_RUNS_FOR_INTERVAL = 2
@@ -149,17 +150,60 @@ def rank_group(
             estimates[algorithm] = aggregate_estimate(tasks, RANKING_AGGREGATE, config)
     ranking = Ranking(group, higher_is_better, rank_estimates(estimates, higher_is_better))
     if with_matrix:
-        names = ranking.matrix_algorithms
-        for i, first in enumerate(names):
-            for second in names[i + 1 :]:
-                if min(estimates[first].n_runs, estimates[second].n_runs) < MIN_RUNS_FOR_INTERVAL:
-                    continue
-                by_task_a = {str(k): v for k, v in enumerate(scores[first])}
-                by_task_b = {str(k): v for k, v in enumerate(scores[second])}
-                ranking.improvement[(first, second)] = probability_of_improvement(
-                    by_task_a, by_task_b, config, higher_is_better
-                )
+        names = [n for n in ranking.matrix_algorithms if estimates[n].n_runs >= MIN_RUNS_FOR_INTERVAL]
+        ranking.improvement = improvement_matrix({n: scores[n] for n in names}, higher_is_better, config)
     return ranking
+
+
+def improvement_matrix(
+    scores: Mapping[str, Sequence[Sequence[float]]], higher_is_better: bool, config: BootstrapConfig
+) -> dict[tuple[str, str], Estimate]:
+    """rliable's probability of improvement for every pair (i before j in ``scores``), with intervals.
+
+    Each point value is :func:`~harness.analysis.stats.probability_of_improvement`'s (the normalized
+    Mann-Whitney U per task, averaged over the tasks both ran). The intervals come from one stratified
+    bootstrap shared by all pairs: every algorithm's runs are resampled once per task and replicate, and every
+    pair is evaluated on the same replicates (a joint bootstrap, so the matrix is consistent and costs one
+    resampling per algorithm instead of one per pair).
+    """
+    import numpy as np
+
+    names = list(scores)
+    if len(names) < 2:
+        return {}
+    sign = 1.0 if higher_is_better else -1.0
+    rng = config.rng()
+    tasks = {name: [sign * np.asarray(task, dtype=float) for task in scores[name]] for name in names}
+    replicates = {
+        name: [
+            task[rng.integers(0, task.size, (config.n_resamples, task.size))] if task.size >= 2 else task[None, :]
+            for task in per_task
+        ]
+        for name, per_task in tasks.items()
+    }
+    alpha = (1 - config.confidence) / 2
+    found = {}
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = [k for k in range(min(len(tasks[first]), len(tasks[second])))
+                      if tasks[first][k].size and tasks[second][k].size]  # fmt: skip
+            if not shared:
+                continue
+            point = float(np.mean([_improvement(tasks[first][k], tasks[second][k]) for k in shared]))
+            boot = np.mean([_improvement(replicates[first][k], replicates[second][k]) for k in shared], axis=0)
+            boot = np.broadcast_to(boot, (config.n_resamples,))
+            n_runs = sum(tasks[first][k].size + tasks[second][k].size for k in shared)
+            found[(first, second)] = Estimate(
+                point, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)), n_runs, len(shared)
+            )
+    return found
+
+
+def _improvement(x: Any, y: Any) -> Any:
+    """P(X > Y) + 0.5 P(X == Y) over all run pairs, batched along the leading axis."""
+    greater = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
+    ties = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
+    return greater + 0.5 * ties
 
 
 def rank_metric(

@@ -49,32 +49,78 @@ def _encode(figure: Any) -> str:
     return svg
 
 
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")  # fmt: skip
+
+
 def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any]) -> str:
-    """One panel per ranking group: each algorithm's IQM and interval, tied ranks hatched alike."""
-    plt = _pyplot()
-    groups = list(rankings)[:MAX_PANELS]
-    columns = min(3, len(groups))
-    rows = (len(groups) + columns - 1) // columns
-    height = 0.6 + 0.35 * max(2, max(len(g.rows) for g in groups))
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, height * rows), squeeze=False)
-    colours = plt.get_cmap("tab10")
-    for axis, ranking in zip(axes.flat, groups, strict=False):
-        for position, row in enumerate(ranking.rows):
-            estimate = row.estimate
-            colour = colours(position % 10)
-            if estimate.has_interval:
-                axis.barh(position, estimate.high - estimate.low, left=estimate.low, height=0.6, color=colour,
-                          alpha=0.35)  # fmt: skip
-            axis.plot([estimate.value], [position], "|", color=colour, markersize=14, markeredgewidth=2)
-        axis.set_yticks(range(len(ranking.rows)), [_text(f"{r.rank_label} {r.algorithm}") for r in ranking.rows])
-        axis.invert_yaxis()
-        axis.set_title(_text(ranking.group), fontsize="medium")
-        axis.set_xlabel(_text(f"{metric} ({unit})" if unit and unit != "1" else metric))
-        axis.grid(axis="x", alpha=0.3)
-    for axis in list(axes.flat)[len(groups) :]:
-        axis.axis("off")
-    figure.tight_layout()
-    return _encode(figure)
+    """A forest plot drawn directly as SVG: per ranking group, each algorithm's IQM (tick) and interval (bar).
+
+    Every row has a ``<title>`` (the hover tooltip) with the exact numbers; labels are XML-escaped. Each group
+    has its own x scale (environments are not comparable), shown by its min and max tick.
+    """
+    from html import escape
+
+    label_width, plot_width, right, row_height, head = 260, 520, 90, 20, 24
+    width = label_width + plot_width + right
+    parts: list[str] = []
+    y = 6
+    for ranking in list(rankings)[: MAX_PANELS * 2]:
+        estimates = [row.estimate for row in ranking.rows]
+        bounds = [v for e in estimates for v in ((e.low, e.high) if e.has_interval else (e.value, e.value))]
+        bounds = [v for v in bounds if np.isfinite(v)]
+        if not bounds:
+            continue
+        low, high = min(bounds), max(bounds)
+        pad = (high - low) * 0.05 or abs(high) * 0.05 or 1.0
+        low, high = low - pad, high + pad
+
+        def x(value: float, low: float = low, high: float = high) -> float:
+            return label_width + (value - low) / (high - low) * plot_width
+
+        parts.append(f'<text x="4" y="{y + 15}" font-weight="600" font-size="13">{escape(ranking.group)}</text>')
+        parts.append(
+            f'<text x="{label_width}" y="{y + 15}" font-size="11" fill="#666">{escape(f"{low:.4g}")}</text>'
+            f'<text x="{label_width + plot_width}" y="{y + 15}" font-size="11" fill="#666" text-anchor="end">'
+            f"{escape(f'{high:.4g}')}</text>"
+        )
+        y += head
+        for index, row in enumerate(ranking.rows):
+            e = row.estimate
+            colour = _PALETTE[index % len(_PALETTE)]
+            middle = y + row_height / 2
+            interval = f" [{e.low:.4g}, {e.high:.4g}]" if e.has_interval else " (no interval: n<2)"
+            tip = f"{row.rank_label} {row.algorithm}: IQM {e.value:.6g}{interval}, {e.n_runs} runs"
+            parts.append(f"<g><title>{escape(tip)}</title>")
+            parts.append(
+                f'<text x="4" y="{middle + 4}" font-size="12">{escape(f"{row.rank_label} {row.algorithm}"[:40])}</text>'
+            )
+            if e.has_interval:
+                parts.append(
+                    f'<rect x="{x(e.low):.1f}" y="{middle - 5}" width="{max(1.0, x(e.high) - x(e.low)):.1f}" '
+                    f'height="10" fill="{colour}" fill-opacity="0.35"/>'
+                )
+            parts.append(
+                f'<line x1="{x(e.value):.1f}" x2="{x(e.value):.1f}" y1="{middle - 8}" y2="{middle + 8}" '
+                f'stroke="{colour}" stroke-width="2.5"/>'
+            )
+            parts.append(
+                f'<text x="{label_width + plot_width + 6}" y="{middle + 4}" font-size="11">'
+                f"{escape(f'{e.value:.4g}')}</text></g>"
+            )
+            y += row_height
+        parts.append(
+            f'<line x1="{label_width}" x2="{label_width + plot_width}" y1="{y + 2}" y2="{y + 2}" stroke="#999"/>'
+        )
+        y += 12
+    axis_label = escape(f"{metric} ({unit})" if unit and unit != "1" else metric)
+    parts.append(f'<text x="{label_width + plot_width / 2}" y="{y + 12}" font-size="12" text-anchor="middle">'
+                 f"{axis_label}: IQM and 95% interval per ranking group</text>")  # fmt: skip
+    y += 20
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {y}" class="plot forest" role="img" '
+        f'font-family="system-ui, sans-serif">' + "".join(parts) + "</svg>"
+    )
 
 
 def pareto(x_info: Any, y_info: Any, points: Mapping[tuple[str, str], tuple[float, float]]) -> str:
@@ -134,20 +180,81 @@ def aggregate_intervals(metric: str, unit: str, estimates: Mapping[str, Mapping[
 
 
 def performance_profiles(metric: str, unit: str, profiles: Mapping[str, PerformanceProfile], higher: bool) -> str:
-    """Fraction of runs better than each threshold, per algorithm, with bootstrap bands."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4))
-    for algorithm, profile in profiles.items():
-        (line,) = axis.plot(profile.thresholds, profile.fraction, label=_text(algorithm))
-        if not np.isnan(profile.low).all():
-            axis.fill_between(profile.thresholds, profile.low, profile.high, color=line.get_color(), alpha=0.2)
-    axis.set_xlabel(_text(f"{metric} threshold τ" + (f" ({unit})" if unit else "")))
-    axis.set_ylabel("fraction of runs " + ("> τ" if higher else "< τ"))
-    axis.set_ylim(-0.02, 1.02)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
-    axis.set_title(_text(f"Performance profile of {metric}"))
-    return _encode(figure)
+    """Fraction of runs better than each threshold, per algorithm, with bootstrap bands (SVG drawn directly;
+    each line has a hover title)."""
+    series = {name: (p.thresholds, p.fraction, p.low, p.high) for name, p in profiles.items()}
+    return svg_lines(
+        f"Performance profile of {metric}",
+        f"{metric} threshold τ" + (f" ({unit})" if unit and unit != "1" else ""),
+        "fraction of runs " + ("> τ" if higher else "< τ"),
+        series,
+        y_range=(0.0, 1.0),
+    )
+
+
+def svg_lines(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Mapping[str, tuple[Any, Any, Any, Any]],
+    y_range: tuple[float, float] | None = None,
+) -> str:
+    """A line chart with optional bands, as SVG markup: ``series`` maps a name to ``(x, y, low, high)``
+    (``low``/``high`` may be all NaN: no band). Labels are XML-escaped."""
+    from html import escape
+
+    left, top, width, height, legend = 64, 28, 560, 300, 200
+    total_width, total_height = left + width + legend, top + height + 48
+    xs = np.concatenate([np.asarray(s[0], dtype=float) for s in series.values()]) if series else np.zeros(1)
+    ys = np.concatenate([np.asarray(v, dtype=float).ravel() for s in series.values() for v in s[1:]])
+    ys = ys[np.isfinite(ys)] if ys.size else np.zeros(1)
+    x_low, x_high = float(np.nanmin(xs)), float(np.nanmax(xs))
+    y_low, y_high = y_range if y_range else (float(ys.min()) if ys.size else 0.0, float(ys.max()) if ys.size else 1.0)
+    x_high = x_high if x_high > x_low else x_low + 1
+    y_high = y_high if y_high > y_low else y_low + 1
+
+    def px(value: float) -> float:
+        return left + (value - x_low) / (x_high - x_low) * width
+
+    def py(value: float) -> float:
+        return top + height - (value - y_low) / (y_high - y_low) * height
+
+    parts = [
+        f'<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#999"/>',
+        f'<text x="{left + width / 2}" y="16" font-size="13" text-anchor="middle" font-weight="600">'
+        f"{escape(title)}</text>",
+        f'<text x="{left + width / 2}" y="{top + height + 36}" font-size="12" text-anchor="middle">'
+        f"{escape(x_label)}</text>",
+        f'<text x="14" y="{top + height / 2}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + height / 2})">{escape(y_label)}</text>',
+    ]
+    for fraction in (0.0, 0.25, 0.5, 0.75, 1.0):
+        xv, yv = x_low + fraction * (x_high - x_low), y_low + fraction * (y_high - y_low)
+        parts.append(f'<line x1="{px(xv):.1f}" x2="{px(xv):.1f}" y1="{top}" y2="{top + height}" stroke="#ddd"/>')
+        parts.append(f'<line x1="{left}" x2="{left + width}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{px(xv):.1f}" y="{top + height + 16}" font-size="11" text-anchor="middle">'
+                     f"{escape(f'{xv:.3g}')}</text>")  # fmt: skip
+        parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" font-size="11" text-anchor="end">'
+                     f"{escape(f'{yv:.3g}')}</text>")  # fmt: skip
+    for index, (name, (x, y, low, high)) in enumerate(series.items()):
+        colour = _PALETTE[index % len(_PALETTE)]
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        parts.append(f"<g><title>{escape(str(name))}</title>")
+        if low.size == x.size and np.isfinite(low).all() and np.isfinite(high).all():
+            outline = [f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, high, strict=True)]
+            outline += [f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x[::-1], low[::-1], strict=True)]
+            parts.append(f'<polygon points="{" ".join(outline)}" fill="{colour}" fill-opacity="0.18"/>')
+        points = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in zip(x, y, strict=True) if np.isfinite(b))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/></g>')
+        legend_y = top + 14 + 18 * index
+        parts.append(f'<line x1="{left + width + 12}" x2="{left + width + 32}" y1="{legend_y - 4}" '
+                     f'y2="{legend_y - 4}" stroke="{colour}" stroke-width="3"/>')  # fmt: skip
+        parts.append(f'<text x="{left + width + 38}" y="{legend_y}" font-size="12">{escape(str(name)[:24])}</text>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {total_width} {total_height}" class="plot lines" '
+        f'role="img" font-family="system-ui, sans-serif">' + "".join(parts) + "</svg>"
+    )
 
 
 def score_curves(name: str, curves: Mapping[str, Mapping[str, Sequence[Sequence[tuple[int, float]]]]]) -> str:
