@@ -82,6 +82,7 @@ def harness_metrics() -> list[MetricSpec]:
             direction="lower",
             compute="harness_core_metrics:wall_time_s",
             threshold=0.10,
+            depends_on_hardware=True,
         ),
         MetricSpec(
             name="cpu_time_s",
@@ -91,6 +92,7 @@ def harness_metrics() -> list[MetricSpec]:
             direction="lower",
             compute="harness_core_metrics:cpu_time_s",
             threshold=0.10,
+            depends_on_hardware=True,
         ),
         MetricSpec(
             name="peak_memory_mb",
@@ -100,5 +102,6 @@ def harness_metrics() -> list[MetricSpec]:
             direction="lower",
             compute="harness_core_metrics:peak_memory_mb",
             threshold=0.10,
+            depends_on_hardware=True,
         ),
     ]

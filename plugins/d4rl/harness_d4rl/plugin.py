@@ -112,6 +112,7 @@ def harness_metrics() -> Sequence[MetricSpec]:
             compute="harness_d4rl.metrics:normalized_score",
             task_kinds=(TASK_KIND,),
             threshold=0.05,
+            comparable_across_tasks=True,  # normalized per dataset: 0 random, 100 expert
         )
     ]
 

@@ -114,6 +114,7 @@ def harness_metrics() -> list[MetricSpec]:
             unit="1",
             direction="higher",
             compute=outcome_value("success_rate"),
+            comparable_across_tasks=True,  # a share of episodes on every task
         ),
         MetricSpec(
             "success_auc",
