@@ -45,6 +45,7 @@ PROBE = """
     var r = s.getBoundingClientRect(); return [Math.round(r.width), Math.round(r.height)]; });
   out.summaryTop = document.getElementById("summary").getBoundingClientRect().top;
   out.leaderboardsTop = document.getElementById("leaderboards").getBoundingClientRect().top;
+  out.summaryTables = q("table.summary").length;
   out.summaryRows = q("table.summary tbody tr").length;
   out.summaryColumns = q("table.summary thead th").length;
   out.bestCells = q("table.summary td.best").length;
@@ -125,9 +126,10 @@ def test_page_opens_on_the_summary_and_every_plot_renders(page: Path, tmp_path: 
     facts, log = _probe(page, tmp_path, 1200)
     assert [line for line in log.splitlines() if ":CONSOLE" in line or "Refused to" in line] == []
     assert facts["summaryTop"] < facts["leaderboardsTop"]
-    assert facts["summaryRows"] == 3  # alpha, beta, gamma
-    # 1 label column + normalized_score (pooled + 2 environments) + 4 other metrics x 2 environments.
-    assert facts["summaryColumns"] == 1 + 3 + 4 * 2
+    # One table per ranking group: pooled (normalized_score only), hopper and walker (all five metrics).
+    assert facts["summaryTables"] == 3
+    assert facts["summaryRows"] == 3 * 3  # alpha, beta, gamma in each
+    assert facts["summaryColumns"] == (1 + 1) + 2 * (1 + 5)
     assert facts["bestCells"] >= 11
     html = page.read_text()
     # One interval plot per metric, curves, roofline (a ceiling exists), the declared Pareto plot, a profile.

@@ -56,12 +56,16 @@ class MetricSection:
 
 
 @dataclass
-class SummaryColumn:
-    metric: str
-    unit: str
-    arrow: str
+class SummaryTable:
+    """One ranking group of the summary: its algorithms x its metrics, each cell the ranking's row."""
+
     group: str
-    rows: dict[str, RankedRow]
+    metrics: list[tuple[str, str, str]]  # (name, unit, arrow)
+    algorithms: list[str]
+    cells: dict[tuple[str, str], RankedRow]  # (algorithm, metric) -> row
+
+    def cell(self, algorithm: str, metric: str) -> RankedRow | None:
+        return self.cells.get((algorithm, metric))
 
 
 @dataclass
@@ -77,8 +81,7 @@ class ReportContent:
     ui_command: str
     ui_path: str
     metrics: list[MetricSection]
-    summary_columns: list[SummaryColumn]
-    summary_algorithms: list[str]
+    summary: list[SummaryTable]
     curve_plots: list[tuple[str, str]]
     roofline_plots: list[tuple[str, str]]
     pareto_plots: list[tuple[str, str]]
@@ -142,16 +145,22 @@ def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: b
     return section
 
 
-def _summary(sections: Sequence[MetricSection]) -> tuple[list[SummaryColumn], list[str]]:
-    columns = []
-    algorithms: dict[str, None] = {}
+def _summary(sections: Sequence[MetricSection]) -> list[SummaryTable]:
+    """Per ranking group (the pooled one first, then each environment): algorithm x metric."""
+    from harness.analysis.ranking import POOLED
+
+    tables: dict[str, SummaryTable] = {}
     for section in sections:
         for ranking in section.rankings:
-            rows = {row.algorithm: row for row in ranking.rows}
-            for name in rows:
-                algorithms.setdefault(name, None)
-            columns.append(SummaryColumn(section.name, section.unit, section.arrow, ranking.group, rows))
-    return columns, sorted(algorithms)
+            table = tables.setdefault(ranking.group, SummaryTable(ranking.group, [], [], {}))
+            table.metrics.append((section.name, section.unit, section.arrow))
+            for row in ranking.rows:
+                if row.algorithm not in table.algorithms:
+                    table.algorithms.append(row.algorithm)
+                table.cells[(row.algorithm, section.name)] = row
+    for table in tables.values():
+        table.algorithms.sort()
+    return sorted(tables.values(), key=lambda t: (t.group != POOLED, t.group))
 
 
 def _curve_plots(run: SuiteRun) -> list[tuple[str, str]]:
@@ -258,7 +267,7 @@ def build_report(
     """Compute every statistic and plot of the report for ``run``."""
     names = run.metric_names
     sections = [_metric_section(run, m, config, plot=i < MAX_METRICS_PLOTTED) for i, m in enumerate(names)]
-    summary_columns, summary_algorithms = _summary(sections)
+    summary = _summary(sections)
     pareto_plots, notes = _pareto_plots(run)
     if comparison is not None and comparison.hardware_differences:
         dependent = sorted({row.metric for row in comparison.rows if row.note.startswith("different hardware")})
@@ -275,8 +284,7 @@ def build_report(
         ui_command=store.ui_command(),
         ui_path=f"#/experiments/{run.experiment_id}/runs/{run.run_id}",
         metrics=sections,
-        summary_columns=summary_columns,
-        summary_algorithms=summary_algorithms,
+        summary=summary,
         curve_plots=_curve_plots(run),
         roofline_plots=_roofline_plots(run),
         pareto_plots=pareto_plots,
