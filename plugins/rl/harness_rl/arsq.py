@@ -17,9 +17,27 @@ the soft value identity ``alpha * logsumexp_a Q(s, a) / alpha = V(s)`` holds by 
 Bellman target needs only V(s'): ``Q(s, a) <- r + gamma * min(V1'(s'), V2'(s'))`` with twin target networks.
 Training regresses Q on dataset (and online) actions only, so no unseen action is ever bootstrapped from.
 
-Defaults: levels 3 and bins 5 as in CQN and the paper. The temperature, learning rate, batch size, network width
-and Polyak factor below were not checked against the paper's appendix (not reachable here); they are common
-soft-Q / CORL values and are parameters, so set them to the paper's to reproduce its tables.
+Checked against the paper's published code (the official "Auto-Regressive Soft Q (ARSQ)" repository, its D4RL
+part: ``arsq_d4rl/alg/sqar.py`` and ``arsq_d4rl/run/sqar_run.py``; its hydra config files, which hold most values,
+and the paper's appendix table were not reachable here). Confirmed from that code, and the defaults here:
+
+* the decomposition above, twin networks and the target ``r + gamma * min(V1'(s'), V2'(s'))`` on dataset actions;
+* the advantage network's input: the observation and every dimension's current interval center;
+* the networks: three hidden layers of 512 tanh units, orthogonal initialization (gain sqrt 2, output gain 0.01)
+  (``FCNetNaive``, hard-coded there);
+* acting on the minimum of both networks' soft advantages (greedy for evaluation, sampled for exploration);
+* a CQL-style penalty on demonstration samples (``demo_penalty`` below): per (level, dimension), the
+  temperature-logsumexp of the *other* bins' soft advantages minus the chosen bin's, summed over positions,
+  averaged over demonstration samples, times a weight.
+
+Not confirmed (values live in the unreachable config files): levels 3 and bins 5 (CQN's, and this paper's RLBench
+setting, assumed for D4RL), the temperature alpha (the code has separate training and acting temperatures), the
+penalty's weight and temperature, learning rates (the code has separate value and advantage rates), batch size,
+Polyak factor. Known differences: the published advantage network tells positions apart by output heads (one
+output of ``bins`` per position), here by one-hot level and dimension inputs; the published runner takes its
+demonstrations as a return-percentile slice of the dataset, mixed into each batch at a fixed ratio, and relabels
+good online episodes as demonstrations; here every dataset transition is a demonstration and, offline-to-online,
+the penalty applies to every sample of the batch (the harness's batches do not mark which rows are dataset rows).
 Protocols: ``offline`` and ``offline-to-online`` (the paper's: demonstrations mixed into online training,
 exploration by sampling the softmax policy).
 """
@@ -28,7 +46,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -37,22 +55,59 @@ from torch import nn
 
 from harness_rl.data import normalization, offline_transitions
 from harness_rl.hyperparameters import Protocol, config_from_params
-from harness_rl.networks import adam, mlp, seed_everything, soft_update
+from harness_rl.networks import adam, seed_everything, soft_update
 from harness_rl.training import run_protocol, with_torch_threads
 
 
 @dataclass
 class ARSQConfig:
     protocol: Protocol = "offline"  # offline (budget gradient_steps) or offline-to-online (budget env_steps)
-    levels: int = 3  # coarse-to-fine levels per action dimension (CQN, ARSQ)
-    bins: int = 5  # sub-intervals per level (CQN, ARSQ)
-    alpha: float = 0.01  # soft-Q temperature of the advantage softmax
-    batch_size: int = 256  # transitions per gradient step
+    levels: int = 3  # coarse-to-fine levels per action dimension (CQN's; ARSQ's D4RL value unconfirmed)
+    bins: int = 5  # sub-intervals per level (CQN's; ARSQ's D4RL value unconfirmed)
+    alpha: float = 0.01  # soft-Q temperature of the advantage softmax (unconfirmed; published code: soft_alpha)
+    demo_penalty: float = 1.0  # weight of the CQL-style penalty on dataset actions (cql_min_q_weight; unconfirmed)
+    demo_penalty_temperature: float = 1.0  # its logsumexp temperature over other bins (published cql_temp; unconfirmed)
+    twin_act: bool = True  # act on the minimum of both networks' soft advantages (published code's infer)
+    batch_size: int = 256  # transitions per gradient step (unconfirmed)
     discount: float = 0.99  # discount factor gamma
-    tau: float = 0.005  # Polyak factor of the target networks
-    learning_rate: float = 3e-4  # Adam learning rate of both networks
-    hidden_dim: int = 256  # width of the two hidden layers of value and advantage networks
+    tau: float = 0.005  # Polyak factor of the target networks (unconfirmed)
+    learning_rate: float = 3e-4  # Adam learning rate of both networks (unconfirmed; published: vf_lr and qf_lr)
+    hidden_dim: int = 512  # width of the hidden layers of value and advantage networks (published code: 512)
+    hidden_layers: int = 3  # hidden layers of value and advantage networks (published code: 3)
+    activation: Literal["tanh", "relu"] = "tanh"  # hidden-layer activation (published code: tanh)
+    orthogonal_init: bool = True  # orthogonal weights (gain sqrt 2, output 0.01), zero biases (published code)
     normalize: bool = True  # standardize observations with the dataset's mean and std
+
+
+def network(
+    inputs: int, outputs: int, hidden_dim: int, layers: int = 2, activation: str = "relu", orthogonal: bool = False
+) -> nn.Sequential:
+    """An MLP of ``layers`` hidden layers; ``orthogonal``: the published ARSQ code's initialization."""
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    modules: list[nn.Module] = []
+    width = inputs
+    for _ in range(layers):
+        modules += [nn.Linear(width, hidden_dim), act()]
+        width = hidden_dim
+    modules.append(nn.Linear(width, outputs))
+    if orthogonal:
+        for module in modules:
+            if isinstance(module, nn.Linear):
+                nn.init.orthogonal_(module.weight, gain=0.01 if module is modules[-1] else float(np.sqrt(2)))
+                nn.init.zeros_(module.bias)
+    return nn.Sequential(*modules)
+
+
+def demo_penalty(soft: torch.Tensor, indices: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The published code's CQL-style penalty per sample, shape (N,): over every (level, dimension),
+    ``temperature * logsumexp(other bins' soft advantages / temperature) - chosen bin's soft advantage``, summed.
+
+    ``soft``: soft advantages (N, L, D, bins); ``indices``: the dataset action's bins (N, L, D). Minimizing it
+    raises the dataset action's advantage over the others (a behaviour-cloning-like pull on demonstrations)."""
+    chosen = soft.gather(-1, indices.unsqueeze(-1)).squeeze(-1)
+    others = soft.masked_fill(F.one_hot(indices, soft.shape[-1]).bool(), float("-inf"))
+    ood = temperature * torch.logsumexp(others / temperature, -1)
+    return (ood - chosen).sum((1, 2))
 
 
 def discretize(actions: torch.Tensor, levels: int, bins: int) -> torch.Tensor:
@@ -89,12 +144,24 @@ def undiscretize(indices: torch.Tensor, bins: int) -> torch.Tensor:
 class AutoRegressiveSoftQ(nn.Module):
     """V(s) and the per-(level, dimension) advantage logits A(s, partial action)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, levels: int, bins: int, hidden_dim: int, alpha: float) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        levels: int,
+        bins: int,
+        hidden_dim: int,
+        alpha: float,
+        hidden_layers: int = 2,
+        activation: str = "relu",
+        orthogonal_init: bool = False,
+    ) -> None:
         super().__init__()
         self.act_dim, self.levels, self.bins, self.alpha = act_dim, levels, bins, alpha
-        self.value = mlp(obs_dim, 1, hidden_dim)
+        shape = {"hidden_dim": hidden_dim, "layers": hidden_layers, "activation": activation}
+        self.value = network(obs_dim, 1, **shape, orthogonal=orthogonal_init)
         # Input: observation, every dimension's current interval center, one-hot level, one-hot dimension.
-        self.advantage = mlp(obs_dim + act_dim + levels + act_dim, bins, hidden_dim)
+        self.advantage = network(obs_dim + act_dim + levels + act_dim, bins, **shape, orthogonal=orthogonal_init)
         self.register_buffer("level_onehot", torch.eye(levels))
         self.register_buffer("dim_onehot", torch.eye(act_dim))
         # decided_before[d, d'] is True when dimension d' is decided before d within one level.
@@ -123,13 +190,19 @@ class AutoRegressiveSoftQ(nn.Module):
 
     def q_value(self, obs: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         """Q(s, a) for discretized actions, shape (N,)."""
-        chosen = self.soft_advantages(self.teacher_forced_logits(obs, indices))
-        chosen = chosen.gather(-1, indices.unsqueeze(-1)).squeeze(-1)
-        return self.value(obs).squeeze(-1) + chosen.sum((1, 2))
+        return self.q_and_soft_advantages(obs, indices)[0]
+
+    def q_and_soft_advantages(self, obs: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Q(s, a) (N,) and the soft advantages of every bin at every position (N, L, D, bins)."""
+        soft = self.soft_advantages(self.teacher_forced_logits(obs, indices))
+        chosen = soft.gather(-1, indices.unsqueeze(-1)).squeeze(-1)
+        return self.value(obs).squeeze(-1) + chosen.sum((1, 2)), soft
 
     @torch.no_grad()
-    def select(self, obs: torch.Tensor, sample: bool) -> torch.Tensor:
-        """Choose bin indices (N, L, D) position by position: greedy, or sampled from softmax(A / alpha)."""
+    def select(self, obs: torch.Tensor, sample: bool, twin: AutoRegressiveSoftQ | None = None) -> torch.Tensor:
+        """Choose bin indices (N, L, D) position by position: greedy, or sampled from softmax(A / alpha).
+
+        With ``twin``, on the minimum of both networks' soft advantages (the published code's acting rule)."""
         n = obs.shape[0]
         indices = torch.zeros(n, self.levels, self.act_dim, dtype=torch.long, device=obs.device)
         low = torch.full((n, self.act_dim), -1.0, device=obs.device)
@@ -146,7 +219,9 @@ class AutoRegressiveSoftQ(nn.Module):
                     ],
                     -1,
                 )
-                logits = self.advantage(inputs)
+                logits = self.soft_advantages(self.advantage(inputs))
+                if twin is not None:
+                    logits = torch.minimum(logits, twin.soft_advantages(twin.advantage(inputs)))
                 if sample:
                     choice = torch.distributions.Categorical(logits=logits / self.alpha).sample()
                 else:
@@ -162,7 +237,15 @@ class ARSQTrainer:
     def __init__(self, obs_dim: int, act_dim: int, obs_mean, obs_std, config: ARSQConfig, device) -> None:
         self.config = config
         make = lambda: AutoRegressiveSoftQ(  # noqa: E731
-            obs_dim, act_dim, config.levels, config.bins, config.hidden_dim, config.alpha
+            obs_dim,
+            act_dim,
+            config.levels,
+            config.bins,
+            config.hidden_dim,
+            config.alpha,
+            hidden_layers=config.hidden_layers,
+            activation=config.activation,
+            orthogonal_init=config.orthogonal_init,
         ).to(device)
         self.q1, self.q2 = make(), make()
         self.q1_target = copy.deepcopy(self.q1).requires_grad_(False)
@@ -179,18 +262,28 @@ class ARSQTrainer:
         with torch.no_grad():
             next_v = torch.min(self.q1_target.value(next_obs), self.q2_target.value(next_obs)).squeeze(-1)
             target = batch["rewards"] + (1.0 - batch["terminals"]) * cfg.discount * next_v
-        loss = F.mse_loss(self.q1.q_value(obs, indices), target) + F.mse_loss(self.q2.q_value(obs, indices), target)
+        q1, soft1 = self.q1.q_and_soft_advantages(obs, indices)
+        q2, soft2 = self.q2.q_and_soft_advantages(obs, indices)
+        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        info = {}
+        if cfg.demo_penalty > 0:
+            penalty = (
+                demo_penalty(soft1, indices, cfg.demo_penalty_temperature).mean()
+                + demo_penalty(soft2, indices, cfg.demo_penalty_temperature).mean()
+            )
+            loss = loss + cfg.demo_penalty * penalty
+            info["demo_penalty"] = penalty.item()
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         soft_update(((self.q1, self.q1_target), (self.q2, self.q2_target)), cfg.tau)
-        return {"q_loss": loss.item()}
+        return {"q_loss": loss.item(), **info}
 
     def _act(self, obs: np.ndarray, sample: bool) -> np.ndarray:
         obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.obs_mean.device)
         single = obs_t.ndim == 1
         obs_t = (obs_t[None] if single else obs_t) - self.obs_mean
-        indices = self.q1.select(obs_t / self.obs_std, sample)
+        indices = self.q1.select(obs_t / self.obs_std, sample, self.q2 if self.config.twin_act else None)
         action = undiscretize(indices, self.config.bins).cpu().numpy()
         return action[0] if single else action
 

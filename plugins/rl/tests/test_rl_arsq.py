@@ -55,3 +55,64 @@ def test_greedy_selection_maximizes_the_auto_regressive_q():
         assert net.q_value(obs[row : row + 1], chosen[row : row + 1]).item() == pytest.approx(
             q_all.max().item(), abs=1e-2
         )
+
+
+def test_demo_penalty_is_the_published_cql_term_and_enters_the_loss_with_its_weight():
+    """Per position: temperature * logsumexp(other bins / temperature) - chosen bin, summed over positions; the
+    trainer's loss is the Bellman loss plus ``demo_penalty`` times both networks' mean penalty."""
+    import numpy as np
+    from harness_rl.arsq import ARSQConfig, ARSQTrainer, demo_penalty
+
+    generator = torch.Generator().manual_seed(0)
+    soft = torch.randn(2, 2, 3, 4, generator=generator)
+    indices = torch.randint(0, 4, (2, 2, 3), generator=generator)
+    temperature = 0.7
+    expected = torch.zeros(2)
+    for n, lv, d in itertools.product(range(2), range(2), range(3)):
+        others = [soft[n, lv, d, b] for b in range(4) if b != indices[n, lv, d]]
+        expected[n] += (
+            temperature * torch.logsumexp(torch.stack(others) / temperature, 0) - soft[n, lv, d, indices[n, lv, d]]
+        )
+    torch.testing.assert_close(demo_penalty(soft, indices, temperature), expected)
+    # Raising the chosen bin's advantage lowers the penalty.
+    raised = soft.clone().scatter_add_(-1, indices.unsqueeze(-1), torch.ones(2, 2, 3, 1))
+    assert (demo_penalty(raised, indices, temperature) < expected).all()
+
+    batch = {
+        "observations": torch.randn(8, 4, generator=generator),
+        "actions": torch.rand(8, 2, generator=generator) * 2 - 1,
+        "rewards": torch.randn(8, generator=generator),
+        "next_observations": torch.randn(8, 4, generator=generator),
+        "terminals": torch.zeros(8),
+    }
+    losses = {}
+    for weight in (0.0, 2.5):
+        torch.manual_seed(3)  # the same initial networks for both weights
+        config = ARSQConfig(levels=2, bins=3, hidden_dim=16, demo_penalty=weight, demo_penalty_temperature=temperature)
+        trainer = ARSQTrainer(4, 2, np.zeros(4, np.float32), np.ones(4, np.float32), config, torch.device("cpu"))
+        if weight:
+            from harness_rl.arsq import discretize
+
+            indices = discretize(batch["actions"], 2, 3)
+            with torch.no_grad():
+                penalty = sum(
+                    demo_penalty(
+                        net.q_and_soft_advantages(batch["observations"], indices)[1], indices, temperature
+                    ).mean()
+                    for net in (trainer.q1, trainer.q2)
+                )
+        losses[weight] = trainer.update(batch)["q_loss"]
+    assert losses[2.5] == pytest.approx(losses[0.0] + 2.5 * penalty.item(), rel=1e-5)
+
+
+def test_twin_acting_takes_the_minimum_of_both_networks_soft_advantages():
+    torch.manual_seed(2)
+    make = lambda: AutoRegressiveSoftQ(obs_dim=3, act_dim=1, levels=1, bins=4, hidden_dim=8, alpha=0.1)  # noqa: E731
+    first, second = make(), make()
+    obs = torch.randn(16, 3)
+    inputs = torch.cat([obs, torch.zeros(16, 1), torch.ones(16, 1), torch.ones(16, 1)], -1)
+    both = torch.minimum(
+        first.soft_advantages(first.advantage(inputs)), second.soft_advantages(second.advantage(inputs))
+    )
+    chosen = first.select(obs, sample=False, twin=second)
+    assert torch.equal(chosen[:, 0, 0], both.argmax(-1))
