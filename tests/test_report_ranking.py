@@ -122,3 +122,45 @@ def test_report_ranks_timings_per_environment_not_across_tasks(tmp_path):
     # The three identical scores (one run each) tie at rank 1 in their environments; no probability from n=1.
     assert "| =1 | softmax-fused |" in markdown and "| =1 | softmax-naive |" in markdown
     assert "beats" not in markdown
+
+
+def test_compare_changes_say_their_direction_and_are_absolute_near_zero():
+    from harness.analysis.compare import CaseVerdict
+    from harness.analysis.stats import ChangeTest
+    from harness.report.formats import format_change
+
+    def row(base: float, cand: float, direction: str) -> CaseVerdict:
+        change = (cand - base) / abs(base) if base else float("nan")
+        test = ChangeTest(base, cand, change, float("nan"), float("nan"), float("nan"), "none", 1, 1)
+        return CaseVerdict("m", "a", "e", "s", direction, 0.05, "spec", "unchanged", test=test)
+
+    assert format_change(row(0.0, -2.6e-5, "lower")) == "-2.6e-05 s (absolute) better"
+    assert format_change(row(1.0, 1.2, "lower")) == "+20.0% worse"
+    assert format_change(row(1.0, 1.2, "higher")) == "+20.0% better"
+
+
+def test_pareto_front_keeps_the_undominated_points_in_each_direction():
+    from harness.report.plots import pareto_front
+
+    points = [(2.0, 0.80), (3.0, 0.90), (4.0, 0.85), (8.0, 0.95), (2.5, 0.70)]
+    # Fewer bits (lower) and more accuracy (higher) are better.
+    assert pareto_front(points, x_higher=False, y_higher=True) == [(2.0, 0.80), (3.0, 0.90), (8.0, 0.95)]
+
+
+def test_roofline_only_where_a_ceiling_was_measured_and_stability_on_the_page(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    metrics = {"kernel_gbps": {"unit": "GB/s", "direction": "higher", "threshold": 0.05}}
+    cells = [CellToWrite("k", "rows", seed, metrics={"kernel_gbps": v}) for seed, v in enumerate([10, 16, 7, 12])]
+    write_suite_run(MlflowClient(tracking_uri=uri), suite="noroof", profile="smoke", metrics=metrics, cells=cells,
+                    tags={"harness.fingerprint": "f"})  # fmt: skip
+    group = click.Group("harness")
+    for command in COMMANDS:
+        group.add_command(command)
+    result = CliRunner().invoke(group, ["report", "noroof", "--out", str(tmp_path / "out"), "--tracking-uri", uri,
+                                        "--bootstrap-resamples", "100"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "out" / "index.html").read_text()
+    assert 'id="roofline"' not in html
+    assert "coefficient of variation" in html  # a 30% spread is flagged on the page

@@ -19,13 +19,23 @@ def format_value(value: float | None, unit: str = "") -> str:
 
 
 def format_change(row: CaseVerdict) -> str:
+    """The relative change with its interval; the absolute difference where the baseline is (near) zero."""
+    from harness.analysis.ranking import near_zero
+
     test = row.test
-    if test is None or math.isnan(test.relative_change):
+    if test is None:
         return "–"
+    difference = test.candidate_mean - test.baseline_mean
+    direction = ""
+    if difference != 0 and row.direction in ("higher", "lower"):
+        direction = " better" if (difference > 0) == (row.direction == "higher") else " worse"
+    if math.isnan(test.relative_change) or near_zero(test.baseline_mean, test.candidate_mean):
+        unit = f" {row.unit}" if row.unit and row.unit != "1" else ""
+        return f"{difference:+.4g}{unit} (absolute){direction}"
     text = f"{test.relative_change:+.1%}"
     if not (math.isnan(test.change_low) or math.isnan(test.change_high)):
         text += f" [{test.change_low:+.1%}, {test.change_high:+.1%}]"
-    return text
+    return text + direction
 
 
 def format_p(row: CaseVerdict) -> str:
