@@ -184,3 +184,16 @@ def test_the_run_ends_on_a_pivot_table_per_environment(tmp_path: Path) -> None:
     assert "bad (smoke): constant[value=1.0]" in out and "bad (smoke): constant[value=2.0]" in out
     assert "1 ± 0 (n=3)" in out and "2 ± 0 (n=3)" in out
     assert out.count("ValueError: this algorithm always fails") == 6
+
+
+def test_a_report_table_declares_trade_offs_and_refuses_unknown_metrics(tmp_path: Path) -> None:
+    suite(tmp_path, f'{BASIC}[report]\npareto = [["score", "scor"]]\n')
+    process = harness(tmp_path, "run", "bad.toml", "--dry-run")
+    assert process.returncode == 2 and "[report] pareto names metric 'scor'" in process.stderr
+    suite(tmp_path, f'{BASIC}[report]\npareto = [["score", "score"]]\n')
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    ran = harness(tmp_path, "run", "bad.toml", "--tracking-uri", uri, "--json")
+    assert ran.returncode == 0, ran.stderr
+    from harness.tracking.reader import RunStore
+
+    assert RunStore(uri).load(load_json(ran)["parent_run_id"]).report_options == {"pareto": [["score", "score"]]}

@@ -156,6 +156,7 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
         "suite_file": str(suite.path),
         "metrics": metric_thresholds(suite, registry, metric_names),
         "thresholds": dict(suite.model.thresholds),
+        "report": suite.model.report.model_dump(mode="json"),
         "cells": len(cells),
         "plugins": {
             record.distribution or record.name: record.version or "0"

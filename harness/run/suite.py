@@ -103,6 +103,13 @@ class Profile(_Strict):
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
 
 
+class ReportOptions(_Strict):
+    """The ``[report]`` table: how ``harness report`` presents the suite (kept in the run's ``suite.json``)."""
+
+    #: Trade-off plots: pairs of metric names, ``[x, y]``, each drawn with its Pareto front.
+    pareto: list[tuple[str, str]] = Field(default_factory=list)
+
+
 class SuiteModel(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     description: str
@@ -115,6 +122,7 @@ class SuiteModel(_Strict):
     matrix: list[Matrix] = Field(default_factory=list)
     profiles: dict[str, Profile] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
+    report: ReportOptions = Field(default_factory=ReportOptions)
 
     _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
@@ -138,6 +146,14 @@ class Suite:
         declared = {name for matrix in self.matrices(None) for name in matrix.metrics} | set(self.model.metrics)
         for profile in self.model.profiles.values():
             declared |= {name for matrix in profile.matrix or [] for name in matrix.metrics}
+        for pair in self.model.report.pareto:
+            for name in pair:
+                if name not in declared:
+                    close = difflib.get_close_matches(name, sorted(declared), n=3)
+                    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+                    raise BadInput(
+                        f"{self.path}: [report] pareto names metric {name!r}, which the suite does not measure.{hint}"
+                    )
         for name in self.model.thresholds:
             if name not in declared:
                 close = difflib.get_close_matches(name, sorted(declared), n=3)
@@ -519,9 +535,7 @@ def suite_search_dirs() -> list[Path]:
     return [Path.cwd() / "suites"]
 
 
-def available_suites(
-    registry: PluginRegistry, problems: dict[Path, str] | None = None
-) -> dict[str, tuple[Path, str]]:
+def available_suites(registry: PluginRegistry, problems: dict[Path, str] | None = None) -> dict[str, tuple[Path, str]]:
     """Suite name -> (file, source) for ./suites/*.toml and plugin-shipped suites (local files win).
 
     A file that cannot be read or parsed does not hide the others: it is listed under its file name, and
