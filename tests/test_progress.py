@@ -61,3 +61,18 @@ def test_wall_time_is_the_cells_own_work_and_shared_setup_is_recorded_apart(tmp_
     journal = (tmp_path / "results" / "journal" / "setup--smoke.jsonl").read_text().splitlines()
     record = next(json.loads(line)["record"] for line in journal if json.loads(line)["type"] == "result")
     assert record["shared_setup_s"] >= 1.5
+
+
+def test_the_run_summary_warns_of_unstable_measurements(tmp_path: Path) -> None:
+    (tmp_path / "noisy.toml").write_text(
+        'name = "noisy"\ndescription = "unstable"\nmetrics = ["score"]\nseeds = [0, 1, 2, 3]\n'
+        'algorithms = ["random", "noop"]\nenvironments = [{name = "constant", params = {value = 0.01}}]\n'
+    )
+    process = run_harness(*PLUGINS, "run", "noisy.toml", "--no-tracking", "--json", cwd=tmp_path, env=ENV)
+    assert process.returncode == 0, process.stderr
+    stability = load_json(process)["stability"]
+    # random's score spreads over seeds (its draws); noop's is the same every seed.
+    assert [(s["algorithm"], s["metric"]) for s in stability] == [("random", "score")]
+    assert any("coefficient of variation" in w for w in stability[0]["warnings"])
+    table = run_harness(*PLUGINS, "run", "noisy.toml", "--no-tracking", "--no-resume", cwd=tmp_path, env=ENV)
+    assert "unstable: random/constant score: coefficient of variation" in table.stdout

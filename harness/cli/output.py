@@ -72,9 +72,7 @@ class RunningCells:
     def fraction_running(self) -> float:
         """Sum of the running cells' completed fractions (for an overall ETA that moves between cells)."""
         with self.lock:
-            return sum(
-                min(1.0, s["done"] / s["total"]) for s in self.running.values() if s["total"] and s["total"] > 0
-            )
+            return sum(min(1.0, s["done"] / s["total"]) for s in self.running.values() if s["total"] and s["total"] > 0)
 
     def lines(self) -> list[str]:
         now = time.monotonic()
@@ -277,6 +275,12 @@ def print_summary(summary: Any) -> None:
     problems = [r for r in summary.results if r.status != "ok"]
     if problems:
         print_table("not ok", ["cell", "status", "reason"], [[r.cell.label, r.status, r.error or ""] for r in problems])
+    for item in getattr(summary, "stability", []):
+        for warning in item["warnings"]:
+            out.print(
+                f"[yellow]unstable:[/] {escape(item['algorithm'])}/{escape(item['environment'])} "
+                f"{escape(item['metric'])}: {escape(warning)}"
+            )
     out.print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"
         + (f", {summary.already_finished} already finished" if summary.already_finished else "")

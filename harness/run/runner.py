@@ -86,6 +86,30 @@ class RunSummary:
     undelivered: int = 0
     refused: int = 0
     config_id: str = ""
+    #: Metric name -> unit (from the suite's declarations), for the stability checks.
+    metric_units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stability(self) -> list[dict[str, Any]]:
+        """pyperf-style warnings per (algorithm, environment, metric) over this run's ok cells (seeds)."""
+        from harness.analysis.stability import stability_warnings
+
+        grouped: dict[tuple[str, str, str], list[float]] = {}
+        for result in self.results:
+            if result.status != "ok":
+                continue
+            cell = result.cell
+            for name, value in result.metrics.items():
+                key = (cell.algorithm_label or cell.algorithm.name, cell.environment_label or cell.environment.name)
+                grouped.setdefault((*key, name), []).append(value)
+        found = []
+        for (algorithm, environment, metric), values in sorted(grouped.items()):
+            warnings = stability_warnings(values, self.metric_units.get(metric, ""))
+            if warnings:
+                found.append(
+                    {"algorithm": algorithm, "environment": environment, "metric": metric, "warnings": warnings}
+                )
+        return found
 
     @property
     def counts(self) -> dict[str, int]:
@@ -109,6 +133,7 @@ class RunSummary:
             "undelivered": self.undelivered,
             "refused": self.refused,
             "config_id": self.config_id,
+            "stability": self.stability,
             "cells": [
                 {
                     "key": r.cell.key,
@@ -319,6 +344,7 @@ def run_suite(
         undelivered=undelivered,
         refused=refused,
         config_id=run_record.config_id,
+        metric_units={name: str(info.get("unit", "")) for name, info in run_record.suite_info["metrics"].items()},
     )
 
 
