@@ -164,3 +164,13 @@ def test_roofline_only_where_a_ceiling_was_measured_and_stability_on_the_page(tm
     html = (tmp_path / "out" / "index.html").read_text()
     assert 'id="roofline"' not in html
     assert "coefficient of variation" in html  # a 30% spread is flagged on the page
+
+
+def test_a_leader_just_below_zero_against_zero_is_an_absolute_difference():
+    # gap_to_fp of the smoke report: -0.0047 (leader) against 0, others around 0.12.
+    change = describe_change(-0.004739, 0.0, higher_is_better=False, scale=0.1209)
+    assert change["relative"] is None and change["text"] == "+0.004739 (absolute; base ≈ 0) worse"
+    # Opposite signs never give a relative change; a base small against the metric's scale neither.
+    assert describe_change(-1.0, 1.0, True)["relative"] is None
+    assert describe_change(0.001, 0.5, True, scale=1.0)["relative"] is None
+    assert describe_change(0.4, 0.5, True, scale=1.0)["relative"] == pytest.approx(0.25)

@@ -231,22 +231,28 @@ def rank_metric(
     return rankings
 
 
-def near_zero(base: float, other: float, relative_floor: float = 1e-3) -> bool:
-    """Whether ``base`` is too close to zero for a relative change to mean anything.
+def near_zero(base: float, other: float, scale: float | None = None, relative_floor: float = 1e-2) -> bool:
+    """Whether a relative change from ``base`` to ``other`` would mean nothing.
 
-    True when |base| is below ``relative_floor`` times the larger magnitude of the pair, or exactly 0.
+    True when ``base`` is 0, when the two have opposite signs (-2.6e-5 against 0 is not "+100%"), or when
+    ``|base|`` is below ``relative_floor`` times ``scale`` (the metric's typical magnitude, e.g. the largest
+    value in the table; default: the larger magnitude of the pair).
     """
-    scale = max(abs(base), abs(other))
-    return scale == 0 or abs(base) < relative_floor * scale or abs(base) < 1e-12
+    if base == 0 or base * other < 0 or (other == 0 and base != 0):
+        return True
+    reference = scale if scale is not None and scale > 0 else max(abs(base), abs(other))
+    return abs(base) < relative_floor * reference
 
 
-def describe_change(base: float, other: float, higher_is_better: bool, unit: str = "") -> dict[str, object]:
+def describe_change(
+    base: float, other: float, higher_is_better: bool, unit: str = "", scale: float | None = None
+) -> dict[str, object]:
     """The change from ``base`` to ``other``, labelled by direction, absolute where the base is near zero.
 
     Returns ``{"absolute", "relative" (None near zero), "direction" ("better"/"worse"/"same"), "text"}``.
     """
     absolute = other - base
-    relative = None if near_zero(base, other) else absolute / abs(base)
+    relative = None if near_zero(base, other, scale) else absolute / abs(base)
     if absolute == 0:
         direction = "same"
     else:

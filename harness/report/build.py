@@ -217,8 +217,9 @@ def _side_by_side(sections: Sequence[MetricSection]) -> SideBySide | None:
             if len(ranking.rows) < 2:
                 continue
             first, second = ranking.rows[0], ranking.rows[1]
+            scale = max(abs(row.estimate.value) for row in ranking.rows)
             change = describe_change(
-                first.estimate.value, second.estimate.value, section.direction == "higher", section.unit
+                first.estimate.value, second.estimate.value, section.direction == "higher", section.unit, scale
             )
             rows.append(
                 {"metric": section.name, "unit": section.unit, "group": ranking.group, "first": first,
