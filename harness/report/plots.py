@@ -329,7 +329,7 @@ def roofline(
     axis.set_xticks(positions, [_text(env) for env in environments], rotation=30, ha="right")
     axis.set_ylabel(_text(f"{metric} (GB/s)"))
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a bar
     axis.set_title(_text(f"{metric} against the measured bandwidth ceiling"))
     return _encode(figure)
 
