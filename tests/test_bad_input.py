@@ -197,3 +197,14 @@ def test_a_report_table_declares_trade_offs_and_refuses_unknown_metrics(tmp_path
     from harness.tracking.reader import RunStore
 
     assert RunStore(uri).load(load_json(ran)["parent_run_id"]).report_options == {"pareto": [["score", "score"]]}
+
+
+def test_a_crashed_cell_keeps_what_it_printed_before_dying(tmp_path: Path) -> None:
+    suite(tmp_path, 'algorithms = [{name = "crash", params = {how = "segfault"}}]\nenvironments = ["constant"]\n')
+    process = harness(tmp_path, "run", "bad.toml", "--no-tracking", "--json")
+    assert process.returncode == 1
+    (cell,) = load_json(process)["cells"]
+    assert "SIGSEGV" in cell["error"]
+    journal = (tmp_path / "results" / "journal" / "bad--smoke.jsonl").read_text().splitlines()
+    record = next(json.loads(line)["record"] for line in journal if json.loads(line)["type"] == "result")
+    assert "Fatal Python error: Segmentation fault" in record["output_tail"]

@@ -6,6 +6,7 @@ Nothing here imports MLflow: workers only compute and return a :class:`CellResul
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import math
 import os
@@ -128,7 +129,8 @@ def captured_output(log_path: Path | None) -> Iterator[None]:
                 os.close(fd)
 
 
-def _tail(path: Path) -> str:
+def tail_of(path: Path) -> str:
+    """The last :data:`OUTPUT_TAIL_CHARS` characters of a log file ("" when unreadable)."""
     try:
         with path.open("rb") as handle:
             handle.seek(max(0, path.stat().st_size - OUTPUT_TAIL_CHARS))
@@ -151,6 +153,9 @@ def execute_cell(
     progress events (:meth:`harness.CellContext.progress`), the first one as the cell starts.
     """
     record_id = uuid.uuid4().hex
+    if not faulthandler.is_enabled():
+        # A segfault in native code then leaves the Python traceback in the cell's log (file descriptor 2).
+        faulthandler.enable()
     if progress is not None:
         _send(progress, {"key": cell.key, "done": 0.0, "total": None, "note": "starting", "started": time.time()})
     log_path = None if cell.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
@@ -162,7 +167,7 @@ def execute_cell(
         else:
             result.log_path = str(log_path)
             if result.status != "ok":
-                result.output_tail = _tail(log_path)
+                result.output_tail = tail_of(log_path)
     return result
 
 

@@ -9,15 +9,22 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from pathlib import Path
 
-from harness.run.worker import worker_name
+from harness.run.worker import tail_of, worker_name
 from harness.tracking.record import Cell, CellResult
 
 
-def failed_result(cell: Cell, reason: str, error_type: str, started: float | None = None) -> CellResult:
-    """A result for a cell whose worker could not report one itself (timeout, crash, lost node)."""
+def failed_result(
+    cell: Cell, reason: str, error_type: str, started: float | None = None, results_dir: str | Path | None = None
+) -> CellResult:
+    """A result for a cell whose worker could not report one itself (timeout, crash, lost node).
+
+    With ``results_dir`` (a worker on this machine), the output the cell wrote before it died is attached:
+    the newest log of the cell's key written since ``started`` (a segfault's last words are often there).
+    """
     now = time.time()
-    return CellResult(
+    result = CellResult(
         cell=cell,
         status="failed",
         error=reason,
@@ -27,6 +34,15 @@ def failed_result(cell: Cell, reason: str, error_type: str, started: float | Non
         worker=worker_name(),
         record_id=uuid.uuid4().hex,
     )
+    if results_dir is not None:
+        logs = sorted(
+            (p for p in (Path(results_dir) / "logs" / cell.key).glob("*.log") if p.stat().st_mtime >= (started or 0)),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if logs:
+            result.log_path = str(logs[-1])
+            result.output_tail = tail_of(logs[-1])
+    return result
 
 
 def describe_exit(exitcode: int | None) -> str:

@@ -121,9 +121,12 @@ class LocalExecutor:
             try:
                 yield future.result()
             except FutureTimeout:
-                yield failed_result(cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted)
+                yield failed_result(
+                    cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted, self.results_dir
+                )
             except pebble.ProcessExpired as exc:
-                yield failed_result(cell, f"worker process {describe_exit(exc.exitcode)}", "WorkerDied", submitted)
+                reason = f"worker process {describe_exit(exc.exitcode)}"
+                yield failed_result(cell, reason, "WorkerDied", submitted, self.results_dir)
             except CancelledError:
                 yield failed_result(cell, "cancelled", "Cancelled", submitted)
             except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
