@@ -51,7 +51,7 @@ def test_wall_time_is_the_cells_own_work_and_shared_setup_is_recorded_apart(tmp_
         'name = "setup"\ndescription = "shared setup"\nmetrics = ["score", "wall_time_s"]\n'
         'algorithms = [{name = "shared-cache", params = {shared_s = 1.5, own_s = 0.2}}]\nenvironments = ["constant"]\n'
     )
-    process = run_harness(*PLUGINS, "-p", "harness_core_metrics", "run", "setup.toml", "--no-tracking", "--json",
+    process = run_harness(*PLUGINS, "-p", "harness_core_metrics.plugin", "run", "setup.toml", "--no-tracking", "--json",
                           cwd=tmp_path, env=ENV)  # fmt: skip
     assert process.returncode == 0, process.stderr
     (cell,) = load_json(process)["cells"]

@@ -396,3 +396,12 @@ def test_keys_for_seeds_equal_serializing_the_whole_payload() -> None:
             if metric_code:
                 payload["metric_code"] = metric_code
             assert key == hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
+
+
+def test_suite_json_carries_what_ranking_and_hardware_checks_need(tmp_path: Path) -> None:
+    suite(tmp_path, '[[matrix]]\nalgorithms = ["noop"]\nenvironments = ["constant"]\nmetrics = ["wall_time_s"]\n')
+    summary, _ = run(tmp_path, plugins=(*PLUGINS, "-p", "harness_core_metrics.plugin"))
+    loaded = load_latest(tmp_path, summary["parent_run_id"])
+    assert loaded.metric_info["wall_time_s"].depends_on_hardware is True
+    assert loaded.metric_info["score"].depends_on_hardware is None  # the fixture metric does not say
+    assert loaded.metric_info["score"].comparable_across_tasks is False

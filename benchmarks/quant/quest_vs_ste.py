@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from harness_quant import harness_algorithms, harness_environments
+from harness_quant.plugin import harness_algorithms, harness_environments
 
 from harness import CellContext
 from harness.specs import resolve_callable

@@ -585,7 +585,9 @@ def resolve_suite(reference: str, registry: PluginRegistry) -> Suite:
 
 
 def metric_thresholds(suite: Suite, registry: PluginRegistry, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Metric name -> unit, direction, threshold (suite override over spec default) and description."""
+    """Metric name -> unit, direction, threshold (suite override over spec default), description, and what
+    the report and ``compare`` need to know: whether it may be pooled across tasks, whether it depends on the
+    hardware (``None``: decided from its unit)."""
     table = {}
     for name in names:
         spec = registry.get("metric", name).spec
@@ -594,5 +596,7 @@ def metric_thresholds(suite: Suite, registry: PluginRegistry, names: Iterable[st
             "direction": spec.direction,
             "threshold": suite.model.thresholds.get(name, spec.threshold),
             "description": spec.description,
+            "comparable_across_tasks": bool(getattr(spec, "comparable_across_tasks", False)),
+            "depends_on_hardware": getattr(spec, "depends_on_hardware", None),
         }
     return table

@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-from harness_quant import harness_algorithms, harness_environments
+from harness_quant.plugin import harness_algorithms, harness_environments
 from harness_quant.environments import minilm
 
 from harness import CellContext
