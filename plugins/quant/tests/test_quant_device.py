@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import torch
 from harness_quant import dispatch, gpu
-from harness_quant.plugin import harness_algorithms
 from harness_quant.grids import fake_quantize_ste, quantize_dequantize
 from harness_quant.hadamard import block_hadamard
 from harness_quant.layers import GridQuantizer, QuantizedLayer
+from harness_quant.plugin import harness_algorithms
 from harness_quant.quantizers.quest import QuESTQuantizer
 from torch import nn
 

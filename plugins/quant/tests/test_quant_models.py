@@ -11,8 +11,8 @@ import math
 
 import pytest
 import torch
-from harness_quant.plugin import harness_algorithms, harness_environments
 from harness_quant.environments import minilm
+from harness_quant.plugin import harness_algorithms, harness_environments
 
 from harness import CellContext
 from harness.specs import resolve_callable
