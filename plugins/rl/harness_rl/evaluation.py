@@ -157,9 +157,8 @@ def build_outcome(
     else:
         rate = last.get("env_steps_per_s")
         outcome["env_steps_per_s"] = None if rate is None or math.isnan(rate) else float(rate)
-    normalize = getattr(evaluator.environment, "normalized_score", None)
-    if normalize is not None and returns:
-        outcome["normalized_score"] = float(np.mean([normalize(r) for r in returns]))
+    # The final normalized score is the d4rl metric's to compute, from eval_returns and the environment's
+    # references: one computation, not one here and another there. Curve points carry it (logged per point).
     if last.get("successes") is not None:
         outcome["success_rate"] = float(np.mean(last["successes"]))
     if extra:
