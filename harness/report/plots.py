@@ -290,6 +290,11 @@ def score_curves(name: str, curves: Mapping[str, Mapping[str, Sequence[Sequence[
     return _encode(figure)
 
 
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders the numbers inside labels by value: ``n=10000`` before ``n=1000000``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
+
+
 def roofline(
     metric: str,
     values: Mapping[tuple[str, str], Sequence[float]],
@@ -299,7 +304,8 @@ def roofline(
     """Throughput per environment and algorithm (median, error bars min to max over seeds) against the
     measured ceiling of each environment (its median as a line, its min-max range shaded)."""
     plt = _pyplot()
-    environments = sorted({env for _algorithm, env in values})
+    # Natural order (vector[n=10000] before vector[n=1000000]): the x axis reads as a size sweep, the paper's figure.
+    environments = sorted({env for _algorithm, env in values}, key=natural_key)
     algorithms = sorted({algorithm for algorithm, _env in values})
     figure, axis = plt.subplots(figsize=(max(6.0, 0.9 * len(environments) + 3), 4))
     positions = np.arange(len(environments))
