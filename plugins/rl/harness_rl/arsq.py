@@ -30,14 +30,17 @@ and the paper's appendix table were not reachable here). Confirmed from that cod
   temperature-logsumexp of the *other* bins' soft advantages minus the chosen bin's, summed over positions,
   averaged over demonstration samples, times a weight.
 
-Not confirmed (values live in the unreachable config files): levels 3 and bins 5 (CQN's, and this paper's RLBench
-setting, assumed for D4RL), the temperature alpha (the code has separate training and acting temperatures), the
+Not confirmed (values live in the unreachable config files): levels 3 and bins 5 (CQN's defaults, assumed
+here), the temperature alpha (the code has separate training and acting temperatures), the
 penalty's weight and temperature, learning rates (the code has separate value and advantage rates), batch size,
 Polyak factor. Known differences: the published advantage network tells positions apart by output heads (one
 output of ``bins`` per position), here by one-hot level and dimension inputs; the published runner takes its
 demonstrations as a return-percentile slice of the dataset, mixed into each batch at a fixed ratio, and relabels
 good online episodes as demonstrations; here every dataset transition is a demonstration and, offline-to-online,
 the penalty applies to every sample of the batch (the harness's batches do not mark which rows are dataset rows).
+In a one-seed pilot that made offline-to-online ARSQ collapse onto its own early actions and ``demo_penalty = 0``
+did not (benchmarks/RESULTS.md, issue 17): until the batches mark dataset rows, offline-to-online cells measure a
+variant of the published method.
 Protocols: ``offline`` and ``offline-to-online`` (the paper's: demonstrations mixed into online training,
 exploration by sampling the softmax policy).
 """
