@@ -38,9 +38,9 @@ output of ``bins`` per position), here by one-hot level and dimension inputs; th
 demonstrations as a return-percentile slice of the dataset, mixed into each batch at a fixed ratio, and relabels
 good online episodes as demonstrations; here every dataset transition is a demonstration and, offline-to-online,
 the penalty applies to every sample of the batch (the harness's batches do not mark which rows are dataset rows).
-In a one-seed pilot that made offline-to-online ARSQ collapse onto its own early actions and ``demo_penalty = 0``
-did not (benchmarks/RESULTS.md, issue 17): until the batches mark dataset rows, offline-to-online cells measure a
-variant of the published method.
+In a pilot (benchmarks/RESULTS.md, issue 17) offline-to-online ARSQ collapsed onto its own early actions on 3 of 3
+seeds with the penalty and on 1 of 3 with ``demo_penalty = 0``: until the batches mark dataset rows,
+offline-to-online cells measure a variant of the published method.
 Protocols: ``offline`` and ``offline-to-online`` (the paper's: demonstrations mixed into online training,
 exploration by sampling the softmax policy).
 """
