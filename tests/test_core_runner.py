@@ -117,7 +117,10 @@ budget = {steps = 4}
     assert run.data.tags["harness.cell_key"] == summary["cells"][0]["key"]
     assert run.data.tags["harness.algorithm"] == "random"
     assert run.data.tags["harness.profile"] == "smoke"
-    assert run.data.tags["harness.versions.python"]
+    assert run.data.tags["harness.machine.cpu"] and "harness.versions.python" not in run.data.tags
+    from mlflow.tracking import MlflowClient as _Client
+
+    assert _Client(uri).get_run(summary["parent_run_id"]).data.tags["harness.versions.python"], "versions: parent"
     assert run.data.params == {
         "algorithm": "random",
         "environment": "constant",

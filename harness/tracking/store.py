@@ -137,9 +137,14 @@ def machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
 
 
 def run_tags(run: SuiteRunRecord) -> dict[str, str]:
-    """Tags every run of a suite run carries: machine, versions and the code's git state."""
+    """Tags every cell run of a suite run carries: what comparisons filter on (fingerprint, CPU, GPU) and
+    the code's git state. The full machine facts and versions are on the parent run only: repeating a dozen
+    version tags on every cell run doubled the rows MLflow writes per cell."""
+    machine = machine_tags(run.machine)
     return {
-        **machine_tags(run.machine),
+        layout.FINGERPRINT: machine[layout.FINGERPRINT],
+        f"{layout.MACHINE_PREFIX}cpu": machine[f"{layout.MACHINE_PREFIX}cpu"],
+        f"{layout.MACHINE_PREFIX}gpu": machine[f"{layout.MACHINE_PREFIX}gpu"],
         layout.GIT_COMMIT: run.git_commit,
         layout.MLFLOW_GIT_COMMIT: run.git_commit,
         layout.CONFIG_ID: run.config_id,
@@ -283,6 +288,7 @@ class MlflowTracker:
             layout.SUITE: run.suite,
             layout.PROFILE: run.profile,
             layout.STATUS: "running",
+            **machine_tags(run.machine),
             **run_tags(run),
             layout.GIT_DIRTY: "true" if run.git_dirty else "false",
             layout.HARNESS_VERSION: str(run.machine.get("versions", {}).get("harness", "")),
