@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.tracking.record import CellResult
+from harness.tracking.record import CellResult, metric_values_by_case
 
 _CONSOLES: dict[bool, Console] = {}
 
@@ -238,14 +238,8 @@ def pivot_rows(results: Sequence[CellResult]) -> dict[str, tuple[list[str], list
     import statistics
 
     grouped: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for result in results:
-        if result.status != "ok":
-            continue
-        cell = result.cell
-        by_algorithm = grouped.setdefault(cell.environment_label or cell.environment.name, {})
-        values = by_algorithm.setdefault(cell.algorithm_label or cell.algorithm.name, {})
-        for name, value in result.metrics.items():
-            values.setdefault(name, []).append(value)
+    for (algorithm, environment, name), sample in metric_values_by_case(results).items():
+        grouped.setdefault(environment, {}).setdefault(algorithm, {})[name] = sample
     tables = {}
     for environment, by_algorithm in grouped.items():
         metrics = sorted({name for values in by_algorithm.values() for name in values})

@@ -24,7 +24,7 @@ from harness.plugins import PluginOptions, PluginRegistry
 from harness.run import DEFAULT_MAX_CELLS
 from harness.run.suite import Suite, metric_thresholds, select_cells
 from harness.tracking.journal import Journal, JournalState, all_journals
-from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord
+from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord, metric_values_by_case
 
 
 class Executor(Protocol):
@@ -94,16 +94,8 @@ class RunSummary:
         """pyperf-style warnings per (algorithm, environment, metric) over this run's ok cells (seeds)."""
         from harness.analysis.stability import stability_warnings
 
-        grouped: dict[tuple[str, str, str], list[float]] = {}
-        for result in self.results:
-            if result.status != "ok":
-                continue
-            cell = result.cell
-            for name, value in result.metrics.items():
-                key = (cell.algorithm_label or cell.algorithm.name, cell.environment_label or cell.environment.name)
-                grouped.setdefault((*key, name), []).append(value)
         found = []
-        for (algorithm, environment, metric), values in sorted(grouped.items()):
+        for (algorithm, environment, metric), values in sorted(metric_values_by_case(self.results).items()):
             warnings = stability_warnings(values, self.metric_units.get(metric, ""))
             if warnings:
                 found.append(

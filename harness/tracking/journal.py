@@ -27,7 +27,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,15 +88,6 @@ class JournalState:
         done = self.deliveries.get((store, parent), {})
         refused = self.refused.get((store, parent), {})
         return [r for r in self.results_of(run) if r.record_id not in done and r.record_id not in refused]
-
-    def delivered_anywhere(self, store: str) -> set[str]:
-        return {rid for (s, _), marks in self.deliveries.items() if s == store for rid in marks}
-
-    def undelivered(self, store: str) -> list[CellResult]:
-        """Results that ``store`` holds under no parent and has not refused."""
-        delivered = self.delivered_anywhere(store)
-        refused = {rid for (s, _), marks in self.refused.items() if s == store for rid in marks}
-        return [r for rid, r in self.results.items() if rid not in delivered and rid not in refused]
 
     @property
     def tracking_uri(self) -> str | None:
@@ -223,9 +214,3 @@ class Journal:
 def all_journals(results_dir: Path) -> list[Journal]:
     return [Journal(path) for path in sorted((results_dir / "journal").glob("*.jsonl"))]
 
-
-def latest_attempts(results: Iterable[CellResult]) -> dict[str, CellResult]:
-    latest: dict[str, CellResult] = {}
-    for result in results:
-        latest[result.cell.key] = result
-    return latest

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -228,6 +229,22 @@ def migrate_cell_result(data: Mapping[str, Any]) -> dict[str, Any]:
         values["cell"] = cell
         values["schema_version"] = SCHEMA_VERSION
     return values
+
+
+def metric_values_by_case(results: Iterable[CellResult]) -> dict[tuple[str, str, str], list[float]]:
+    """(algorithm label, environment label, metric) -> the finite values of the ok results, in order: the
+    repeats (seeds) of each measurement, as the parent's aggregates, the run's pivot table and its stability
+    warnings all group them."""
+    grouped: dict[tuple[str, str, str], list[float]] = {}
+    for result in results:
+        if result.status != "ok":
+            continue
+        cell = result.cell
+        case = (cell.algorithm_label or cell.algorithm.name, cell.environment_label or cell.environment.name)
+        for name, value in result.metrics.items():
+            if math.isfinite(value):
+                grouped.setdefault((*case, name), []).append(value)
+    return grouped
 
 
 @dataclass

@@ -25,7 +25,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from harness.errors import TrackingError
 from harness.tracking import layout
 from harness.tracking.layout import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
-from harness.tracking.record import CellResult, SuiteRunRecord
+from harness.tracking.record import CellResult, SuiteRunRecord, metric_values_by_case
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -451,20 +451,9 @@ def _dataset_inputs(result: CellResult) -> list[Any]:
 
 def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
     """Mean and count of each metric per (algorithm label, environment label) over ok cells."""
-    import math
-
-    grouped: dict[tuple[str, str, str], list[float]] = {}
-    for result in results:
-        if result.status != "ok":
-            continue
-        cell = result.cell
-        for name, value in result.metrics.items():
-            if math.isfinite(value):
-                key = (cell.algorithm_label or cell.algorithm.name, cell.environment_label or cell.environment.name)
-                grouped.setdefault((*key, name), []).append(value)
     return [
         {"algorithm": a, "environment": e, "metric": m, "mean": sum(v) / len(v), "n": len(v)}
-        for (a, e, m), v in sorted(grouped.items())
+        for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
 
 
