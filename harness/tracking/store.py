@@ -136,15 +136,20 @@ def machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
     return tags
 
 
+#: The machine tags each cell run repeats from its parent: what comparisons filter cells on.
+CELL_MACHINE_TAGS = (layout.FINGERPRINT, f"{layout.MACHINE_PREFIX}cpu", f"{layout.MACHINE_PREFIX}gpu")
+
+
+def cell_machine_tags(parent_tags: Mapping[str, str]) -> dict[str, str]:
+    return {key: str(parent_tags.get(key, "")) for key in CELL_MACHINE_TAGS}
+
+
 def run_tags(run: SuiteRunRecord) -> dict[str, str]:
     """Tags every cell run of a suite run carries: what comparisons filter on (fingerprint, CPU, GPU) and
     the code's git state. The full machine facts and versions are on the parent run only: repeating a dozen
     version tags on every cell run doubled the rows MLflow writes per cell."""
-    machine = machine_tags(run.machine)
     return {
-        layout.FINGERPRINT: machine[layout.FINGERPRINT],
-        f"{layout.MACHINE_PREFIX}cpu": machine[f"{layout.MACHINE_PREFIX}cpu"],
-        f"{layout.MACHINE_PREFIX}gpu": machine[f"{layout.MACHINE_PREFIX}gpu"],
+        **cell_machine_tags(machine_tags(run.machine)),
         layout.GIT_COMMIT: run.git_commit,
         layout.MLFLOW_GIT_COMMIT: run.git_commit,
         layout.CONFIG_ID: run.config_id,

@@ -55,7 +55,7 @@ def write_suite_run(
     every cell as the tracker does. Names given here are external (a pytest test name, a group): the
     algorithm's name is the label up to its first ``[``.
     """
-    from harness.tracking.store import MlflowTracker
+    from harness.tracking.store import MlflowTracker, cell_machine_tags
 
     tracker = MlflowTracker(client.tracking_uri)
     started = start_time if start_time is not None else time.time()
@@ -95,8 +95,7 @@ def write_suite_run(
         started_at=started,
     )
     parent = tracker.start_parent(run, extra_tags=tags)
-    machine = {k: v for k, v in tags.items() if k.startswith((layout.MACHINE_PREFIX, layout.VERSION_PREFIX))}
-    base_tags = {**machine, layout.FINGERPRINT: tags.get(layout.FINGERPRINT, ""), layout.CONFIG_ID: run.config_id}
+    base_tags = {**cell_machine_tags(tags), layout.CONFIG_ID: run.config_id}
     for item, result in zip(cells, results, strict=True):
         tracker.log_cell(result, parent, {**base_tags, **dict(item.tags)})
     tracker.finish_parent(parent, results)
