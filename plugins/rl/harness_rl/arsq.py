@@ -36,11 +36,10 @@ penalty's weight and temperature, learning rates (the code has separate value an
 Polyak factor. Known differences: the published advantage network tells positions apart by output heads (one
 output of ``bins`` per position), here by one-hot level and dimension inputs; the published runner takes its
 demonstrations as a return-percentile slice of the dataset, mixed into each batch at a fixed ratio, and relabels
-good online episodes as demonstrations; here every dataset transition is a demonstration and, offline-to-online,
-the penalty applies to every sample of the batch (the harness's batches do not mark which rows are dataset rows).
-In a pilot (benchmarks/RESULTS.md, issue 17) offline-to-online ARSQ collapsed onto its own early actions on 3 of 3
-seeds with the penalty and on 1 of 3 with ``demo_penalty = 0``: until the batches mark dataset rows,
-offline-to-online cells measure a variant of the published method.
+good online episodes as demonstrations; here every dataset transition is a demonstration (offline-to-online the
+batch marks them, ``from_dataset``, and the penalty averages over them only; online samples get the Bellman loss
+alone). A pilot that applied the penalty to online samples too (benchmarks/RESULTS.md, issue 17) saw
+offline-to-online ARSQ collapse onto its own early actions on 3 of 3 seeds.
 Protocols: ``offline`` and ``offline-to-online`` (the paper's: demonstrations mixed into online training,
 exploration by sampling the softmax policy).
 """
@@ -269,11 +268,14 @@ class ARSQTrainer:
         q2, soft2 = self.q2.q_and_soft_advantages(obs, indices)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         info = {}
-        if cfg.demo_penalty > 0:
-            penalty = (
-                demo_penalty(soft1, indices, cfg.demo_penalty_temperature).mean()
-                + demo_penalty(soft2, indices, cfg.demo_penalty_temperature).mean()
+        # The penalty is averaged over demonstration rows only: offline every row is one; offline-to-online
+        # the batch marks the dataset's rows (``from_dataset``) and online samples are left out, as published.
+        demo = batch.get("from_dataset")
+        if cfg.demo_penalty > 0 and (demo is None or bool(demo.any())):
+            per_sample = demo_penalty(soft1, indices, cfg.demo_penalty_temperature) + demo_penalty(
+                soft2, indices, cfg.demo_penalty_temperature
             )
+            penalty = per_sample.mean() if demo is None else per_sample[demo].mean()
             loss = loss + cfg.demo_penalty * penalty
             info["demo_penalty"] = penalty.item()
         self.optimizer.zero_grad()

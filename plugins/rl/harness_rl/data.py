@@ -102,7 +102,10 @@ def sample_batch(
 ) -> dict[str, torch.Tensor]:
     """Uniform over the union of demonstrations and online transitions (demos kick-start the buffer), or,
     with ``demo_ratio > 0`` and online data present, that share of the batch from the demonstrations
-    (0.5 is RLPD's symmetric sampling, Ball et al. 2023)."""
+    (0.5 is RLPD's symmetric sampling, Ball et al. 2023).
+
+    The batch holds the qlearning keys and ``from_dataset`` (N,) bool, True on the rows drawn from ``demos``
+    (they come first): algorithms that treat demonstrations differently (ARSQ's penalty) read it."""
     n_demo = 0 if demos is None else len(demos["observations"])
     if n_demo and buffer.size and demo_ratio > 0:
         n_from_demo = round(batch_size * demo_ratio)
@@ -117,6 +120,9 @@ def sample_batch(
         if n_demo:
             parts.insert(0, demos[key][from_demo])
         batch[key] = torch.as_tensor(np.concatenate(parts), device=device)
+    from_dataset = np.zeros(len(from_demo) + len(from_online), bool)
+    from_dataset[: len(from_demo)] = True
+    batch["from_dataset"] = torch.as_tensor(from_dataset, device=device)
     return batch
 
 

@@ -105,6 +105,44 @@ def test_demo_penalty_is_the_published_cql_term_and_enters_the_loss_with_its_wei
     assert losses[2.5] == pytest.approx(losses[0.0] + 2.5 * penalty.item(), rel=1e-5)
 
 
+def test_offline_to_online_batches_apply_the_demo_penalty_to_dataset_rows_only():
+    """A batch that marks its dataset rows (``from_dataset``) averages the penalty over those rows alone: the
+    published method penalizes demonstrations, never the agent's own online samples."""
+    import numpy as np
+    from harness_rl.arsq import ARSQConfig, ARSQTrainer, demo_penalty
+
+    generator = torch.Generator().manual_seed(5)
+    batch = {
+        "observations": torch.randn(8, 4, generator=generator),
+        "actions": torch.rand(8, 2, generator=generator) * 2 - 1,
+        "rewards": torch.randn(8, generator=generator),
+        "next_observations": torch.randn(8, 4, generator=generator),
+        "terminals": torch.zeros(8),
+    }
+    from_dataset = torch.tensor([True, True, True, False, False, False, False, False])
+    config = ARSQConfig(levels=2, bins=3, hidden_dim=16, demo_penalty=1.0)
+
+    def penalty_reported(mark: torch.Tensor | None) -> tuple[float, float]:
+        torch.manual_seed(4)
+        trainer = ARSQTrainer(4, 2, np.zeros(4, np.float32), np.ones(4, np.float32), config, torch.device("cpu"))
+        indices = discretize(batch["actions"], 2, 3)
+        with torch.no_grad():
+            per_sample = sum(
+                demo_penalty(net.q_and_soft_advantages(batch["observations"], indices)[1], indices, 1.0)
+                for net in (trainer.q1, trainer.q2)
+            )
+        marked = batch if mark is None else {**batch, "from_dataset": mark}
+        info = trainer.update(marked)
+        expected = per_sample.mean() if mark is None else per_sample[mark].mean()
+        return info.get("demo_penalty", 0.0), float(expected) if mark is None or mark.any() else 0.0
+
+    reported, expected = penalty_reported(from_dataset)
+    assert reported == pytest.approx(expected, rel=1e-5)
+    unmarked, unmarked_expected = penalty_reported(None)  # offline batches: every row is a demonstration
+    assert unmarked == pytest.approx(unmarked_expected, rel=1e-5) and unmarked != pytest.approx(reported)
+    assert penalty_reported(torch.zeros(8, dtype=torch.bool)) == (0.0, 0.0)  # online rows only: no penalty
+
+
 def test_twin_acting_takes_the_minimum_of_both_networks_soft_advantages():
     torch.manual_seed(2)
     make = lambda: AutoRegressiveSoftQ(obs_dim=3, act_dim=1, levels=1, bins=4, hidden_dim=8, alpha=0.1)  # noqa: E731

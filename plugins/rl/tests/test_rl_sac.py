@@ -111,6 +111,8 @@ def test_demo_ratio_fixes_the_share_of_each_batch_drawn_from_the_demonstrations(
     rng = np.random.default_rng(0)
     half = sample_batch(buffer, demos, 256, rng, torch.device("cpu"), demo_ratio=0.5)
     assert int((half["rewards"] == 1).sum()) == 128
+    # The batch marks which rows came from the dataset (ARSQ's penalty applies to those only).
+    assert torch.equal(half["from_dataset"], half["rewards"] == 1)
     uniform = sample_batch(buffer, demos, 256, rng, torch.device("cpu"))
     assert int((uniform["rewards"] == 1).sum()) < 16
 
