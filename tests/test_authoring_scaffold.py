@@ -34,6 +34,7 @@ def test_full_package_layout_and_entry_point() -> None:
         "pyproject.toml",
         "README.md",
         "harness_my_bandits/__init__.py",
+        "harness_my_bandits/plugin.py",
         "harness_my_bandits/algorithm.py",
         "harness_my_bandits/environment.py",
         "harness_my_bandits/metrics.py",
@@ -42,12 +43,12 @@ def test_full_package_layout_and_entry_point() -> None:
     }
     project = tomllib.loads(files["pyproject.toml"])
     assert project["project"]["name"] == "harness-my-bandits"
-    assert project["project"]["entry-points"]["harness"] == {"my-bandits": "harness_my_bandits"}
+    assert project["project"]["entry-points"]["harness"] == {"my-bandits": "harness_my_bandits.plugin"}
     assert project["tool"]["setuptools"]["package-data"] == {"harness_my_bandits": ["suites/*.toml"]}
     assert "-p harness.testing" in project["tool"]["pytest"]["ini_options"]["addopts"]
     suite = tomllib.loads(files["harness_my_bandits/suites/my-bandits.toml"])
     assert suite["name"] == "my-bandits" and suite["metrics"] == ["my_bandits_best_value"]
-    assert "harness_suites" in files["harness_my_bandits/__init__.py"]
+    assert "harness_suites" in files["harness_my_bandits/plugin.py"]
     assert "harness plugins check my-bandits" in files["README.md"]
 
 
@@ -63,9 +64,9 @@ def test_full_package_layout_and_entry_point() -> None:
 def test_kinds_select_the_example_specs(kinds: list[str], modules: set[str], has_suite: bool) -> None:
     files = render_plugin("picky", kinds)
     written = {Path(path).stem for path in files if path.startswith("harness_picky/") and path.endswith(".py")}
-    assert written == modules | {"__init__"}
+    assert written == modules | {"__init__", "plugin"}
     assert ("harness_picky/suites/picky.toml" in files) is has_suite
-    hooks = files["harness_picky/__init__.py"]
+    hooks = files["harness_picky/plugin.py"]
     for kind in ("algorithm", "environment", "metric"):
         assert (f"def harness_{kind}s()" in hooks) is (kind in kinds)
 
@@ -84,8 +85,8 @@ def test_generated_plugin_keeps_the_contract(kinds: list[str], tmp_path: Path, m
     root = create_plugin("fresh-start", tmp_path, kinds)
     monkeypatch.syspath_prepend(str(root))
     report = check_plugin(
-        "harness_fresh_start",
-        options=PluginOptions(extra_modules=("harness_fresh_start",), autoload=False),
+        "harness_fresh_start.plugin",
+        options=PluginOptions(extra_modules=("harness_fresh_start.plugin",), autoload=False),
         results_dir=tmp_path / "results",
     )
     assert report.ok, report.format()

@@ -44,7 +44,7 @@ def test_a_changed_example_file_is_detected(tmp_path: Path) -> None:
         'HARNESS_API_VERSION = "1.0"\n\n#: The contract', 'HARNESS_API_VERSION = "1.0"\n#: The contract', 1
     )
     assert edited != text
-    assert docs.stale_files(edited, DOC) == ["examples/harness-example-bandits/harness_example_bandits/__init__.py"]
+    assert docs.stale_files(edited, DOC) == ["examples/harness-example-bandits/harness_example_bandits/plugin.py"]
 
 
 def test_check_mode_of_the_generator_script(tmp_path: Path) -> None:

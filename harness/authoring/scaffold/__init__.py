@@ -137,7 +137,8 @@ def render_plugin(name: str, kinds: Iterable[str] = KINDS) -> dict[str, str]:
     files = {
         "pyproject.toml": _render("pyproject.toml.tmpl", values),
         "README.md": _render("README.md.tmpl", values),
-        f"{names.module}/__init__.py": _render("plugin.py.tmpl", values),
+        f"{names.module}/__init__.py": _render("package_init.py.tmpl", values),
+        f"{names.module}/plugin.py": _render("plugin.py.tmpl", values),
         f"tests/test_{names.module}.py": _render("test_plugin.py.tmpl", values),
     }
     if "algorithm" in chosen:
