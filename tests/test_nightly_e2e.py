@@ -100,3 +100,29 @@ def test_calibrate_reruns_the_suite_and_stores_thresholds_that_compare_uses(tmp_
     rows = {row["metric"]: row for row in json.loads(compared.stdout)["rows"]}
     assert rows["wall_time_s"]["verdict"] != "regressed"
     assert rows["wall_time_s"]["threshold"] == pytest.approx(wall["threshold"])
+
+
+def test_nightly_refuses_a_baseline_from_another_machine_unless_allowed(tmp_path: Path):
+    """A timing baseline from another machine is refused (exit 2, the flag named); --allow-different-hardware
+    compares anyway and says so. The nights run with --jobs 2 on the local pool, as a nightly job would."""
+    import mlflow
+
+    (tmp_path / "toy.toml").write_text(SUITE.replace("seeds = [0, 1, 2, 3, 4, 5, 6, 7]", "seeds = [0, 1, 2, 3]"))
+    first = harness(tmp_path, "nightly", "toy.toml", "--promote", "--jobs", "2", "--executor", "local")
+    assert first.returncode == 0 and "promoted" in first.stdout, first.stdout + first.stderr
+    # The baseline now claims another machine: its parent run's machine tags, as another host would write them.
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("toy-nightly")
+    (baseline,) = client.search_runs([experiment.experiment_id], "tags.`baseline` = 'true'")
+    client.set_tag(baseline.info.run_id, "harness.fingerprint", "another-machine")
+    client.set_tag(baseline.info.run_id, "harness.machine.cpu", "Another CPU")
+
+    refused = harness(tmp_path, "nightly", "toy.toml", "--jobs", "2")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "--allow-different-hardware" in refused.stderr and "wall_time_s" in refused.stderr
+
+    allowed = harness(tmp_path, "nightly", "toy.toml", "--jobs", "2", "--allow-different-hardware")
+    assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
+    assert "different hardware or software" in allowed.stdout and "Another CPU" in allowed.stdout
+    report = (tmp_path / "results" / "reports" / "nightly-toy-nightly-smoke" / "index.html").read_text()
+    assert "Different hardware or software" in report

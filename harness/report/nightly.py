@@ -93,6 +93,9 @@ def run_nightly(
         if comparison.exit_code == EXIT_REGRESSION:
             exit_code = EXIT_REGRESSION
         messages.append(f"against baseline {baseline.run_id}: {comparison.summary}")
+        if differences:
+            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences.items())
+            messages.append(f"different hardware or software ({listed}): hardware-dependent rows are annotated")
     else:
         messages.append("no baseline yet for this suite and profile")
     trends = trend_plots(store.history(run.suite, run.profile, limit=history))
