@@ -9,6 +9,17 @@ import torch
 from harness_rl.arsq import AutoRegressiveSoftQ, discretize, interval_centers, undiscretize
 
 
+def random_batch(generator: torch.Generator, n: int = 8) -> dict[str, torch.Tensor]:
+    """A qlearning batch for 4-dimensional observations and 2-dimensional actions."""
+    return {
+        "observations": torch.randn(n, 4, generator=generator),
+        "actions": torch.rand(n, 2, generator=generator) * 2 - 1,
+        "rewards": torch.randn(n, generator=generator),
+        "next_observations": torch.randn(n, 4, generator=generator),
+        "terminals": torch.zeros(n),
+    }
+
+
 def test_discretization_round_trip_on_irregular_actions():
     generator = torch.Generator().manual_seed(0)
     actions = torch.rand(1000, 7, generator=generator) * 2 - 1
@@ -78,13 +89,7 @@ def test_demo_penalty_is_the_published_cql_term_and_enters_the_loss_with_its_wei
     raised = soft.clone().scatter_add_(-1, indices.unsqueeze(-1), torch.ones(2, 2, 3, 1))
     assert (demo_penalty(raised, indices, temperature) < expected).all()
 
-    batch = {
-        "observations": torch.randn(8, 4, generator=generator),
-        "actions": torch.rand(8, 2, generator=generator) * 2 - 1,
-        "rewards": torch.randn(8, generator=generator),
-        "next_observations": torch.randn(8, 4, generator=generator),
-        "terminals": torch.zeros(8),
-    }
+    batch = random_batch(generator)
     losses = {}
     for weight in (0.0, 2.5):
         torch.manual_seed(3)  # the same initial networks for both weights
@@ -111,14 +116,7 @@ def test_offline_to_online_batches_apply_the_demo_penalty_to_dataset_rows_only()
     import numpy as np
     from harness_rl.arsq import ARSQConfig, ARSQTrainer, demo_penalty
 
-    generator = torch.Generator().manual_seed(5)
-    batch = {
-        "observations": torch.randn(8, 4, generator=generator),
-        "actions": torch.rand(8, 2, generator=generator) * 2 - 1,
-        "rewards": torch.randn(8, generator=generator),
-        "next_observations": torch.randn(8, 4, generator=generator),
-        "terminals": torch.zeros(8),
-    }
+    batch = random_batch(torch.Generator().manual_seed(5))
     from_dataset = torch.tensor([True, True, True, False, False, False, False, False])
     config = ARSQConfig(levels=2, bins=3, hidden_dim=16, demo_penalty=1.0)
 
