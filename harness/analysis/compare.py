@@ -342,15 +342,15 @@ def check_hardware(
     if differences and not allow:
         dependent = hardware_dependent_metrics(comparison_inputs, metrics)
         if dependent:
-            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in _flat(differences))
             raise BadInput(
-                f"the runs come from different hardware or software ({listed}), and these metrics depend on it: "
-                f"{', '.join(dependent)}. Compare runs from the same machine, pass --metric to compare only "
-                "hardware-independent metrics, or pass --allow-different-hardware to compare anyway (the "
-                "output is then annotated)."
+                f"the runs come from different hardware or software ({describe_differences(differences)}), and "
+                f"these metrics depend on it: {', '.join(dependent)}. Compare runs from the same machine, pass "
+                "--metric to compare only hardware-independent metrics, or pass --allow-different-hardware to "
+                "compare anyway (the output is then annotated)."
             )
     return differences
 
 
-def _flat(differences: Mapping[str, tuple[str, str]]) -> list[tuple[str, str, str]]:
-    return [(key, old, new) for key, (old, new) in differences.items()]
+def describe_differences(differences: Mapping[str, tuple[str, str]]) -> str:
+    """``key: 'old' -> 'new'; ...``, how refusals and nightly's summary name what differs between two machines."""
+    return "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences.items())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.calibration import load_calibration
-from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs
+from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs, describe_differences
 from harness.analysis.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
 from harness.report import plots
 from harness.report.build import build_report, write_report
@@ -94,8 +94,10 @@ def run_nightly(
             exit_code = EXIT_REGRESSION
         messages.append(f"against baseline {baseline.run_id}: {comparison.summary}")
         if differences:
-            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences.items())
-            messages.append(f"different hardware or software ({listed}): hardware-dependent rows are annotated")
+            messages.append(
+                f"different hardware or software ({describe_differences(differences)}): hardware-dependent rows are "
+                "annotated"
+            )
     else:
         messages.append("no baseline yet for this suite and profile")
     trends = trend_plots(store.history(run.suite, run.profile, limit=history))
