@@ -97,6 +97,14 @@ def test_stability_warnings_follow_pyperf():
     assert stability_warnings([], "s") == []
 
 
+def harness_report(uri: str, *args: str):
+    """`harness report ARGS` on the store at ``uri`` through the real CLI commands (100 bootstrap resamples)."""
+    group = click.Group("harness")
+    for command in COMMANDS:
+        group.add_command(command)
+    return CliRunner().invoke(group, ["report", *args, "--tracking-uri", uri, "--bootstrap-resamples", "100"])
+
+
 def test_report_ranks_timings_per_environment_not_across_tasks(tmp_path):
     from mlflow.tracking import MlflowClient
 
@@ -110,11 +118,7 @@ def test_report_ranks_timings_per_environment_not_across_tasks(tmp_path):
     ]  # fmt: skip
     write_suite_run(MlflowClient(tracking_uri=uri), suite="mixed", profile="smoke", metrics=metrics, cells=cells,
                     tags={"harness.fingerprint": "f"})  # fmt: skip
-    group = click.Group("harness")
-    for command in COMMANDS:
-        group.add_command(command)
-    result = CliRunner().invoke(group, ["report", "mixed", "--out", str(tmp_path / "out"), "--tracking-uri", uri,
-                                        "--bootstrap-resamples", "100", "--format", "md"])  # fmt: skip
+    result = harness_report(uri, "mixed", "--out", str(tmp_path / "out"), "--format", "md")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "out" / "report.md").read_text()
     wall = markdown.split("## wall\\_time\\_s")[1].split("## score")[0]
@@ -155,11 +159,7 @@ def test_roofline_only_where_a_ceiling_was_measured_and_stability_on_the_page(tm
     cells = [CellToWrite("k", "rows", seed, metrics={"kernel_gbps": v}) for seed, v in enumerate([10, 16, 7, 12])]
     write_suite_run(MlflowClient(tracking_uri=uri), suite="noroof", profile="smoke", metrics=metrics, cells=cells,
                     tags={"harness.fingerprint": "f"})  # fmt: skip
-    group = click.Group("harness")
-    for command in COMMANDS:
-        group.add_command(command)
-    result = CliRunner().invoke(group, ["report", "noroof", "--out", str(tmp_path / "out"), "--tracking-uri", uri,
-                                        "--bootstrap-resamples", "100"])  # fmt: skip
+    result = harness_report(uri, "noroof", "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     html = (tmp_path / "out" / "index.html").read_text()
     assert 'id="roofline"' not in html
