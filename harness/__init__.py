@@ -6,6 +6,7 @@ The package face re-exports what plugin authors use; everything else lives in su
 from harness.context import CellContext
 from harness.errors import BadInput, CellSkipped
 from harness.hookspecs import hookimpl
+from harness.record import Cell, CellResult, ComponentRef, RunInfo
 from harness.specs import (
     AlgorithmSpec,
     EnvironmentSpec,
@@ -16,7 +17,6 @@ from harness.specs import (
     SpecError,
     outcome_value,
 )
-from harness.tracking.record import Cell, CellResult, ComponentRef, RunInfo
 
 __version__ = "0.1.0"
 

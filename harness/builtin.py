@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.context import CellContext
 from harness.hookspecs import hookimpl
-from harness.tracking.record import Cell
+from harness.record import Cell
 
 
 @hookimpl(trylast=True)

@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     import click
 
     from harness.context import CellContext
+    from harness.record import Cell, CellResult, RunInfo
     from harness.specs import AlgorithmSpec, EnvironmentSpec, MetricSpec
-    from harness.tracking.record import Cell, CellResult, RunInfo
 
 PROJECT_NAME = "harness"
 

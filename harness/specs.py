@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from harness.record import MetricDeclaration
+
 Direction = Literal["higher", "lower"]
 
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
@@ -235,6 +237,18 @@ class MetricSpec(_Spec):
         if not isinstance(self.threshold, (int, float)) or self.threshold < 0:
             raise SpecError(f"{self.name}: threshold must be a non-negative number")
         _check_callable(self.name, "compute", self.compute)
+
+    def declaration(self, threshold: float | None = None) -> MetricDeclaration:
+        """What a suite run stores about this metric, with the suite's ``threshold`` where it sets one."""
+        return MetricDeclaration(
+            name=self.name,
+            unit=self.unit,
+            direction=self.direction,
+            threshold=self.threshold if threshold is None else float(threshold),
+            description=self.description,
+            comparable_across_tasks=self.comparable_across_tasks,
+            depends_on_hardware=self.depends_on_hardware,
+        )
 
 
 Spec = AlgorithmSpec | EnvironmentSpec | MetricSpec

@@ -19,9 +19,8 @@ from harness.cli.reporting import COMMANDS
 from harness.tracking.reader import RunStore
 from harness.tracking.writer import CellToWrite, write_suite_run
 
-TAGS = {"harness.fingerprint": "fp-a", "harness.machine.cpu": "CPU A", "harness.machine.gpu": "none",
-        "harness.git_commit": "0123456789ab"}  # fmt: skip
-OTHER_MACHINE = {**TAGS, "harness.fingerprint": "fp-b", "harness.machine.cpu": "CPU B"}
+MACHINE = {"fingerprint": "fp-a", "cpu": "CPU A", "gpu": "none"}
+OTHER_MACHINE = {**MACHINE, "fingerprint": "fp-b", "cpu": "CPU B"}
 METRICS = {
     "work_time_s": {"unit": "s", "direction": "lower", "threshold": 0.05},
     "score": {"unit": "1", "direction": "higher", "threshold": 0.05},
@@ -47,7 +46,7 @@ def invoke(store, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def write(store, suite: str, series: dict[str, list[float]], tags=None, seeds=None) -> str:
+def write(store, suite: str, series: dict[str, list[float]], machine=None, seeds=None) -> str:
     from mlflow.tracking import MlflowClient
 
     names = list(series)
@@ -58,7 +57,7 @@ def write(store, suite: str, series: dict[str, list[float]], tags=None, seeds=No
     ]
     metrics = {name: METRICS[name] for name in names}
     return write_suite_run(MlflowClient(tracking_uri=store[0]), suite=suite, profile="smoke", metrics=metrics,
-                           cells=cells, tags=tags or TAGS)  # fmt: skip
+                           cells=cells, machine=machine or MACHINE, git_commit="0123456789ab")  # fmt: skip
 
 
 def test_paired_test_sees_a_consistent_change_that_seed_noise_hides():
@@ -127,7 +126,7 @@ def test_calibrate_refuses_a_threshold_that_would_disable_detection(store):
 def test_different_hardware_is_refused_only_for_hardware_dependent_metrics(store):
     base = write(store, "t-hw", {"work_time_s": [1.0, 1.01, 0.99, 1.0], "score": [0.5, 0.5, 0.5, 0.5]})
     other = write(store, "t-hw", {"work_time_s": [2.0, 2.01, 1.99, 2.0], "score": [0.5, 0.5, 0.5, 0.5]},
-                  tags=OTHER_MACHINE)  # fmt: skip
+                  machine=OTHER_MACHINE)  # fmt: skip
     code, output = invoke(store, "compare", base, other)
     assert code == 2 and "work_time_s" in output and "--allow-different-hardware" in output
     # The score does not depend on the machine: compared without the flag.

@@ -20,13 +20,11 @@ from harness.cli.reporting import COMMANDS
 from harness.tracking.reader import RunStore
 from harness.tracking.writer import CellToWrite, write_suite_run
 
-TAGS = {
-    "harness.fingerprint": "fp-same",
-    "harness.machine.cpu": "Test CPU",
-    "harness.machine.gpu": "none",
-    "harness.versions.python": "3.11.0",
-    "harness.versions.torch": "2.13.0",
-    "harness.git_commit": "0123456789ab",
+MACHINE = {
+    "fingerprint": "fp-same",
+    "cpu": "Test CPU",
+    "gpu": "none",
+    "versions": {"python": "3.11.0", "torch": "2.13.0"},
 }
 TIMING = {"work_time_s": {"unit": "s", "direction": "lower", "threshold": 0.05, "description": "time of the work"}}
 
@@ -52,7 +50,7 @@ def invoke(store: tuple[str, Path], *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def write(store, suite: str, values: dict[tuple[str, str], list[float]], tags=None, metrics=None) -> str:
+def write(store, suite: str, values: dict[tuple[str, str], list[float]], machine=None, metrics=None) -> str:
     from mlflow.tracking import MlflowClient
 
     cells = [
@@ -66,7 +64,8 @@ def write(store, suite: str, values: dict[tuple[str, str], list[float]], tags=No
         profile="smoke",
         metrics=metrics or TIMING,
         cells=cells,
-        tags=tags or TAGS,
+        machine=machine or MACHINE,
+        git_commit="0123456789ab",
     )
 
 
@@ -127,7 +126,7 @@ def test_different_hardware_is_refused_unless_allowed_and_then_annotated(store):
         store,
         "cmp-d",
         {("algo", "env"): noisy(1.0, 6, 1)},
-        tags={**TAGS, "harness.fingerprint": "fp-other", "harness.machine.gpu": "NVIDIA H100"},
+        machine={**MACHINE, "fingerprint": "fp-other", "gpu": "NVIDIA H100"},
     )
     code, output = invoke(store, "compare", base, other)
     assert code == 2 and "--allow-different-hardware" in output and "H100" in output
@@ -138,7 +137,7 @@ def test_different_hardware_is_refused_unless_allowed_and_then_annotated(store):
 
 def test_markdown_and_junit_outputs_and_tag_selectors(store, tmp_path):
     base = write(store, "cmp-e", {("algo|x", "env"): noisy(1.0, 8, 0)})
-    RunStore(store[0]).set_tag(base, "baseline", "true")
+    RunStore(store[0]).mark_baseline(base)
     time.sleep(0.01)
     write(store, "cmp-e", {("algo|x", "env"): noisy(1.25, 8, 1)})
     md, junit = tmp_path / "c.md", tmp_path / "c.xml"

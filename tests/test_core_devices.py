@@ -9,20 +9,20 @@ from core_support import harness_env, load_json, mlflow_cell_runs, run_harness
 
 from harness.errors import CellSkipped
 from harness.plugins import PluginOptions
+from harness.record import Cell, ComponentRef, make_cell
 from harness.run import worker
 from harness.run.executors.ray import cell_resources
 from harness.specs import Resources
-from harness.tracking.record import Cell, ComponentRef
 
 ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", CUDA_VISIBLE_DEVICES="")
 SUITE = 'name = "devices"\ndescription = "d"\nseeds = [0]\nmetrics = ["score"]\n'
 SUITE += 'algorithms = ["device-probe", "noop"]\nenvironments = ["constant"]\n'
 
 
-def _cell(device: str, algorithm: str = "device-probe") -> Cell:
+def _cell(algorithm: str = "device-probe") -> Cell:
     ref = ComponentRef(name=algorithm, version="1", plugin="fixture_plugin", plugin_version="0")
     environment = ComponentRef(name="constant", version="1", plugin="fixture_plugin", plugin_version="0")
-    return Cell("s", "smoke", ref, environment, 0, ("score",), {}, None, "label", key="k", device=device)
+    return make_cell(suite="s", profile="smoke", algorithm=ref, environment=environment, seed=0, metrics=("score",))
 
 
 @pytest.mark.parametrize(
@@ -32,25 +32,25 @@ def _cell(device: str, algorithm: str = "device-probe") -> Cell:
 def test_a_cell_that_can_use_a_gpu_goes_where_the_run_says(monkeypatch, device, visible, expected) -> None:
     # The probe is the only thing faked: this machine has no GPU to show the "visible" half of the table.
     monkeypatch.setattr(worker, "gpu_visible", lambda: visible)
-    assert worker.choose_device(_cell(device), Resources(uses_gpu=True), Resources()) == expected
+    assert worker.choose_device(device, Resources(uses_gpu=True), Resources()) == expected
 
 
 def test_device_cuda_without_a_gpu_skips_and_gpu_only_specs_always_get_cuda(monkeypatch) -> None:
     monkeypatch.setattr(worker, "gpu_visible", lambda: False)
     with pytest.raises(CellSkipped, match="--device cuda"):
-        worker.choose_device(_cell("cuda"), Resources(uses_gpu=True))
-    assert worker.choose_device(_cell("cpu"), Resources(gpus=1)) == "cuda"
-    assert worker.choose_device(_cell("cuda"), Resources()) == "cpu"  # a CPU-only spec ignores --device
+        worker.choose_device("cuda", Resources(uses_gpu=True))
+    assert worker.choose_device("cpu", Resources(gpus=1)) == "cuda"
+    assert worker.choose_device("cuda", Resources()) == "cpu"  # a CPU-only spec ignores --device
 
 
 def test_ray_asks_for_a_gpu_only_when_the_cell_would_use_it(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
     options = PluginOptions(("fixture_plugin",), autoload=False)
-    assert cell_resources(_cell("auto"), options, cluster_has_gpu=False).gpus == 0
-    assert cell_resources(_cell("auto"), options, cluster_has_gpu=True).gpus == 1
-    assert cell_resources(_cell("cuda"), options, cluster_has_gpu=False).gpus == 1  # placement then skips it
-    assert cell_resources(_cell("cpu"), options, cluster_has_gpu=True).gpus == 0
-    assert cell_resources(_cell("cuda", "noop"), options, cluster_has_gpu=True).gpus == 0
+    assert cell_resources(_cell(), options, cluster_has_gpu=False, device="auto").gpus == 0
+    assert cell_resources(_cell(), options, cluster_has_gpu=True, device="auto").gpus == 1
+    assert cell_resources(_cell(), options, cluster_has_gpu=False, device="cuda").gpus == 1  # placement then skips it
+    assert cell_resources(_cell(), options, cluster_has_gpu=True, device="cpu").gpus == 0
+    assert cell_resources(_cell("noop"), options, cluster_has_gpu=True, device="cuda").gpus == 0
 
 
 def test_the_device_is_recorded_in_the_summary_and_mlflow(tmp_path: Path) -> None:

@@ -12,8 +12,7 @@ from click.testing import CliRunner
 from harness.cli.reporting import COMMANDS
 from harness.tracking.writer import CellToWrite, write_suite_run
 
-TAGS = {"harness.fingerprint": "fp1", "harness.machine.cpu": "Test CPU", "harness.machine.gpu": "none",
-        "harness.git_commit": "cafebabe1234"}  # fmt: skip
+MACHINE = {"fingerprint": "fp1", "cpu": "Test CPU", "gpu": "none"}
 METRICS = {"score": {"unit": "1", "direction": "higher", "threshold": 0.05},
            "wall_time_s": {"unit": "s", "direction": "lower", "threshold": 0.1}}  # fmt: skip
 
@@ -29,7 +28,7 @@ def test_export_writes_tidy_rows_in_csv_parquet_and_json(tmp_path):
     ]
     cells.append(CellToWrite("iql", "ant", 0, status="failed", error="boom"))
     run_id = write_suite_run(MlflowClient(tracking_uri=uri), suite="tidy", profile="smoke", metrics=METRICS,
-                             cells=cells, tags=TAGS)  # fmt: skip
+                             cells=cells, machine=MACHINE, git_commit="cafebabe1234")  # fmt: skip
     group = click.Group("harness")
     for command in COMMANDS:
         group.add_command(command)

@@ -21,14 +21,7 @@ from harness.tracking.writer import CellToWrite, write_suite_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOSTILE_ALGORITHM = "iql<img src=x onerror=alert(1)>"
-TAGS = {
-    "harness.fingerprint": "fp1",
-    "harness.machine.cpu": "Test CPU <b>bold</b>",
-    "harness.machine.gpu": "none",
-    "harness.versions.python": "3.11.0",
-    "harness.git_commit": "cafebabe1234",
-    "harness.plugins": '{"toy": "1.0"}',
-}
+MACHINE = {"fingerprint": "fp1", "cpu": "Test CPU <b>bold</b>", "gpu": "none", "versions": {"python": "3.11.0"}}
 METRICS = {
     "score": {"unit": "1", "direction": "higher", "threshold": 0.05, "description": "<script>alert(1)</script>"},
     "kernel_gbps": {"unit": "GB/s", "direction": "higher", "threshold": 0.05, "description": "throughput"},
@@ -60,7 +53,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cells.append(CellToWrite("cql", "ant", 0, status="failed", error="ValueError: boom <b>not bold</b>"))
     cells.append(CellToWrite("cql", "humanoid", 0, status="skipped", error="needs a GPU"))
     write_suite_run(MlflowClient(tracking_uri=uri), suite="toy", profile="smoke", metrics=METRICS, cells=cells,
-                    tags=TAGS)  # fmt: skip
+                    machine=MACHINE, git_commit="cafebabe1234", plugins={"toy": "1.0"})  # fmt: skip
     group = click.Group("harness")
     for command in COMMANDS:
         group.add_command(command)

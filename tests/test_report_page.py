@@ -26,8 +26,7 @@ from harness.cli.reporting import COMMANDS
 from harness.tracking.writer import CellToWrite, write_suite_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-TAGS = {"harness.fingerprint": "fp1", "harness.machine.cpu": "Test CPU", "harness.machine.gpu": "none",
-        "harness.git_commit": "cafebabe1234"}  # fmt: skip
+MACHINE = {"fingerprint": "fp1", "cpu": "Test CPU", "gpu": "none"}
 METRICS = {
     "normalized_score": {"unit": "1", "direction": "higher", "threshold": 0.05, "comparable_across_tasks": True},
     "wall_time_s": {"unit": "s", "direction": "lower", "threshold": 0.1},
@@ -85,7 +84,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     )
                 )  # fmt: skip
     client = MlflowClient(tracking_uri=uri)
-    run_id = write_suite_run(client, suite="page", profile="smoke", metrics=METRICS, cells=cells, tags=TAGS)
+    run_id = write_suite_run(client, suite="page", profile="smoke", metrics=METRICS, cells=cells, machine=MACHINE,
+                             git_commit="cafebabe1234")
     # The suite's [report] declaration as suite.json carries it (written here as the suite model would).
     suite_json = folder / "suite.json"
     suite_json.write_text(json.dumps({"suite": "page", "profile": "smoke", "metrics": METRICS,

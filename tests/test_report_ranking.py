@@ -117,7 +117,7 @@ def test_report_ranks_timings_per_environment_not_across_tasks(tmp_path):
                                           ("softmax-naive", "softmax", 1.0))
     ]  # fmt: skip
     write_suite_run(MlflowClient(tracking_uri=uri), suite="mixed", profile="smoke", metrics=metrics, cells=cells,
-                    tags={"harness.fingerprint": "f"})  # fmt: skip
+                    machine={"fingerprint": "f"})  # fmt: skip
     result = harness_report(uri, "mixed", "--out", str(tmp_path / "out"), "--format", "md")
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "out" / "report.md").read_text()
@@ -158,7 +158,7 @@ def test_roofline_only_where_a_ceiling_was_measured_and_stability_on_the_page(tm
     metrics = {"kernel_gbps": {"unit": "GB/s", "direction": "higher", "threshold": 0.05}}
     cells = [CellToWrite("k", "rows", seed, metrics={"kernel_gbps": v}) for seed, v in enumerate([10, 16, 7, 12])]
     write_suite_run(MlflowClient(tracking_uri=uri), suite="noroof", profile="smoke", metrics=metrics, cells=cells,
-                    tags={"harness.fingerprint": "f"})  # fmt: skip
+                    machine={"fingerprint": "f"})  # fmt: skip
     result = harness_report(uri, "noroof", "--out", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     html = (tmp_path / "out" / "index.html").read_text()

@@ -185,7 +185,8 @@ def test_refusals_and_outages_are_told_apart_on_real_stores(tmp_path: Path) -> N
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    from harness.tracking.store import is_refusal, prepare_sqlite_store
+    from harness.tracking.store import is_refusal
+    from harness.tracking.uri import prepare_sqlite_store
 
     prepare_sqlite_store(uri(tmp_path))
     client = MlflowClient(uri(tmp_path))
@@ -227,9 +228,8 @@ def test_swept_values_holding_slashes_stay_separate_cases(tmp_path: Path) -> Non
     loaded = load_latest(tmp_path, summary["parent_run_id"])
     assert sorted(c.algorithm for c in loaded.cells) == sorted(f"echo[text={p}]" for p in paths)
     assert {c.environment for c in loaded.cells} == {"constant"}
-    from harness.tracking.reader import values_by_case
 
-    assert len(values_by_case(loaded, "score")) == 4
+    assert len(loaded.values_by_case("score")) == 4
 
 
 # -- 6. a different configuration, a different parent run --------------------------------------------------------
@@ -328,8 +328,8 @@ def test_reader_needs_no_artifact_download_for_values(tmp_path: Path, monkeypatc
 
 # -- 9. durability ---------------------------------------------------------------------------------------------
 def test_every_result_is_fsynced_before_append_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.record import Cell, CellResult, ComponentRef
     from harness.tracking import journal as journal_module
-    from harness.tracking.record import Cell, CellResult, ComponentRef
 
     synced_sizes: list[int] = []
     real_fsync = os.fsync
@@ -353,7 +353,7 @@ def test_every_result_is_fsynced_before_append_returns(tmp_path: Path, monkeypat
 
 # -- the schema ------------------------------------------------------------------------------------------------
 def test_version_1_records_are_migrated_and_unknown_versions_refused() -> None:
-    from harness.tracking.record import CellResult
+    from harness.record import CellResult
 
     ref = {"name": "iql", "version": "1", "plugin": "p", "plugin_version": "0", "params": {"path": "a/b"}}
     v1 = {
@@ -384,7 +384,7 @@ def test_keys_for_seeds_equal_serializing_the_whole_payload() -> None:
     import hashlib
     from dataclasses import asdict
 
-    from harness.tracking.record import Cell, ComponentRef, canonical_json
+    from harness.record import Cell, ComponentRef, canonical_json
 
     algorithm = ComponentRef("iql", "1", "p", "0", {"path": "a/b", "beta": 3.0}, code_version="abc")
     environment = ComponentRef("hopper", "2", "q", "1", {"n": [1, 2]}, code_version="def")

@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord
+from harness.record import Cell, CellResult, ComponentRef, SuiteRunRecord
 from harness.tracking.store import MlflowTracker
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from harness.analysis.stats import relative_spread, repeats_needed
 from harness.errors import BadInput
-from harness.tracking.reader import SuiteRun, metric_union
+from harness.record import SuiteRun, metric_union
 
 NOISE_MULTIPLIER = 3.0
 #: A calibrated threshold above this relative change would hide every realistic regression.
@@ -170,7 +170,7 @@ def calibrate_from_runs(
     metrics: dict[str, MetricCalibration] = {}
     for metric in metric_union(runs):
         # (algorithm, environment, seed) -> value in each run: the seed is held fixed, only the run varies.
-        per_cell: dict[tuple[str, str, str], list[float]] = {}
+        per_cell: dict[tuple[str, str, int | None], list[float]] = {}
         for run in runs:
             for cell in run.ok_cells:
                 if metric in cell.metrics:

@@ -39,13 +39,7 @@ from harness.analysis.stats import (
     minimum_permutation_repeats,
     repeats_needed,
 )
-from harness.tracking.reader import (
-    SuiteRun,
-    machine_differences,
-    metric_union,
-    unpaired_cases,
-    values_by_case_and_seed,
-)
+from harness.record import SuiteRun, describe_differences, metric_union
 
 #: Fewest runs a side for which an unpaired bootstrap interval of the change is trusted by Datadog's rule.
 MIN_RUNS_FOR_INTERVAL_RULE = 3
@@ -100,6 +94,11 @@ class Comparison:
     calibration_source: str | None = None
 
     @property
+    def hardware_summary(self) -> str:
+        """What differs between the two runs' machines, as every message names it ("" when nothing does)."""
+        return describe_differences(self.hardware_differences)
+
+    @property
     def regressions(self) -> list[CaseVerdict]:
         return [row for row in self.rows if row.verdict in _BAD_VERDICTS]
 
@@ -147,7 +146,7 @@ def _run_facts(run: SuiteRun) -> dict[str, Any]:
         "run_id": run.run_id,
         "suite": run.suite,
         "profile": run.profile,
-        "git_commit": run.tags.get("harness.git_commit", ""),
+        "git_commit": run.git_commit,
         "fingerprint": run.fingerprint,
         "machine": run.machine,
     }
@@ -194,13 +193,14 @@ def compare_runs(
     calibration: Calibration | None = None,
     metrics: list[str] | None = None,
     seed: int = 0,
-    hardware_differences: Mapping[str, tuple[str, str]] | None = None,
 ) -> Comparison:
     """Compare every metric of every case the two runs share.
 
-    With ``hardware_differences`` (runs from different machines, compared anyway), rows of metrics that depend
-    on the hardware say so in their note.
+    When the runs come from different machines (:meth:`SuiteRun.machine_differences`, returned as
+    :attr:`Comparison.hardware_differences`), rows of metrics that depend on the hardware say so in their note;
+    whether such a comparison may happen at all is :func:`check_hardware`'s decision, made before.
     """
+    hardware_differences = baseline.machine_differences(candidate)
     cli_thresholds = dict(cli_thresholds or {})
     minimum = minimum_permutation_repeats(alpha)
     rows: list[CaseVerdict] = []
@@ -224,10 +224,10 @@ def compare_runs(
     for metric in names:
         info = candidate.info(metric) if metric in candidate.metric_info else baseline.info(metric)
         threshold, source = _threshold(metric, candidate, baseline, cli_thresholds, calibration)
-        base_seeds, cand_seeds = values_by_case_and_seed(baseline, metric), values_by_case_and_seed(candidate, metric)
+        base_seeds, cand_seeds = baseline.values_by_case_and_seed(metric), candidate.values_by_case_and_seed(metric)
         base_values = {case: list(by_seed.values()) for case, by_seed in base_seeds.items()}
         cand_values = {case: list(by_seed.values()) for case, by_seed in cand_seeds.items()}
-        unpaired = unpaired_cases(baseline, metric) | unpaired_cases(candidate, metric)
+        unpaired = baseline.unpaired_cases(metric) | candidate.unpaired_cases(metric)
         hardware_note = ""
         if hardware_differences and info.is_hardware_dependent:
             hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
@@ -273,6 +273,7 @@ def compare_runs(
         candidate,
         rows,
         alpha,
+        hardware_differences=hardware_differences,
         calibration_source=calibration.source if calibration else None,
     )
 
@@ -332,13 +333,13 @@ def check_hardware(
     """Differences between the runs' machines.
 
     Raises BadInput when they differ, ``allow`` is False and a compared metric depends on the hardware
-    (timings, throughput, memory: :attr:`MetricInfo.is_hardware_dependent`); metrics that do not (scores,
+    (timings, throughput, memory: :attr:`MetricDeclaration.is_hardware_dependent`); metrics that do not (scores,
     errors) are comparable across machines and are compared without the flag.
     """
     from harness.errors import BadInput
 
     baseline, candidate = comparison_inputs
-    differences = machine_differences(baseline, candidate)
+    differences = baseline.machine_differences(candidate)
     if differences and not allow:
         dependent = hardware_dependent_metrics(comparison_inputs, metrics)
         if dependent:
@@ -349,8 +350,3 @@ def check_hardware(
                 "compare anyway (the output is then annotated)."
             )
     return differences
-
-
-def describe_differences(differences: Mapping[str, tuple[str, str]]) -> str:
-    """``key: 'old' -> 'new'; ...``, how refusals and nightly's summary name what differs between two machines."""
-    return "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in differences.items())

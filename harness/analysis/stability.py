@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from harness.record import SECONDS_PER_UNIT
+
 #: Coefficient of variation at or above which a measurement is flagged as unstable.
 MAX_STABLE_CV = 0.10
 #: A timed value below this many seconds is dominated by timer resolution and overhead.
 MIN_TIMED_SECONDS = 1e-3
 #: Min or max farther than this fraction from the median is an outlier worth a look.
 MAX_DISTANCE_FROM_MEDIAN = 0.5
-
-_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
 
 
 def stability_warnings(values: Sequence[float], unit: str = "") -> list[str]:
@@ -34,7 +34,7 @@ def stability_warnings(values: Sequence[float], unit: str = "") -> list[str]:
     if not array.size:
         return warnings
     median = float(np.median(array))
-    scale = _SECONDS.get(unit.strip())
+    scale = SECONDS_PER_UNIT.get(unit.strip())
     if scale is not None and abs(median) * scale < MIN_TIMED_SECONDS:
         warnings.append(
             f"median {median * scale * 1e3:.3g} ms is under 1 ms: timer overhead dominates; time more iterations"

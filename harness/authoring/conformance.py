@@ -33,6 +33,7 @@ from typing import Any, Literal
 from harness.authoring.deprecation import deprecated_fields_used
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRecord, PluginRegistry, Registered, load_plugins
+from harness.record import CellResult, ComponentRef, canonical_json, make_cell
 from harness.specs import (
     MetricSpec,
     Param,
@@ -40,7 +41,6 @@ from harness.specs import (
     SpecError,
     resolve_callable,
 )
-from harness.tracking.record import Cell, CellResult, ComponentRef, canonical_json
 
 Status = Literal["passed", "failed", "warning", "skipped"]
 
@@ -638,7 +638,7 @@ def _check_cells(
         except ParamError as exc:
             report.add("runs one smoke cell", subject, "failed", str(exc), "fix the smoke profile's params")
             continue
-        cell = Cell(
+        cell = make_cell(
             suite=f"check-{record.name}",
             profile="smoke",
             algorithm=algorithm_ref,
@@ -646,9 +646,7 @@ def _check_cells(
             seed=0,
             metrics=metrics,
             budget=budget,
-            timeout_s=None,
-            label=f"{algorithm.spec.name}/{environment.spec.name}/seed=0",
-            key=Cell.compute_key(algorithm_ref, environment_ref, 0, metrics, budget),
+            task_kind=kind,
         )
         first = execute_cell(cell, options, results_dir)
         if not _report_cell(report, subject, first, metrics):

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.authoring.conformance import ConformanceReport
     from harness.context import CellContext
     from harness.plugins import PluginOptions
-    from harness.tracking.record import CellResult
+    from harness.record import CellResult
 
 
 def check_plugin(name: str, **options: Any) -> ConformanceReport:
@@ -88,8 +88,8 @@ def run_cell(
     """
     from harness.authoring.conformance import fresh_registry
     from harness.plugins import PluginOptions
+    from harness.record import ComponentRef, make_cell
     from harness.run.worker import execute_cell
-    from harness.tracking.record import Cell, ComponentRef
 
     options = plugin_options or PluginOptions()
     registry = fresh_registry(options)
@@ -110,7 +110,7 @@ def run_cell(
         registry.get("metric", metric)
     metric_names = tuple(metrics)
     cell_budget = dict(budget or {})
-    cell = Cell(
+    cell = make_cell(
         suite="test",
         profile="test",
         algorithm=algorithm_ref,
@@ -118,9 +118,7 @@ def run_cell(
         seed=seed,
         metrics=metric_names,
         budget=cell_budget,
-        timeout_s=None,
-        label=f"{algorithm}/{environment}/seed={seed}",
-        key=Cell.compute_key(algorithm_ref, environment_ref, seed, metric_names, cell_budget),
+        task_kind=registry.get("environment", environment).spec.task_kind,
     )
     return execute_cell(cell, options, results_dir)
 

@@ -19,8 +19,8 @@ import click
 from harness.cli.output import console, make_progress, print_error, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
+from harness.record import DEVICES
 from harness.run import DEFAULT_MAX_CELLS
-from harness.tracking.record import DEVICES
 
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
 
@@ -353,7 +353,7 @@ def run(
     """
     from harness.run.runner import RunOptions, run_suite, summary_json
     from harness.run.suite import resolve_suite
-    from harness.tracking.store import default_tracking_uri
+    from harness.tracking.uri import default_tracking_uri
 
     state = _state(ctx)
     registry = state.registry(modules)

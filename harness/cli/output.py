@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from harness.tracking.record import CellResult, metric_values_by_case
+from harness.record import CellResult, metric_values_by_case
 
 _CONSOLES: dict[bool, Console] = {}
 

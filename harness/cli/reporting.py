@@ -30,7 +30,7 @@ def _results_dir(ctx: click.Context, value: Path | None) -> Path:
 
 
 def _tracking_uri(results_dir: Path, value: str | None) -> str:
-    from harness.tracking.store import default_tracking_uri
+    from harness.tracking.uri import default_tracking_uri
 
     return value or default_tracking_uri(results_dir)
 
@@ -130,12 +130,9 @@ def report(
     comparison = None
     if versus:
         from harness.analysis.compare import compare_runs
-        from harness.tracking.reader import machine_differences
 
         other = store.load(store.resolve(versus, suite=run.suite, profile=run.profile))
-        differences = machine_differences(other, run)  # annotated on the page, never refused
-        comparison = compare_runs(other, run, hardware_differences=differences)
-        comparison.hardware_differences = differences
+        comparison = compare_runs(other, run)  # different hardware is annotated on the page, never refused
     config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
     content = build_report(run, store, config, comparison=comparison)
     target = out or directory / "reports" / f"{run.suite}-{run.profile}-{run.run_id[:8]}"
@@ -209,7 +206,7 @@ def compare(
         raise BadInput(f"baseline and candidate are the same run ({candidate_run.run_id})")
     if baseline_run.suite != candidate_run.suite:
         raise BadInput(f"the runs are of different suites ({baseline_run.suite!r} and {candidate_run.suite!r})")
-    differences = check_hardware((baseline_run, candidate_run), allow_different_hardware, list(metrics) or None)
+    check_hardware((baseline_run, candidate_run), allow_different_hardware, list(metrics) or None)
     calibration = None
     if not no_calibration:
         calibration = load_calibration(directory, candidate_run.suite, candidate_run.profile, candidate_run.fingerprint)
@@ -220,9 +217,7 @@ def compare(
         alpha=alpha,
         calibration=calibration,
         metrics=list(metrics) or None,
-        hardware_differences=differences,
     )
-    comparison.hardware_differences = differences
     if markdown:
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text(to_markdown(comparison))
@@ -470,7 +465,7 @@ def import_pytest_benchmark(
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
-    from harness.tracking.store import sqlite_path
+    from harness.tracking.uri import sqlite_path
 
     database = sqlite_path(uri)
     if database is not None:

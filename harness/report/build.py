@@ -23,8 +23,9 @@ import numpy as np
 from harness.analysis.ranking import RANKING_RULES, RankedRow, Ranking, describe_change, rank_metric
 from harness.analysis.stability import stability_warnings
 from harness.analysis.stats import BootstrapConfig, Estimate, performance_profile
+from harness.record import SuiteRun, with_display_labels
 from harness.report import plots
-from harness.tracking.reader import RunStore, SuiteRun, scores_by_algorithm, values_by_case
+from harness.tracking.reader import RunStore
 
 MAX_METRICS_PLOTTED = 12
 _CEILING_WORDS = ("ceiling", "roofline", "peak")
@@ -104,7 +105,7 @@ class ReportContent:
 
 def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
     found = []
-    for (algorithm, environment), values in sorted(values_by_case(run, metric).items()):
+    for (algorithm, environment), values in sorted(run.values_by_case(metric).items()):
         for warning in stability_warnings(values, unit):
             found.append(f"{algorithm} / {environment}: {warning}")
     return found
@@ -112,7 +113,7 @@ def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
 
 def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: bool) -> MetricSection:
     info = run.info(metric)
-    table = scores_by_algorithm(run, metric)
+    table = run.scores_by_algorithm(metric)
     rankings = rank_metric(table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks)
     environments = sorted({env for per_env in table.values() for env in per_env})
     section = MetricSection(
@@ -181,11 +182,11 @@ def _roofline_plots(run: SuiteRun) -> list[tuple[str, str]]:
     if not ceilings:
         return []
     ceiling_values: dict[str, list[float]] = {}
-    for (_algorithm, environment), samples in values_by_case(run, ceilings[0]).items():
+    for (_algorithm, environment), samples in run.values_by_case(ceilings[0]).items():
         ceiling_values.setdefault(environment, []).extend(samples)
     found = []
     for metric in [m for m in gbps if m not in ceilings][:MAX_METRICS_PLOTTED]:
-        values = {case: samples for case, samples in values_by_case(run, metric).items()}
+        values = {case: samples for case, samples in run.values_by_case(metric).items()}
         found.append((metric, plots.roofline(metric, values, ceiling_values, ceilings[0])))
     return found
 
@@ -203,7 +204,7 @@ def _pareto_plots(run: SuiteRun) -> tuple[list[tuple[str, str]], list[str]]:
         if missing:
             notes.append(f"[report] pareto {x} against {y}: no values of {', '.join(missing)} in this run")
             continue
-        xs, ys = values_by_case(run, x), values_by_case(run, y)
+        xs, ys = run.values_by_case(x), run.values_by_case(y)
         points = {case: (float(np.median(xs[case])), float(np.median(ys[case]))) for case in xs if case in ys}
         found.append((f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points)))
     return found, notes
@@ -231,7 +232,7 @@ def _side_by_side(sections: Sequence[MetricSection]) -> SideBySide | None:
 
 def _failures(run: SuiteRun) -> list[dict[str, str]]:
     return [
-        {"status": c.status, "algorithm": c.algorithm, "environment": c.environment, "seed": c.seed,
+        {"status": c.status, "algorithm": c.algorithm, "environment": c.environment, "seed": c.seed_text,
          "reason": c.error or "(no reason recorded)", "run_id": c.run_id}
         for c in run.cells
         if c.status != "ok"
@@ -239,18 +240,11 @@ def _failures(run: SuiteRun) -> list[dict[str, str]]:
 
 
 def _machines(run: SuiteRun) -> list[dict[str, str]]:
-    """Distinct machine/version sets among the run and its cells (more than one means mixed hardware)."""
+    """Distinct machines among the run's cells (more than one means mixed hardware)."""
     seen: dict[str, dict[str, str]] = {}
     for cell in run.cells:
-        tags = cell.tags
-        facts = {
-            "fingerprint": tags.get("harness.fingerprint", run.fingerprint),
-            "cpu": tags.get("harness.machine.cpu", run.machine.get("cpu", "")),
-            "gpu": tags.get("harness.machine.gpu", run.machine.get("gpu", "")),
-        }
-        for key, value in sorted(tags.items()):
-            if key.startswith("harness.versions."):
-                facts[key.removeprefix("harness.versions.")] = value
+        machine = run.cell_machine(cell)
+        facts = {"fingerprint": machine.fingerprint, "cpu": machine.cpu, "gpu": machine.gpu}
         seen.setdefault(facts["fingerprint"] or repr(sorted(facts.items())), facts)
     if not seen:
         seen[run.fingerprint] = {"fingerprint": run.fingerprint, **run.machine}
@@ -266,6 +260,7 @@ def build_report(
     trends: list[tuple[str, str, str]] | None = None,
 ) -> ReportContent:
     """Compute every statistic and plot of the report for ``run``."""
+    run = with_display_labels(run)
     names = run.metric_names
     sections = [_metric_section(run, m, config, plot=i < MAX_METRICS_PLOTTED) for i, m in enumerate(names)]
     summary = _summary(sections)
@@ -277,9 +272,7 @@ def build_report(
             + (f"hardware-dependent metrics ({', '.join(dependent)}) are not comparable." if dependent else
                "no compared metric depends on the hardware.")
         )  # fmt: skip
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    for cell in run.cells:
-        counts[cell.status] = counts.get(cell.status, 0) + 1
+    counts = run.status_counts()
     return ReportContent(
         run=run,
         ui_command=store.ui_command(),
@@ -295,7 +288,7 @@ def build_report(
         comparison=comparison,
         trends=trends or [],
         bootstrap=config,
-        seeds=[str(s) for s in sorted({c.seed for c in run.cells})],
+        seeds=[str(s) for s in sorted({c.seed for c in run.cells if c.seed is not None})],
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         counts=counts,
         notes=notes,
@@ -400,9 +393,9 @@ def render_markdown(content: ReportContent) -> str:
     lines = [
         f"# {_md_cell(content.title)}",
         "",
-        f"Run `{run.run_id}` · commit {_md_cell(run.tags.get('harness.git_commit', '?')[:12])}"
-        + (" (dirty)" if run.tags.get("harness.git_dirty") == "true" else "")
+        f"Run `{run.run_id}` · commit {_md_cell(run.commit_text)}"
         + f" · {content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped"
+        + (f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else "")
         + f" · {_md_cell(run.machine.get('cpu', '?'))} / GPU {_md_cell(run.machine.get('gpu', 'none'))}",
         "",
         f"_{_md_cell(content.ranking_rules)}_",

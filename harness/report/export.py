@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from harness.tracking.reader import SuiteRun
+from harness.record import SuiteRun
 
 FORMATS = ("csv", "parquet", "json")
 
@@ -29,6 +29,7 @@ def tidy_rows(runs: Iterable[SuiteRun]) -> list[dict[str, Any]]:
             param_names.update(cell.params)
     for run in runs:
         for cell in run.cells:
+            machine = run.cell_machine(cell)
             base = {
                 "run_id": run.run_id,
                 "suite": run.suite,
@@ -38,10 +39,10 @@ def tidy_rows(runs: Iterable[SuiteRun]) -> list[dict[str, Any]]:
                 "environment": cell.environment,
                 "seed": cell.seed,
                 "status": cell.status,
-                "fingerprint": cell.tags.get("harness.fingerprint", run.fingerprint),
-                "cpu": cell.tags.get("harness.machine.cpu", run.machine.get("cpu", "")),
-                "gpu": cell.tags.get("harness.machine.gpu", run.machine.get("gpu", "")),
-                "git_commit": run.tags.get("harness.git_commit", ""),
+                "fingerprint": machine.fingerprint,
+                "cpu": machine.cpu,
+                "gpu": machine.gpu,
+                "git_commit": run.git_commit,
                 "code_versions": json.dumps(cell.code_versions, sort_keys=True),
                 "error": cell.error,
                 **{f"param.{name}": cell.params.get(name) for name in sorted(param_names)},

@@ -60,16 +60,16 @@ def to_markdown(comparison: Comparison, heading_level: int = 2) -> str:
         "",
         f"**Verdict: {_md_cell(comparison.summary)}** (exit code {comparison.exit_code})",
         "",
-        f"- baseline: `{base.run_id}` (commit {_md_cell(base.tags.get('harness.git_commit', '?')[:12])})",
-        f"- candidate: `{cand.run_id}` (commit {_md_cell(cand.tags.get('harness.git_commit', '?')[:12])})",
+        f"- baseline: `{base.run_id}` (commit {_md_cell(base.commit_text)})",
+        f"- candidate: `{cand.run_id}` (commit {_md_cell(cand.commit_text)})",
         f"- significance level: {comparison.alpha}",
     ]
     if comparison.calibration_source:
         lines.append(f"- noise calibration: {_md_cell(comparison.calibration_source)}")
     if comparison.hardware_differences:
-        listed = "; ".join(f"{k}: {a} → {b}" for k, (a, b) in comparison.hardware_differences.items())
         lines.append(
-            f"- ⚠️ **different hardware/software** (compared with --allow-different-hardware): {_md_cell(listed)}"
+            "- ⚠️ **different hardware/software** (compared with --allow-different-hardware): "
+            f"{_md_cell(comparison.hardware_summary)}"
         )
     lines += [
         "",
@@ -178,6 +178,5 @@ def print_comparison(comparison: Comparison) -> None:
             console.print(f"[yellow]unstable:[/] {escape(row.metric)} {escape(row.algorithm)}/{escape(row.environment)}"
                           f" {escape(warning)}")  # fmt: skip
     if comparison.hardware_differences:
-        listed = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in comparison.hardware_differences.items())
-        console.print(f"[yellow]different hardware/software:[/] {escape(listed)}")
+        console.print(f"[yellow]different hardware/software:[/] {escape(comparison.hardware_summary)}")
     console.print(escape(comparison.summary))

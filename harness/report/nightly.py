@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.calibration import load_calibration
-from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs, describe_differences
+from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs
 from harness.analysis.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
+from harness.record import SuiteRun
 from harness.report import plots
 from harness.report.build import build_report, write_report
-from harness.tracking.reader import RunStore, SuiteRun, values_by_case
+from harness.tracking.layout import baseline_filter
+from harness.tracking.reader import RunStore
 
 MAX_TREND_METRICS = 12
 
@@ -38,12 +40,12 @@ def trend_plots(history: list[SuiteRun]) -> list[tuple[str, str, str]]:
     if len(history) < 2:
         return []
     latest = history[-1]
-    labels = [f"{run.run_id[:6]} {run.tags.get('harness.git_commit', '')[:7]}" for run in history]
+    labels = [f"{run.run_id[:6]} {(run.git_commit or '')[:7]}" for run in history]
     found = []
     for metric in latest.metric_names[:MAX_TREND_METRICS]:
         series: dict[str, list[float]] = {}
         for index, run in enumerate(history):
-            for (algorithm, environment), values in values_by_case(run, metric).items():
+            for (algorithm, environment), values in run.values_by_case(metric).items():
                 series.setdefault(f"{algorithm}/{environment}", [math.nan] * len(history))[index] = float(
                     np.mean(values)
                 )
@@ -79,23 +81,22 @@ def run_nightly(
     run = store.load(run_id)
     messages = [f"run {run_id} of {run.suite}:{run.profile}"]
     baselines = [
-        r for r in store.suite_runs(run.suite, run.profile, "tags.`baseline` = 'true'") if r.info.run_id != run_id
+        r for r in store.suite_runs(run.suite, run.profile, baseline_filter()) if r.info.run_id != run_id
     ]
     comparison = None
     exit_code = EXIT_REGRESSION if any(cell.status == "failed" for cell in run.cells) else EXIT_OK
     if baselines:
         baseline = store.load(baselines[0].info.run_id)
-        differences = check_hardware((baseline, run), allow_different_hardware)
+        check_hardware((baseline, run), allow_different_hardware)
         calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint)
-        comparison = compare_runs(baseline, run, alpha=alpha, calibration=calibration, hardware_differences=differences)
-        comparison.hardware_differences = differences
+        comparison = compare_runs(baseline, run, alpha=alpha, calibration=calibration)
         exit_code = max(exit_code, comparison.exit_code) if exit_code != EXIT_REGRESSION else exit_code
         if comparison.exit_code == EXIT_REGRESSION:
             exit_code = EXIT_REGRESSION
         messages.append(f"against baseline {baseline.run_id}: {comparison.summary}")
-        if differences:
+        if comparison.hardware_differences:
             messages.append(
-                f"different hardware or software ({describe_differences(differences)}): hardware-dependent rows are "
+                f"different hardware or software ({comparison.hardware_summary}): hardware-dependent rows are "
                 "annotated"
             )
     else:
@@ -108,7 +109,7 @@ def run_nightly(
     promoted = False
     if promote:
         if exit_code == EXIT_OK:
-            store.set_tag(run_id, "baseline", "true")
+            store.mark_baseline(run_id)
             promoted = True
             messages.append(f"promoted {run_id} to baseline")
         else:

@@ -8,7 +8,6 @@ delivers what MLflow did not get, exactly once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -21,10 +20,10 @@ from typing import Any, Protocol
 from harness.errors import BadInput, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
+from harness.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord, WorkerOptions, metric_values_by_case
 from harness.run import DEFAULT_MAX_CELLS
-from harness.run.suite import Suite, metric_thresholds, select_cells
+from harness.run.suite import Suite, metric_declarations, select_cells
 from harness.tracking.journal import Journal, JournalState, all_journals
-from harness.tracking.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord, metric_values_by_case
 
 
 class Executor(Protocol):
@@ -71,6 +70,11 @@ class RunOptions:
     max_cells: int = DEFAULT_MAX_CELLS
     only: Sequence[str] = ()  # --only expressions: run the matching cells (part of the run's record)
     show_output: bool = False  # cells' output on the terminal instead of only in their logs
+
+    @property
+    def worker_options(self) -> WorkerOptions:
+        """How the workers execute this run's cells (not part of any cell's identity)."""
+        return WorkerOptions(device=self.device, fresh_start=not self.resume, show_output=self.show_output)
 
 
 @dataclass
@@ -143,16 +147,19 @@ class RunSummary:
 
 
 def make_executor(options: RunOptions, plugin_options: PluginOptions) -> Executor:
+    worker_options = options.worker_options
     if options.executor == "local":
         from harness.run.executors.local import LocalExecutor
 
-        return LocalExecutor(options.jobs, plugin_options, options.results_dir)
+        return LocalExecutor(options.jobs, plugin_options, options.results_dir, worker_options)
     if options.executor == "ray":
         try:
             from harness.run.executors.ray import RayExecutor
         except ImportError as exc:
             raise BadInput(f"--executor ray needs Ray: pip install 'harness[ray]' ({exc})") from None
-        return RayExecutor(options.ray_address, plugin_options, options.results_dir, options.max_retries)
+        return RayExecutor(
+            options.ray_address, plugin_options, options.results_dir, options.max_retries, worker_options
+        )
     raise BadInput(f"unknown executor {options.executor!r}; use 'local' or 'ray'")
 
 
@@ -171,7 +178,10 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
         "profile": profile,
         "description": suite.model.description,
         "suite_file": str(suite.path),
-        "metrics": metric_thresholds(suite, registry, metric_names),
+        "metrics": {
+            name: declaration.to_dict()
+            for name, declaration in metric_declarations(suite, registry, metric_names).items()
+        },
         "thresholds": dict(suite.model.thresholds),
         "report": suite.model.report.model_dump(mode="json"),
         "cells": len(cells),
@@ -230,12 +240,6 @@ def run_suite(
     cells = select_cells(cells, options.only, str(suite.path))
     if options.device not in DEVICES:
         raise BadInput(f"device must be one of {', '.join(DEVICES)}, got {options.device!r}")
-    cells = [
-        dataclasses.replace(
-            cell, device=options.device, fresh_start=not options.resume, show_output=options.show_output
-        )
-        for cell in cells
-    ]
     if not cells:
         raise BadInput(f"{suite.path}: profile {profile!r} expands to no cells")
     options.results_dir.mkdir(parents=True, exist_ok=True)
@@ -281,7 +285,7 @@ def run_suite(
         )
         logger = None
         if delivery is not None:
-            from harness.tracking.store import BackgroundLogger
+            from harness.tracking.delivery import BackgroundLogger
 
             logger = BackgroundLogger(delivery)
         _call_observers(registry.hook.harness_run_started, run=run_info)
@@ -358,7 +362,8 @@ def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncRepor
     """Deliver every journaled result the store does not have yet, each configuration under its own parent in
     that store (created there if needed); safe to run any number of times, against any number of stores."""
     from harness.tracking.delivery import Delivery
-    from harness.tracking.store import MlflowTracker, store_identity
+    from harness.tracking.store import MlflowTracker
+    from harness.tracking.uri import store_identity
 
     reports = []
     for journal in all_journals(results_dir):

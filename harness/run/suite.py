@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import BadInput
 from harness.plugins import PluginRegistry, UnknownName
+from harness.record import Cell, ComponentRef, MetricDeclaration, make_cell
 from harness.run import DEFAULT_MAX_CELLS
 from harness.run.code_version import spec_code_version
 from harness.specs import ParamError
-from harness.tracking.record import Cell, ComponentRef
 
 
 class _Strict(BaseModel):
@@ -278,21 +278,20 @@ class Suite:
                             continue
                         seen.add(key)
                         cells.append(
-                            Cell(
+                            make_cell(
                                 suite=self.name,
                                 profile=chosen,
                                 algorithm=algorithm_ref,
                                 environment=environment_ref,
                                 seed=seed,
-                                metrics=tuple(metric_names),
+                                metrics=metric_names,
                                 budget=budget,
                                 timeout_s=settings["timeout_s"],
-                                label=f"{algorithm_label}/{environment_label}/seed={seed}",
-                                key=key,
                                 task_kind=environment.spec.task_kind,
                                 algorithm_label=algorithm_label,
                                 environment_label=environment_label,
                                 metric_code=metric_code,
+                                key=key,
                                 config_key=config_key,
                             )
                         )
@@ -584,19 +583,9 @@ def resolve_suite(reference: str, registry: PluginRegistry) -> Suite:
     )
 
 
-def metric_thresholds(suite: Suite, registry: PluginRegistry, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Metric name -> unit, direction, threshold (suite override over spec default), description, and what
-    the report and ``compare`` need to know: whether it may be pooled across tasks, whether it depends on the
-    hardware (``None``: decided from its unit)."""
-    table = {}
-    for name in names:
-        spec = registry.get("metric", name).spec
-        table[name] = {
-            "unit": spec.unit,
-            "direction": spec.direction,
-            "threshold": suite.model.thresholds.get(name, spec.threshold),
-            "description": spec.description,
-            "comparable_across_tasks": bool(getattr(spec, "comparable_across_tasks", False)),
-            "depends_on_hardware": getattr(spec, "depends_on_hardware", None),
-        }
-    return table
+def metric_declarations(suite: Suite, registry: PluginRegistry, names: Iterable[str]) -> dict[str, MetricDeclaration]:
+    """Metric name -> its declaration: the spec's, with the suite's threshold where the suite sets one."""
+    return {
+        name: registry.get("metric", name).spec.declaration(suite.model.thresholds.get(name))
+        for name in names
+    }

@@ -25,8 +25,8 @@ from harness.context import CellContext
 from harness.errors import CellSkipped
 from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
+from harness.record import Cell, CellResult, WorkerOptions
 from harness.specs import Resources, resolve_callable
-from harness.tracking.record import Cell, CellResult
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +81,7 @@ def make_context(cell: Cell, results_dir: str | Path, started: float, device: st
     )
 
 
-def choose_device(cell: Cell, *resources: Resources) -> str:
+def choose_device(requested: str, *resources: Resources) -> str:
     """``"cuda"`` or ``"cpu"`` for this cell, from its specs' resources and the run's ``--device``.
 
     A spec that needs a GPU always gets ``"cuda"`` (its own ``requires`` says whether one is usable); one that
@@ -90,11 +90,11 @@ def choose_device(cell: Cell, *resources: Resources) -> str:
     """
     if any(r.gpus > 0 for r in resources):
         return "cuda"
-    if not any(r.uses_gpu for r in resources) or cell.device == "cpu":
+    if not any(r.uses_gpu for r in resources) or requested == "cpu":
         return "cpu"
     if gpu_visible():
         return "cuda"
-    if cell.device == "cuda":
+    if requested == "cuda":
         raise CellSkipped("--device cuda: no CUDA GPU is visible to this worker")
     return "cpu"
 
@@ -145,6 +145,7 @@ def execute_cell(
     results_dir: str | Path,
     attempt: int = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    worker_options: WorkerOptions = WorkerOptions(),
 ) -> CellResult:
     """Run one cell in this process and return its result; never raises for a cell's own failure.
 
@@ -158,9 +159,9 @@ def execute_cell(
         faulthandler.enable()
     if progress is not None:
         _send(progress, {"key": cell.key, "done": 0.0, "total": None, "note": "starting", "started": time.time()})
-    log_path = None if cell.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
+    log_path = None if worker_options.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
     with captured_output(log_path):
-        result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress)
+        result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress, worker_options)
     if log_path is not None and log_path.exists():
         if log_path.stat().st_size == 0:
             log_path.unlink()
@@ -185,6 +186,7 @@ def _execute(
     attempt: int,
     record_id: str,
     progress: Callable[[dict[str, Any]], None] | None,
+    worker_options: WorkerOptions,
 ) -> CellResult:
     registry = registry_for(plugin_options)
     started = time.time()
@@ -208,10 +210,10 @@ def _execute(
         # Resolve (import) everything before seeding: imports may consume randomness or import torch.
         make, run = resolve_callable(environment.make), resolve_callable(algorithm.run)
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
-        result.device = choose_device(cell, algorithm.resources, environment.resources)
+        result.device = choose_device(worker_options.device, algorithm.resources, environment.resources)
         context = make_context(cell, results_dir, started, result.device)
         context.progress_sink = progress
-        if cell.fresh_start and attempt == 1:
+        if worker_options.fresh_start and attempt == 1:
             # A checkpoint belongs to one attempt: a fresh run never continues a finished or older attempt.
             shutil.rmtree(context.checkpoint_dir, ignore_errors=True)
         context.components.update(make=make, run=run)

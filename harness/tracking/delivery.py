@@ -4,7 +4,7 @@ A :class:`Delivery` serves one suite-run configuration in one store. It opens (o
 parent run in that store, delivers what the journal holds that the store has not received under that parent,
 marks attempts replaced by later ones of the same cell as superseded, and closes the parent with counts and
 aggregates of the latest attempts. ``harness run`` uses one for its own configuration (live results through
-:class:`harness.tracking.store.BackgroundLogger`); ``harness sync`` one per configuration in each journal.
+:class:`BackgroundLogger`); ``harness sync`` one per configuration in each journal.
 
 A record the store refuses (:class:`harness.tracking.store.RecordRefused`) is marked refused for that store and
 skipped; any other error means the store is unreachable and stops the delivery, leaving the rest in the journal.
@@ -12,12 +12,16 @@ skipped; any other error means the store is unreachable and stops the delivery, 
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
+from harness.errors import TrackingError
+from harness.record import CellResult, SuiteRunRecord
 from harness.tracking.journal import Journal, JournalState
-from harness.tracking.record import CellResult, SuiteRunRecord
-from harness.tracking.store import MlflowTracker, RecordRefused, run_tags
+from harness.tracking.layout import run_tags
+from harness.tracking.store import MlflowTracker, RecordRefused
 
 
 class Delivery:
@@ -125,3 +129,44 @@ class Delivery:
 
     def summary(self) -> dict[str, Any]:
         return {"store": self.store, "parent_run_id": self.parent_run_id, "refused": len(self.refused)}
+
+
+class BackgroundLogger:
+    """Delivers results on a thread, in completion order, through a :class:`harness.tracking.delivery.Delivery`.
+
+    A refused record is marked and skipped by the delivery. After a failure that retries cannot fix (server
+    down), it stops trying; the results stay in the journal for ``harness sync`` and :attr:`error` says what
+    happened.
+    """
+
+    def __init__(self, delivery: Any) -> None:
+        self.delivery = delivery
+        self.error: BaseException | None = None
+        self.delivered = 0
+        self.undelivered: list[CellResult] = []
+        self._queue: queue.Queue[CellResult | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="harness-mlflow", daemon=True)
+        self._thread.start()
+
+    def submit(self, result: CellResult) -> None:
+        self._queue.put(result)
+
+    def _loop(self) -> None:
+        while True:
+            result = self._queue.get()
+            if result is None:
+                return
+            if self.error is not None:
+                self.undelivered.append(result)
+                continue
+            try:
+                self.delivered += self.delivery.deliver(result)
+            except Exception as exc:
+                uri = self.delivery.tracker.tracking_uri
+                self.error = TrackingError(f"MLflow at {uri}: {type(exc).__name__}: {exc}")
+                self.undelivered.append(result)
+
+    def close(self) -> None:
+        """Wait until everything submitted has been logged (or given up on)."""
+        self._queue.put(None)
+        self._thread.join()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.tracking.record import CellResult, SuiteRunRecord
+from harness.record import CellResult, SuiteRunRecord
 
 #: Events whose loss would lose a result: fsynced before ``append`` returns. Delivery marks are only
 #: flushed (a lost mark costs a search in the store, never a duplicate).
@@ -42,7 +42,7 @@ DURABLE_EVENTS = frozenset({"run", "result"})
 
 
 def _store(uri: str | None) -> str:
-    from harness.tracking.store import store_identity
+    from harness.tracking.uri import store_identity
 
     return store_identity(uri) if uri else ""
 

@@ -1,4 +1,5 @@
-"""The MLflow layout, named once: every tag, param and metric name the harness writes or reads.
+"""The one two-way codec between the records (:mod:`harness.record`) and MLflow: every tag, param and metric
+name the harness writes or reads, the encoders the writers use and the decoders every reader uses.
 
 * experiment = suite (tag :data:`EXPERIMENT_KIND` so MLflow's UI opens it on the runs list);
 * one parent run per suite run *configuration* and store (:data:`KIND` ``suite-run``) with the machine, code
@@ -12,12 +13,30 @@
   :data:`SUPERSEDED`; readers ignore it.
 
 Readers get every value from run data (tags, params, metrics): no per-cell artifact download is needed.
+:class:`~harness.record.CellRun` and :class:`~harness.record.SuiteRun` are only ever built here
+(:func:`decode_cell`, :func:`decode_suite_run`); a value the store does not hold stays unknown. No
+``"harness.*"`` tag name is written anywhere else (a test checks).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import posixpath
 import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from harness.record import (
+    STATUSES,
+    UNKNOWN_STATUS,
+    CellResult,
+    CellRun,
+    MachineFacts,
+    MetricDeclaration,
+    SuiteRun,
+    SuiteRunRecord,
+)
 
 # -- tags on every harness run -------------------------------------------------------------------------
 KIND = "harness.kind"
@@ -39,6 +58,8 @@ PLUGINS = "harness.plugins"
 CONFIG_ID = "harness.config_id"
 OVERRIDES = "harness.overrides"
 SELECTION = "harness.selection"
+#: Where an imported suite run came from (``pytest-benchmark``); absent on runs of ``harness run``.
+SOURCE = "harness.source"
 BASELINE = "baseline"
 
 # -- tags on cell runs ---------------------------------------------------------------------------------
@@ -61,6 +82,10 @@ SUPERSEDED = "harness.superseded"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
+#: Its seed numbers a repeat that is not a seed (pytest-benchmark rounds): never paired across runs.
+UNPAIRED_REPEAT = "harness.repeat.unpaired"
+#: On an MLflow dataset input: the dataset's origin (d4rl, minari, generated, ...).
+INPUT_ORIGIN_TAG = "harness.origin"
 
 # -- experiment tags ------------------------------------------------------------------------------------
 EXPERIMENT_KIND = "mlflow.experimentKind"
@@ -109,3 +134,312 @@ def name_problem(name: str) -> str | None:
     if normalized != name or normalized == "." or normalized.startswith(("..", "/")):
         return f"MLflow treats names as paths and this one resolves to {normalized!r}"
     return None
+
+
+# == encoding: records -> MLflow ==========================================================================
+def machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
+    """A suite run's machine facts (:func:`harness.machine.machine_info`'s dict) as parent-run tags."""
+    tags = {
+        FINGERPRINT: str(machine.get("fingerprint", "")),
+        f"{MACHINE_PREFIX}cpu": str(machine.get("cpu", "")),
+        f"{MACHINE_PREFIX}gpu": str(machine.get("gpu", "none")),
+        f"{MACHINE_PREFIX}hostname": str(machine.get("hostname", "")),
+    }
+    for name, version in machine.get("versions", {}).items():
+        tags[f"{VERSION_PREFIX}{name}"] = str(version)
+    return tags
+
+
+#: The machine tags each cell run repeats from its parent: what comparisons filter cells on.
+CELL_MACHINE_TAGS = (FINGERPRINT, f"{MACHINE_PREFIX}cpu", f"{MACHINE_PREFIX}gpu")
+
+
+def run_tags(run: SuiteRunRecord) -> dict[str, str]:
+    """Tags every cell run of a suite run carries: what comparisons filter on (fingerprint, CPU, GPU) and
+    the code's git state. The full machine facts and versions are on the parent run only: repeating a dozen
+    version tags on every cell run doubled the rows MLflow writes per cell."""
+    parent_machine = machine_tags(run.machine)
+    return {
+        **{key: parent_machine.get(key, "") for key in CELL_MACHINE_TAGS},
+        GIT_COMMIT: run.git_commit,
+        MLFLOW_GIT_COMMIT: run.git_commit,
+        CONFIG_ID: run.config_id,
+    }
+
+
+def suite_run_tags(run: SuiteRunRecord) -> dict[str, str]:
+    """The parent run's tags when it starts (status ``running`` until the run finishes)."""
+    tags = {
+        KIND: KIND_SUITE_RUN,
+        SUITE: run.suite,
+        PROFILE: run.profile,
+        STATUS: "running",
+        **machine_tags(run.machine),
+        **run_tags(run),
+        GIT_DIRTY: "true" if run.git_dirty else "false",
+        HARNESS_VERSION: str(run.machine.get("versions", {}).get("harness", "")),
+        PLUGINS: json.dumps(run.suite_info.get("plugins", {}), sort_keys=True)[:MAX_TAG_LENGTH],
+        OVERRIDES: json.dumps(list(run.overrides))[:MAX_TAG_LENGTH],
+        SELECTION: json.dumps(list(run.selection))[:MAX_TAG_LENGTH],
+    }
+    if run.source:
+        tags[SOURCE] = run.source
+    return tags
+
+
+def finished_status_tag(failed: int) -> str:
+    return "finished" if not failed else "finished with failures"
+
+
+def cell_tags(
+    result: CellResult,
+    parent_run_id: str,
+    base_tags: Mapping[str, str],
+    superseded: bool = False,
+    unpaired_repeat: bool = False,
+) -> dict[str, str]:
+    """A cell attempt's tags: ``base_tags`` (:func:`run_tags`) and everything that identifies the cell."""
+    cell = result.cell
+    tags = {
+        **base_tags,
+        MLFLOW_PARENT: parent_run_id,
+        KIND: KIND_CELL,
+        SUITE: cell.suite,
+        PROFILE: cell.profile,
+        CELL_KEY: cell.key,
+        RECORD_ID: result.record_id,
+        SCHEMA_VERSION: str(result.schema_version),
+        STATUS: result.status,
+        ALGORITHM: cell.algorithm_label or cell.algorithm.name,
+        ALGORITHM_NAME: cell.algorithm.name,
+        ALGORITHM_VERSION: cell.algorithm.version,
+        ENVIRONMENT: cell.environment_label or cell.environment.name,
+        ENVIRONMENT_NAME: cell.environment.name,
+        ENVIRONMENT_VERSION: cell.environment.version,
+        SEED: str(cell.seed),
+        TASK_KIND: cell.task_kind,
+        WORKER: result.worker,
+        DEVICE: result.device or "none",
+        ATTEMPT: str(result.attempt),
+    }
+    for component, version in cell.code_versions.items():
+        tags[f"{CODE_PREFIX}{component}"] = version or "unknown"
+    if result.inputs:
+        tags[INPUT_ORIGINS] = ",".join(sorted({str(i.get("origin", "")) for i in result.inputs}))
+        for item in result.inputs:
+            for field_name in ("origin", "path", "sha256"):
+                if item.get(field_name):
+                    tags[f"{INPUT_PREFIX}{item['name']}.{field_name}"] = str(item[field_name])
+    if superseded:
+        tags[SUPERSEDED] = "true"
+    if unpaired_repeat:
+        tags[UNPAIRED_REPEAT] = "true"
+    if result.error:
+        tags[ERROR] = result.error[:MAX_TAG_LENGTH]
+    return {key: value[:MAX_TAG_LENGTH] for key, value in tags.items()}
+
+
+def cell_params(result: CellResult) -> list[tuple[str, str]]:
+    """``algorithm``, ``environment``, ``seed`` and every parameter as ``algorithm.<name>``,
+    ``environment.<name>``, ``budget.<name>`` (strings as they are, anything else as JSON)."""
+    cell = result.cell
+    params = [("algorithm", cell.algorithm.name), ("environment", cell.environment.name), ("seed", str(cell.seed))]
+    for prefix, values in (
+        ("algorithm", cell.algorithm.params),
+        ("environment", cell.environment.params),
+        ("budget", cell.budget),
+    ):
+        for key, value in values.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            params.append((f"{prefix}.{key}", text[:MAX_PARAM_LENGTH]))
+    return params
+
+
+def cell_metrics(result: CellResult) -> list[tuple[str, float, int]]:
+    """(name, value, step): final values at step 0 under their own names, curves under ``curve/<name>``."""
+    metrics = [(name, value, 0) for name, value in result.metrics.items()]
+    metrics += [(curve_key(name), value, step) for name, step, value in result.history]
+    return metrics
+
+
+def aggregate_metric_prefix(algorithm: str, environment: str, metric: str) -> str:
+    return f"{AGGREGATE_PREFIX}{algorithm}/{environment}/{metric}"
+
+
+# == decoding: MLflow -> records ==========================================================================
+def decode_machine(tags: Mapping[str, str], *, with_versions: bool = True) -> MachineFacts:
+    versions = (
+        {k.removeprefix(VERSION_PREFIX): v for k, v in tags.items() if k.startswith(VERSION_PREFIX)}
+        if with_versions
+        else {}
+    )
+    return MachineFacts(
+        fingerprint=tags.get(FINGERPRINT, ""),
+        cpu=tags.get(f"{MACHINE_PREFIX}cpu", ""),
+        gpu=tags.get(f"{MACHINE_PREFIX}gpu", ""),
+        hostname=tags.get(f"{MACHINE_PREFIX}hostname", ""),
+        versions=dict(sorted(versions.items())),
+    )
+
+
+def decode_cell(
+    run: Any,
+    curve_loader: Callable[[CellRun], dict[str, list[tuple[int, float]]]] | None = None,
+    legacy_record: Mapping[str, Any] | None = None,
+) -> CellRun:
+    """A cell run (:class:`mlflow.entities.Run` of ``harness.kind=cell``) as a :class:`CellRun`.
+
+    ``legacy_record``: the ``cell.json`` of a run written before records carried a schema tag (its final
+    values and curves shared metric keys, so they come from the record)."""
+    tags = dict(run.data.tags)
+    params = dict(run.data.params)
+    raw = {k: float(v) for k, v in run.data.metrics.items()}
+    metrics = {k: v for k, v in raw.items() if not k.startswith(CURVE_PREFIX) and _finite(v)}
+    if legacy_record is not None:
+        metrics = {k: float(v) for k, v in (legacy_record.get("metrics") or {}).items() if _finite(v)}
+        curves: dict[str, list[tuple[int, float]]] = {}
+        for name, step, value in legacy_record.get("history") or []:
+            curves.setdefault(str(name), []).append((int(step), float(value)))
+        curve_loader = lambda _cell, found=curves: {k: sorted(v) for k, v in found.items()}  # noqa: E731
+    status = tags.get(STATUS, "")
+    return CellRun(
+        run_id=run.info.run_id,
+        status=status if status in STATUSES else UNKNOWN_STATUS,
+        algorithm=tags.get(ALGORITHM) or params.get("algorithm") or "",
+        environment=tags.get(ENVIRONMENT) or params.get("environment") or "",
+        seed=_optional_int(tags.get(SEED, params.get("seed"))),
+        error=tags.get(ERROR, ""),
+        cell_key=tags.get(CELL_KEY, ""),
+        record_id=tags.get(RECORD_ID, ""),
+        algorithm_name=tags.get(ALGORITHM_NAME, ""),
+        environment_name=tags.get(ENVIRONMENT_NAME, ""),
+        metrics=metrics,
+        params=params,
+        inputs=_inputs_from_tags(tags),
+        code_versions={k.removeprefix(CODE_PREFIX): v for k, v in tags.items() if k.startswith(CODE_PREFIX)},
+        machine=decode_machine(tags, with_versions=False),
+        device="" if tags.get(DEVICE, "none") == "none" else tags[DEVICE],
+        attempt=_optional_int(tags.get(ATTEMPT)),
+        superseded=tags.get(SUPERSEDED) == "true",
+        unpaired_repeat=tags.get(UNPAIRED_REPEAT) == "true",
+        start_time_ms=int(run.info.start_time or 0),
+        tags=tags,
+        _curve_loader=curve_loader,
+    )
+
+
+def needs_legacy_record(run: Any) -> bool:
+    """Whether a cell run predates the schema tag (its values must come from its ``cell.json``)."""
+    return SCHEMA_VERSION not in run.data.tags
+
+
+def decode_metric_declarations(suite_info: Mapping[str, Any]) -> dict[str, MetricDeclaration]:
+    return {
+        str(name): MetricDeclaration.from_dict(str(name), spec)
+        for name, spec in (suite_info.get("metrics") or {}).items()
+        if isinstance(spec, Mapping)
+    }
+
+
+def decode_suite_run(parent: Any, suite_info: Mapping[str, Any], cells: Iterable[CellRun]) -> SuiteRun:
+    """A parent run (``harness.kind=suite-run``) with its ``suite.json`` and decoded cells as a :class:`SuiteRun`."""
+    tags = dict(parent.data.tags)
+    report = suite_info.get("report")
+    commit = tags.get(GIT_COMMIT) or tags.get(MLFLOW_GIT_COMMIT) or ""
+    return SuiteRun(
+        run_id=parent.info.run_id,
+        experiment_id=parent.info.experiment_id,
+        suite=tags.get(SUITE) or str(suite_info.get("suite", "")),
+        profile=tags.get(PROFILE) or str(suite_info.get("profile", "")),
+        status=tags.get(STATUS) or UNKNOWN_STATUS,
+        start_time_ms=int(parent.info.start_time or 0),
+        metric_info=decode_metric_declarations(suite_info),
+        thresholds={str(k): float(v) for k, v in (suite_info.get("thresholds") or {}).items()},
+        cells=list(cells),
+        machine_facts=decode_machine(tags),
+        git_commit=None if commit in ("", "none") else commit,
+        git_dirty=tags.get(GIT_DIRTY) == "true",
+        harness_version=tags.get(HARNESS_VERSION, ""),
+        plugins=_json_object(tags.get(PLUGINS, "")),
+        is_baseline=tags.get(BASELINE) == "true",
+        source=tags.get(SOURCE, ""),
+        run_name=parent.info.run_name or "",
+        report_options=dict(report) if isinstance(report, dict) else {},
+        tags=tags,
+    )
+
+
+def is_cell_run(run: Any) -> bool:
+    return run.data.tags.get(KIND) == KIND_CELL
+
+
+def is_suite_run(run: Any) -> bool:
+    return run.data.tags.get(KIND) == KIND_SUITE_RUN
+
+
+def parent_run_id(run: Any) -> str:
+    return run.data.tags.get(MLFLOW_PARENT, "")
+
+
+def is_running(run: Any) -> bool:
+    """Whether a parent run is still open (its run has not finished, or was killed before it could)."""
+    return run.data.tags.get(STATUS, "") == "running"
+
+
+# -- MLflow search filters: the clauses readers select runs with ------------------------------------------
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def tag_filter(key: str, value: str) -> str:
+    return f"tags.`{_quote(key)}` = '{_quote(value)}'"
+
+
+def suite_runs_filter(profile: str | None = None) -> str:
+    clauses = [tag_filter(KIND, KIND_SUITE_RUN)]
+    if profile:
+        clauses.append(tag_filter(PROFILE, profile))
+    return " and ".join(clauses)
+
+
+def baseline_filter() -> str:
+    return tag_filter(BASELINE, "true")
+
+
+def cells_of_filter(parent: str) -> str:
+    return f"{tag_filter(MLFLOW_PARENT, parent)} and {tag_filter(KIND, KIND_CELL)}"
+
+
+def children_filter(parent: str) -> str:
+    return tag_filter(MLFLOW_PARENT, parent)
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _json_object(text: str) -> dict[str, str]:
+    try:
+        value = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _inputs_from_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for key, value in tags.items():
+        if key.startswith(INPUT_PREFIX):
+            name, _, field_name = key.removeprefix(INPUT_PREFIX).rpartition(".")
+            found.setdefault(name, {"name": name})[field_name] = value
+    return [found[name] for name in sorted(found)]

@@ -9,8 +9,8 @@ rounds is not better code); ``machine_info`` and ``commit_info`` become tags.
 Per-round data (saved with ``--benchmark-save-data`` as ``stats.data``) is kept: every round as the curve
 ``round_s`` of the benchmark's cell, and as repeats that comparisons can test, ``bench_round_s`` in cells
 ``round=<i>`` of the same case (each round with up to :data:`MAX_ROUND_REPEATS` rounds, else the mean of each
-of :data:`MAX_ROUND_REPEATS` consecutive batches of rounds). Those repeats carry
-:data:`harness.tracking.reader.UNPAIRED_REPEAT_TAG`: round i of one file has nothing to do with round i of
+of :data:`MAX_ROUND_REPEATS` consecutive batches of rounds). Those repeats carry the unpaired-repeat mark
+(:attr:`harness.record.CellRun.unpaired_repeat`): round i of one file has nothing to do with round i of
 another, so ``compare`` never pairs them.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.tracking.reader import UNPAIRED_REPEAT_TAG
+from harness.record import MetricDeclaration
 from harness.tracking.writer import CellToWrite, write_suite_run
 
 #: pytest-benchmark statistic -> (metric name, unit, direction).
@@ -53,26 +53,29 @@ def round_repeats(rounds: list[float]) -> list[float]:
     return [float(batch.mean()) for batch in np.array_split(np.asarray(rounds, dtype=float), MAX_ROUND_REPEATS)]
 
 
-def _machine_tags(data: dict[str, Any]) -> dict[str, str]:
+def _machine(data: dict[str, Any]) -> dict[str, Any]:
+    """pytest-benchmark's ``machine_info`` as the harness's machine facts (what comparisons filter on)."""
     machine = data.get("machine_info") or {}
     cpu = machine.get("cpu") or {}
-    cpu_name = cpu.get("brand_raw") or cpu.get("brand") or machine.get("processor") or "unknown"
-    tags = {
-        "harness.machine.cpu": str(cpu_name),
-        "harness.machine.gpu": "none",
-        "harness.machine.hostname": str(machine.get("node", "")),
-        "harness.versions.python": str(machine.get("python_version", "none")),
-        "harness.source": "pytest-benchmark",
-        "pytest_benchmark.version": str(data.get("version", "")),
+    cpu_name = str(cpu.get("brand_raw") or cpu.get("brand") or machine.get("processor") or "unknown")
+    python = str(machine.get("python_version", "none"))
+    comparable = json.dumps({"cpu": cpu_name, "python": python})
+    return {
+        "fingerprint": hashlib.sha256(comparable.encode()).hexdigest()[:12],
+        "cpu": cpu_name,
+        "gpu": "none",
+        "hostname": str(machine.get("node", "")),
+        "versions": {"python": python},
     }
+
+
+def _source_tags(data: dict[str, Any]) -> dict[str, str]:
+    """pytest-benchmark's own facts that have no harness field, kept under its own tag names."""
+    machine = data.get("machine_info") or {}
+    tags = {"pytest_benchmark.version": str(data.get("version", ""))}
     for key in ("machine", "system", "release", "python_implementation", "python_compiler"):
         if machine.get(key):
             tags[f"pytest_benchmark.machine.{key}"] = str(machine[key])[:500]
-    commit = data.get("commit_info") or {}
-    tags["harness.git_commit"] = str(commit.get("id") or "none")
-    tags["harness.git_dirty"] = "true" if commit.get("dirty") else "false"
-    comparable = json.dumps({"cpu": tags["harness.machine.cpu"], "python": tags["harness.versions.python"]})
-    tags["harness.fingerprint"] = hashlib.sha256(comparable.encode()).hexdigest()[:12]
     return tags
 
 
@@ -109,7 +112,7 @@ def import_file(
         for repeat, value in enumerate(round_repeats(rounds) if len(rounds) >= 2 else []):
             cells.append(
                 CellToWrite(algorithm, environment, repeat, metrics={ROUND_METRIC: value},
-                            params={**params, "round": repeat}, tags={UNPAIRED_REPEAT_TAG: "true"})
+                            params={**params, "round": repeat}, unpaired_repeat=True)
             )  # fmt: skip
     from mlflow.tracking import MlflowClient
 
@@ -119,25 +122,27 @@ def import_file(
             started = datetime.fromisoformat(str(data["datetime"]).replace("Z", "+00:00")).timestamp()
         except ValueError:
             started = None
-    metric_specs = {
-        name: {"unit": unit, "direction": direction, "threshold": 0.05, "description": f"pytest-benchmark {key}"}
+    declarations = {
+        name: MetricDeclaration(name, unit, direction, 0.05, f"pytest-benchmark {key}")
         for key, (name, unit, direction) in STATISTICS.items()
     }
-    metric_specs[ROUND_METRIC] = {
-        "unit": "s", "direction": "lower", "threshold": 0.05,
-        "description": f"time of one round (with more than {MAX_ROUND_REPEATS} rounds: the mean of each of "
+    declarations[ROUND_METRIC] = MetricDeclaration(
+        ROUND_METRIC, "s", "lower", 0.05,
+        f"time of one round (with more than {MAX_ROUND_REPEATS} rounds: the mean of each of "
         f"{MAX_ROUND_REPEATS} consecutive batches); the repeats comparisons test",
-    }  # fmt: skip
-    tags = _machine_tags(data)
-    tags["harness.version"] = "pytest-benchmark-import"
-    tags["harness.plugins"] = json.dumps({"pytest-benchmark": str(data.get("version", ""))})
+    )  # fmt: skip
+    commit = data.get("commit_info") or {}
     return write_suite_run(
         MlflowClient(tracking_uri=tracking_uri),
         suite=suite,
         profile=profile,
-        metrics=metric_specs,
+        metrics=declarations,
         cells=cells,
-        tags=tags,
+        machine=_machine(data),
+        git_commit=str(commit.get("id") or "none"),
+        git_dirty=bool(commit.get("dirty")),
+        plugins={"pytest-benchmark": str(data.get("version", ""))},
         start_time=started,
         source="pytest-benchmark",
+        extra_tags=_source_tags(data),
     )

@@ -1,7 +1,8 @@
 """Write suite runs into MLflow in the harness layout, for results that did not come from ``harness run``.
 
 ``harness import pytest-benchmark`` uses it, so microbenchmarks appear in the same reports and comparisons
-as suite results. The layout is the one :mod:`harness.tracking.store` writes and :mod:`harness.tracking.reader` reads.
+as suite results: the same records, encoded by :mod:`harness.tracking.layout`, written by
+:class:`harness.tracking.store.MlflowTracker`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.record import CellResult, ComponentRef, MetricDeclaration, SuiteRunRecord, make_cell
 from harness.tracking import layout
-from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord
 
 
 @dataclass
 class CellToWrite:
     """One cell: labels, seed, status, metric values and curves (name -> [(step, value)]).
 
-    ``params`` are the algorithm's parameters (logged as ``algorithm.<name>``); ``tags`` extra cell tags.
+    ``params`` are the algorithm's parameters (logged as ``algorithm.<name>``); ``unpaired_repeat``: the seed
+    numbers a repeat that is not a seed (never paired across runs); ``tags`` the source's own cell tags.
     """
 
     algorithm: str
@@ -32,6 +34,7 @@ class CellToWrite:
     curves: Mapping[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
     error: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    unpaired_repeat: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -40,36 +43,46 @@ def write_suite_run(
     *,
     suite: str,
     profile: str,
-    metrics: Mapping[str, Mapping[str, Any]],
+    metrics: Mapping[str, MetricDeclaration | Mapping[str, Any]],
     cells: Sequence[CellToWrite],
-    tags: Mapping[str, str],
+    machine: Mapping[str, Any],
+    git_commit: str = "none",
+    git_dirty: bool = False,
+    plugins: Mapping[str, str] | None = None,
     thresholds: Mapping[str, float] | None = None,
     start_time: float | None = None,
     source: str = "import",
+    extra_tags: Mapping[str, str] | None = None,
 ) -> str:
     """Write one suite run from outside ``harness run`` as the same records, through the same store writer;
     return the parent's run id.
 
-    ``metrics`` maps each metric name to ``{"unit", "direction", "threshold", "description"}``; ``tags`` are
-    the parent's machine and version tags (``harness.fingerprint``, ``harness.machine.cpu``, ...), copied to
-    every cell as the tracker does. Names given here are external (a pytest test name, a group): the
-    algorithm's name is the label up to its first ``[``.
+    ``metrics`` declares each metric (a :class:`MetricDeclaration`, or its ``suite.json`` dict: unit,
+    direction, threshold, ...). ``machine`` holds the source's machine facts as
+    :func:`harness.machine.machine_info` does (``fingerprint``, ``cpu``, ``gpu``, ``hostname``, ``versions``);
+    ``extra_tags`` are the source's own parent tags. Names given here are external (a pytest test name, a
+    group): the algorithm's name is the label up to its first ``[``.
     """
-    from harness.tracking.store import MlflowTracker, cell_machine_tags
+    from harness.tracking.store import MlflowTracker
 
+    declarations = {
+        name: spec if isinstance(spec, MetricDeclaration) else MetricDeclaration.from_dict(name, spec)
+        for name, spec in metrics.items()
+    }
     tracker = MlflowTracker(client.tracking_uri)
     started = start_time if start_time is not None else time.time()
     results = []
     for index, item in enumerate(cells):
-        algorithm = ComponentRef(item.algorithm.split("[")[0], "1", source, "0", dict(item.params))
-        environment = ComponentRef(item.environment.split("[")[0], "1", source, "0")
-        names = tuple(item.metrics)
-        key = Cell.compute_key(algorithm, environment, item.seed, names, {})
-        cell = Cell(
-            suite=suite, profile=profile, algorithm=algorithm, environment=environment, seed=item.seed,
-            metrics=names, budget={}, timeout_s=None, label=f"{item.algorithm}/{item.environment}/seed={item.seed}",
-            key=key, algorithm_label=item.algorithm, environment_label=item.environment,
-        )  # fmt: skip
+        cell = make_cell(
+            suite=suite,
+            profile=profile,
+            algorithm=ComponentRef(item.algorithm.split("[")[0], "1", source, "0", dict(item.params)),
+            environment=ComponentRef(item.environment.split("[")[0], "1", source, "0"),
+            seed=item.seed,
+            metrics=tuple(item.metrics),
+            algorithm_label=item.algorithm,
+            environment_label=item.environment,
+        )
         history = [(name, int(step), float(value)) for name, points in item.curves.items() for step, value in points]
         results.append(
             CellResult(
@@ -84,20 +97,24 @@ def write_suite_run(
         config_id=SuiteRunRecord.compute_config_id(suite, profile, [r.cell.key for r in results]),
         cell_keys=[r.cell.key for r in results],
         tracking_uri=client.tracking_uri,
-        git_commit=str(tags.get(layout.GIT_COMMIT, "none")),
+        machine=dict(machine),
+        git_commit=git_commit,
+        git_dirty=git_dirty,
         suite_info={
             "suite": suite,
             "profile": profile,
-            "metrics": {name: dict(spec) for name, spec in metrics.items()},
+            "metrics": {name: declaration.to_dict() for name, declaration in declarations.items()},
             "thresholds": dict(thresholds or {}),
+            "plugins": dict(plugins or {}),
             "cells": len(cells),
         },
         started_at=started,
+        source=source,
     )
-    parent = tracker.start_parent(run, extra_tags=tags)
-    base_tags = {**cell_machine_tags(tags), layout.CONFIG_ID: run.config_id}
+    parent = tracker.start_parent(run, extra_tags=extra_tags)
+    base_tags = layout.run_tags(run)
     for item, result in zip(cells, results, strict=True):
-        tracker.log_cell(result, parent, {**base_tags, **dict(item.tags)})
+        tracker.log_cell(result, parent, {**base_tags, **dict(item.tags)}, unpaired_repeat=item.unpaired_repeat)
     tracker.finish_parent(parent, results)
     return parent
 

@@ -11,8 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+from harness.record import Cell, CellResult
 from harness.run.worker import tail_of, worker_name
-from harness.tracking.record import Cell, CellResult
 
 
 def failed_result(

@@ -21,9 +21,9 @@ from typing import Any
 import pebble
 
 from harness.plugins import PluginOptions, registry_for
+from harness.record import Cell, CellResult, WorkerOptions
 from harness.run.executors import describe_exit, failed_result
 from harness.run.worker import execute_cell
-from harness.tracking.record import Cell, CellResult
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -47,9 +47,11 @@ def _send_progress(event: dict[str, Any]) -> None:
         _progress_queue.put_nowait(event)
 
 
-def _run_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str) -> CellResult:
+def _run_cell(
+    cell: Cell, plugin_options: PluginOptions, results_dir: str, worker_options: WorkerOptions
+) -> CellResult:
     """What the pool runs: the cell, with its progress events on the queue to the driver."""
-    return execute_cell(cell, plugin_options, results_dir, progress=_send_progress)
+    return execute_cell(cell, plugin_options, results_dir, progress=_send_progress, worker_options=worker_options)
 
 
 def _initialize_worker(options: PluginOptions, threads: int, progress_queue: Any = None) -> None:
@@ -76,7 +78,14 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, jobs: int, plugin_options: PluginOptions, results_dir: Path) -> None:
+    def __init__(
+        self,
+        jobs: int,
+        plugin_options: PluginOptions,
+        results_dir: Path,
+        worker_options: WorkerOptions = WorkerOptions(),
+    ) -> None:
+        self.worker_options = worker_options
         self.jobs = max(1, jobs)
         self.plugin_options = plugin_options
         self.results_dir = str(results_dir)
@@ -113,7 +122,9 @@ class LocalExecutor:
         futures = {}
         for cell in cells:
             future = self._pool.schedule(
-                _run_cell, args=(cell, self.plugin_options, self.results_dir), timeout=cell.timeout_s
+                _run_cell,
+                args=(cell, self.plugin_options, self.results_dir, self.worker_options),
+                timeout=cell.timeout_s,
             )
             futures[future] = (cell, time.time())
         for future in as_completed(futures):

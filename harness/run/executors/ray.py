@@ -35,9 +35,9 @@ import ray.exceptions
 
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, registry_for
+from harness.record import Cell, CellResult, WorkerOptions
 from harness.run.executors import failed_result
 from harness.run.worker import execute_cell, worker_name
-from harness.tracking.record import Cell, CellResult
 
 log = logging.getLogger("harness.run.executors.ray")
 
@@ -55,11 +55,16 @@ _POLL_S = 0.5
 
 @ray.remote(num_returns="streaming", max_retries=0)
 def _run_cell_task(
-    cell: Cell, plugin_options: PluginOptions, results_dir: str, attempt: int, progress_queue: Any = None
+    cell: Cell,
+    plugin_options: PluginOptions,
+    results_dir: str,
+    attempt: int,
+    worker_options: WorkerOptions,
+    progress_queue: Any = None,
 ) -> Iterator[dict[str, Any] | CellResult]:
     yield {"worker": worker_name(), "node": ray.get_runtime_context().get_node_id()}
     progress = progress_queue.put_nowait if progress_queue is not None else None
-    yield execute_cell(cell, plugin_options, results_dir, attempt, progress=progress)
+    yield execute_cell(cell, plugin_options, results_dir, attempt, progress=progress, worker_options=worker_options)
 
 
 @dataclass
@@ -77,7 +82,9 @@ class CellResources:
         return options
 
 
-def cell_resources(cell: Cell, plugin_options: PluginOptions, cluster_has_gpu: bool = False) -> CellResources:
+def cell_resources(
+    cell: Cell, plugin_options: PluginOptions, cluster_has_gpu: bool = False, device: str = "auto"
+) -> CellResources:
     """The resources the cell's algorithm and environment specs declare.
 
     A cell that can use a GPU asks Ray for one under ``--device cuda``, and under ``--device auto`` when the
@@ -87,7 +94,7 @@ def cell_resources(cell: Cell, plugin_options: PluginOptions, cluster_has_gpu: b
     algorithm = registry.get("algorithm", cell.algorithm.name).spec.resources
     environment = registry.get("environment", cell.environment.name).spec.resources
     gpus = max(algorithm.gpus, environment.gpus)
-    wants_gpu = cell.device == "cuda" or (cell.device == "auto" and cluster_has_gpu)
+    wants_gpu = device == "cuda" or (device == "auto" and cluster_has_gpu)
     if gpus == 0 and wants_gpu and (algorithm.uses_gpu or environment.uses_gpu):
         gpus = 1.0
     return CellResources(
@@ -147,7 +154,9 @@ class RayExecutor:
         plugin_options: PluginOptions,
         results_dir: Path,
         max_retries: int = 2,
+        worker_options: WorkerOptions = WorkerOptions(),
     ) -> None:
+        self.worker_options = worker_options
         # Workers do not see the driver's environment: decide autoload here, not from each worker's variables.
         self.plugin_options = dataclasses.replace(plugin_options, autoload=plugin_options.autoload_enabled)
         self.results_dir = str(Path(results_dir).resolve())
@@ -214,7 +223,8 @@ class RayExecutor:
     def _submit(self, attempt: _Attempt, resources: CellResources) -> None:
         task = _run_cell_task.options(**resources.ray_options(), name=f"harness:{attempt.cell.label}")
         generator = task.remote(
-            attempt.cell, self.plugin_options, self.results_dir, attempt.number, self._progress_queue
+            attempt.cell, self.plugin_options, self.results_dir, attempt.number, self.worker_options,
+            self._progress_queue,
         )
         self._in_flight[generator] = attempt
 
@@ -240,7 +250,7 @@ class RayExecutor:
         cluster_has_gpu = any(node.get("GPU", 0) > 0 for node in nodes)
         resources_of: dict[str, CellResources] = {}
         for cell in cells:
-            resources = cell_resources(cell, self.plugin_options, cluster_has_gpu)
+            resources = cell_resources(cell, self.plugin_options, cluster_has_gpu, self.worker_options.device)
             problem = self._placement_problem(resources, nodes)
             if problem is not None:
                 status, reason = problem
