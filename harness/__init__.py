@@ -3,7 +3,7 @@
 The package face re-exports what plugin authors use; everything else lives in submodules.
 """
 
-from harness.context import CellContext
+from harness.context import CellContext, file_sha256
 from harness.errors import BadInput, CellSkipped
 from harness.hookspecs import hookimpl
 from harness.record import Cell, CellResult, ComponentRef, RunInfo
@@ -41,6 +41,7 @@ __all__ = [
     "RunInfo",
     "SpecError",
     "__version__",
+    "file_sha256",
     "hookimpl",
     "outcome_value",
 ]

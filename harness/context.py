@@ -97,7 +97,7 @@ class CellContext:
         """
         name = str(name)
         if name not in self._checked_names:
-            from harness.tracking.layout import name_problem
+            from harness.record import name_problem
 
             problem = name_problem(name)
             if problem:

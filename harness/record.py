@@ -30,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import posixpath
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar
@@ -66,6 +68,39 @@ class ComponentRef:
             "params": dict(self.params),
             "code_version": self.code_version if with_code else "",
         }
+
+
+# -- names a record can carry ------------------------------------------------------------------------------
+
+#: MLflow's limit on metric, param and tag names (mlflow.utils.validation), where every record is stored.
+MAX_NAME_LENGTH = 250
+#: Room kept for the prefix the store puts before a curve's name (``curve/``).
+NAME_PREFIX_RESERVE = 6
+_VALID_NAME = re.compile(r"^[/\w.\- :]*$")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a metric or curve of a record (MLflow would refuse it); None when it can.
+
+    The same rules as ``mlflow.utils.validation`` (checked against it in the tests), applied where names are
+    made (``context.log``, metric specs, ``harness plugins check``) so an author hears of a bad name at once,
+    not as a delivery failure after the run.
+    """
+    longest = MAX_NAME_LENGTH - NAME_PREFIX_RESERVE
+    if not name:
+        return "the name is empty"
+    if len(name) > longest:
+        return f"the name is {len(name)} characters long; MLflow takes at most {longest}"
+    if not _VALID_NAME.match(name):
+        bad = sorted({char for char in name if not _VALID_NAME.match(char)})
+        return (
+            f"it contains {' '.join(repr(c) for c in bad)}; MLflow names may only hold letters, digits, "
+            "'_', '-', '.', ' ', ':' and '/'"
+        )
+    normalized = posixpath.normpath(name)
+    if normalized != name or normalized == "." or normalized.startswith(("..", "/")):
+        return f"MLflow treats names as paths and this one resolves to {normalized!r}"
+    return None
 
 
 #: Values of ``harness run --device``.

@@ -206,7 +206,7 @@ def test_refusals_and_outages_are_told_apart_on_real_stores(tmp_path: Path) -> N
 def test_name_rules_match_mlflows_own(name: str) -> None:
     from mlflow.utils.validation import _validate_metric_name
 
-    from harness.tracking.layout import name_problem
+    from harness.record import name_problem
 
     try:
         _validate_metric_name(layout.curve_key(name) if name else name)

@@ -22,6 +22,8 @@ from harness.plugins import PluginOptions, PluginRegistry, load_plugins
 from harness.record import DEVICES
 from harness.run import DEFAULT_MAX_CELLS
 
+#: Where a context caches the plugins' commands (click's ctx.meta is shared by every command of one invocation).
+_EXTRA_COMMANDS_KEY = "harness_cli_extra_commands"
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
 
 
@@ -56,7 +58,7 @@ class HarnessGroup(click.Group):
     """The root group: core commands plus those plugins contribute through ``harness_cli_commands``."""
 
     def _extra_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        cached = ctx.meta.get("harness.extra_commands")
+        cached = ctx.meta.get(_EXTRA_COMMANDS_KEY)
         if cached is not None:
             return cached
         commands: dict[str, click.Command] = {}
@@ -111,7 +113,7 @@ class HarnessGroup(click.Group):
                                 )
                             continue
                         commands[command.name] = command
-        ctx.meta["harness.extra_commands"] = commands
+        ctx.meta[_EXTRA_COMMANDS_KEY] = commands
         return commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -106,7 +106,7 @@ def to_markdown(comparison: Comparison, heading_level: int = 2) -> str:
 
 def to_junit(comparison: Comparison) -> str:
     """One test case per metric and case; regressions fail, inconclusive ones are skipped."""
-    suite_name = f"harness.compare.{comparison.candidate.suite}"
+    suite_name = f"harness-compare.{comparison.candidate.suite}"
     failures = len(comparison.regressions)
     skipped = len(comparison.inconclusive)
     root = ElementTree.Element(

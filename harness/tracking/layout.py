@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import posixpath
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from harness.record import (
+    NAME_PREFIX_RESERVE,
     STATUSES,
     UNKNOWN_STATUS,
     CellResult,
@@ -102,38 +101,14 @@ REQUIREMENTS = "requirements.txt"
 AGGREGATES_JSON = "aggregates.json"
 REPORT_DIR = "report"
 
-# MLflow's limits (mlflow.utils.validation): names of metrics, params and tags.
-MAX_NAME_LENGTH = 250
+# MLflow's limits on values (mlflow.utils.validation); names are checked by harness.record.name_problem.
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 5000
-_VALID_NAME = re.compile(r"^[/\w.\- :]*$")
+assert len(CURVE_PREFIX) <= NAME_PREFIX_RESERVE, "curve names would exceed MLflow's name limit"
 
 
 def curve_key(name: str) -> str:
     return f"{CURVE_PREFIX}{name}"
-
-
-def name_problem(name: str) -> str | None:
-    """Why MLflow would refuse ``name`` as a metric, param or tag name; None when it accepts it.
-
-    The same rules as ``mlflow.utils.validation`` (checked against it in the tests), applied where names are
-    made (``context.log``, metric specs, ``harness plugins check``) so an author hears of a bad name at once,
-    not as a delivery failure after the run.
-    """
-    if not name:
-        return "the name is empty"
-    if len(name) > MAX_NAME_LENGTH - len(CURVE_PREFIX):
-        return f"the name is {len(name)} characters long; MLflow takes at most {MAX_NAME_LENGTH - len(CURVE_PREFIX)}"
-    if not _VALID_NAME.match(name):
-        bad = sorted({char for char in name if not _VALID_NAME.match(char)})
-        return (
-            f"it contains {' '.join(repr(c) for c in bad)}; MLflow names may only hold letters, digits, "
-            "'_', '-', '.', ' ', ':' and '/'"
-        )
-    normalized = posixpath.normpath(name)
-    if normalized != name or normalized == "." or normalized.startswith(("..", "/")):
-        return f"MLflow treats names as paths and this one resolves to {normalized!r}"
-    return None
 
 
 # == encoding: records -> MLflow ==========================================================================

@@ -19,7 +19,7 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from harness.errors import TrackingError
-from harness.record import CellResult, SuiteRunRecord, aggregate_results, status_counts
+from harness.record import CellResult, SuiteRunRecord, aggregate_results, name_problem, status_counts
 from harness.tracking import layout
 from harness.tracking.layout import MAX_TAG_LENGTH
 from harness.tracking.uri import prepare_sqlite_store, sqlite_path, store_identity
@@ -59,7 +59,6 @@ def is_refusal(exc: BaseException) -> bool:
 
 def check_record(result: CellResult) -> None:
     """Raise :class:`RecordRefused` for a record MLflow would refuse, before anything is sent."""
-    from harness.tracking.layout import name_problem
 
     for name in [*result.metrics, *{name for name, _, _ in result.history}]:
         problem = name_problem(name)
@@ -192,7 +191,7 @@ class MlflowTracker:
             metrics.append(Metric("cells_refused", float(refused), now, 0))
         for row in aggregates:
             base = layout.aggregate_metric_prefix(row["algorithm"], row["environment"], row["metric"])
-            if layout.name_problem(base + "/mean") is None:
+            if name_problem(base + "/mean") is None:
                 metrics += [Metric(f"{base}/mean", row["mean"], now, 0), Metric(f"{base}/n", row["n"], now, 0)]
         failed = counts.get("failed", 0)
         tags = [RunTag(layout.STATUS, layout.finished_status_tag(failed))]

@@ -97,7 +97,7 @@ def _record_input(environment: OfflineRLEnvironment, context: Any) -> None:
         origin = "d4rl"
     path = Path(str(info.get("path", "")))
     details = {k: v for k, v in info.items() if k not in ("path", "note") and isinstance(v, (str, int, float, bool))}
-    from harness.context import file_sha256
+    from harness import file_sha256
 
     log_input(
         str(info.get("minari_id") or environment.name),

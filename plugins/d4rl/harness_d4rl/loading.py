@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import BadInput
+from harness import BadInput
 from harness_d4rl.references import d4rl_file_name, generated_file_name
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
-from harness.specs import EnvironmentSpec, MetricSpec, Param, Resources
+from harness import EnvironmentSpec, MetricSpec, Param, Resources, hookimpl
 from harness_d4rl.corruption import CORRUPTIBLE_FIELDS
 from harness_d4rl.references import QUALITIES, TASKS, V5_DIFFERENCE_NOTE
 
