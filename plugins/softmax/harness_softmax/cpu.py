@@ -47,15 +47,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-# Algorithm name -> (code in softmax_cpu.c, (reads, writes) per element).
-ALGORITHMS: dict[str, tuple[int, tuple[int, int]]] = {
-    "three-pass-recompute": (0, (3, 1)),
-    "three-pass-reload": (1, (3, 2)),
-    "two-pass": (2, (2, 1)),
-    "online": (3, (2, 1)),
-    "fused": (4, (1, 1)),
+# Algorithm name -> (reads, writes) of the vector per element: the bytes each must move. The codes softmax_rows
+# takes are declared once, in softmax_cpu.c, and read from the module (ALGORITHM_CODES, DTYPE_CODES).
+ALGORITHMS: dict[str, tuple[int, int]] = {
+    "three-pass-recompute": (3, 1),
+    "three-pass-reload": (3, 2),
+    "two-pass": (2, 1),
+    "online": (2, 1),
+    "fused": (1, 1),
 }
-DTYPE_CODES = {"float32": 0, "bfloat16": 1, "float16": 2}
+DTYPES = ("float32", "bfloat16", "float16")
 # Instruction sets, fastest first, with the CPU flags each needs (as GCC's __builtin_cpu_supports names them).
 ISAS: dict[str, tuple[str, ...]] = {
     "avx512": ("avx512f", "avx512bw", "avx2", "fma", "f16c"),
@@ -171,7 +172,7 @@ def default_threads() -> int:
 def _check_tensors(x: Any, out: Any) -> tuple[str, int, int]:
     """(dtype name, rows, cols) of a 2-D contiguous input/output pair; raises with the reason otherwise."""
     dtype = str(x.dtype).removeprefix("torch.")
-    if dtype not in DTYPE_CODES:
+    if dtype not in DTYPES:
         raise TypeError(f"compiled CPU softmax takes float32, bfloat16 or float16, got {x.dtype}")
     if x.dim() != 2 or out.shape != x.shape or out.dtype != x.dtype:
         raise ValueError(
@@ -193,13 +194,13 @@ def softmax(
     nontemporal: str = "auto",
 ) -> None:
     """Softmax of each row of ``x`` (rows x cols, contiguous, host) into ``out`` with a compiled kernel."""
-    code, _ = ALGORITHMS[algorithm]
     dtype, rows, cols = _check_tensors(x, out)
     module = kernel_module(isa)
+    code = module.ALGORITHM_CODES[algorithm]
     itemsize = x.element_size()
     threads = max(1, threads)
     nt = use_nontemporal(nontemporal, out.numel() * itemsize, threads)
-    d = DTYPE_CODES[dtype]
+    d = module.DTYPE_CODES[dtype]
     x_ptr, y_ptr = x.data_ptr(), out.data_ptr()
     if threads == 1 or rows * cols < 2 * CHUNK_ALIGN_ELEMENTS * threads:
         module.softmax_rows(code, d, x_ptr, y_ptr, rows, cols, nt)

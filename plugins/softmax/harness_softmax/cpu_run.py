@@ -164,7 +164,7 @@ def compiled_kernel(
 
 def _compiled_runner(key: str) -> Any:
     algorithm = f"softmax-{key}-cpu"
-    _, passes = cpu.ALGORITHMS[key]
+    passes = cpu.ALGORITHMS[key]
 
     def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
         if not isinstance(environment, SoftmaxWorkload):

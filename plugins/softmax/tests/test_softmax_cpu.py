@@ -328,3 +328,15 @@ def test_workload_refuses_bad_parameters_with_reason(kwargs, message):
     values = {"rows": 2, "cols": 3, "dtype": "float32", "low": -1.0, "high": 1.0, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=message):
         SoftmaxWorkload(**values)
+
+
+@pytest.mark.parametrize("isa", RUNNABLE_ISAS)
+def test_the_extension_declares_the_codes_python_calls_it_with(isa: str) -> None:
+    """softmax_cpu.c is the one declaration of its algorithm and dtype codes: every algorithm and dtype Python
+    offers has exactly one code there (distinct codes), so a code can never name another kernel."""
+    module = cpu.kernel_module(isa)
+    assert set(module.ALGORITHM_CODES) == set(cpu.ALGORITHMS)
+    assert set(module.DTYPE_CODES) == set(cpu.DTYPES) == set(DTYPES)
+    assert len(set(module.ALGORITHM_CODES.values())) == len(module.ALGORITHM_CODES)
+    assert len(set(module.DTYPE_CODES.values())) == len(module.DTYPE_CODES)
+    assert not hasattr(cpu, "DTYPE_CODES"), "the codes are read from the extension, never declared in Python"

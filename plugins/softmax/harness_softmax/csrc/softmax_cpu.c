@@ -399,11 +399,60 @@ static struct PyModuleDef sm_module = {
     sm_methods, NULL, NULL, NULL, NULL,
 };
 
+/* The codes softmax_rows takes, by name: the only declaration of them. harness_softmax.cpu reads these dicts,
+ * so Python cannot call one kernel while meaning another. */
+static const struct { const char *name; int code; } sm_algorithm_codes[] = {
+    {"three-pass-recompute", SM_THREE_PASS_RECOMPUTE},
+    {"three-pass-reload", SM_THREE_PASS_RELOAD},
+    {"two-pass", SM_TWO_PASS},
+    {"online", SM_ONLINE},
+    {"fused", SM_FUSED},
+};
+static const struct { const char *name; int code; } sm_dtype_codes[] = {
+    {"float32", SM_FLOAT32},
+    {"bfloat16", SM_BFLOAT16},
+    {"float16", SM_FLOAT16},
+};
+
+static int sm_add_codes(PyObject *module, const char *attribute, size_t count, const char *const *names,
+                        const int *codes) {
+    PyObject *table = PyDict_New();
+    if (!table) return -1;
+    for (size_t i = 0; i < count; i++) {
+        PyObject *code = PyLong_FromLong(codes[i]);
+        if (!code || PyDict_SetItemString(table, names[i], code) < 0) {
+            Py_XDECREF(code);
+            Py_DECREF(table);
+            return -1;
+        }
+        Py_DECREF(code);
+    }
+    if (PyModule_AddObject(module, attribute, table) < 0) { /* steals the reference only on success */
+        Py_DECREF(table);
+        return -1;
+    }
+    return 0;
+}
+
+#define SM_COUNT(table) (sizeof(table) / sizeof((table)[0]))
+
 PyMODINIT_FUNC SM_PASTE(PyInit_, SOFTMAX_MODULE)(void) {
     PyObject *module = PyModule_Create(&sm_module);
     if (!module) return NULL;
+    const char *algorithm_names[SM_COUNT(sm_algorithm_codes)], *dtype_names[SM_COUNT(sm_dtype_codes)];
+    int algorithm_codes[SM_COUNT(sm_algorithm_codes)], dtype_codes[SM_COUNT(sm_dtype_codes)];
+    for (size_t i = 0; i < SM_COUNT(sm_algorithm_codes); i++) {
+        algorithm_names[i] = sm_algorithm_codes[i].name;
+        algorithm_codes[i] = sm_algorithm_codes[i].code;
+    }
+    for (size_t i = 0; i < SM_COUNT(sm_dtype_codes); i++) {
+        dtype_names[i] = sm_dtype_codes[i].name;
+        dtype_codes[i] = sm_dtype_codes[i].code;
+    }
     if (PyModule_AddStringConstant(module, "ISA", SM_ISA_NAME) < 0 ||
-        PyModule_AddIntConstant(module, "VECTOR_FLOATS", SM_W) < 0) {
+        PyModule_AddIntConstant(module, "VECTOR_FLOATS", SM_W) < 0 ||
+        sm_add_codes(module, "ALGORITHM_CODES", SM_COUNT(sm_algorithm_codes), algorithm_names, algorithm_codes) < 0 ||
+        sm_add_codes(module, "DTYPE_CODES", SM_COUNT(sm_dtype_codes), dtype_names, dtype_codes) < 0) {
         Py_DECREF(module);
         return NULL;
     }
