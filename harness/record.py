@@ -32,7 +32,7 @@ import json
 import math
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
@@ -353,15 +353,17 @@ def status_counts(statuses: Iterable[str]) -> dict[str, int]:
 _Attempt = TypeVar("_Attempt")
 
 
-def latest_attempts(attempts: Iterable[_Attempt], key: Any, order: Any) -> list[_Attempt]:
-    """The latest attempt of each cell: the last by ``order`` (ties: the later one in ``attempts``) among those
-    with the same ``key``. One rule for the journal's results and the store's cell runs alike."""
+def latest_attempts(
+    attempts: Iterable[_Attempt], key: Callable[[_Attempt], Any], order: Callable[[_Attempt], Any] | None = None
+) -> dict[Any, _Attempt]:
+    """Cell -> its latest attempt: the last by ``order`` among the attempts with the same ``key`` (ties, or no
+    ``order``: the later one in ``attempts``). One rule for the journal's results and the store's cell runs."""
     latest: dict[Any, _Attempt] = {}
     for attempt in attempts:
         found = key(attempt)
-        if found not in latest or order(attempt) >= order(latest[found]):
+        if found not in latest or order is None or order(attempt) >= order(latest[found]):
             latest[found] = attempt
-    return list(latest.values())
+    return latest
 
 
 def metric_values_by_case(results: Iterable[CellResult]) -> dict[tuple[str, str, str], list[float]]:

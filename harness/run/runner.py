@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,16 @@ from typing import Any, Protocol
 from harness.errors import BadInput, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
-from harness.record import DEVICES, Cell, CellResult, RunInfo, SuiteRunRecord, WorkerOptions, metric_values_by_case
+from harness.record import (
+    DEVICES,
+    Cell,
+    CellResult,
+    RunInfo,
+    SuiteRunRecord,
+    WorkerOptions,
+    metric_values_by_case,
+    status_counts,
+)
 from harness.run import DEFAULT_MAX_CELLS
 from harness.run.suite import Suite, metric_declarations, select_cells
 from harness.tracking.journal import Journal, JournalState, all_journals
@@ -109,8 +117,7 @@ class RunSummary:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = Counter(result.status for result in self.results)
-        return {status: counts.get(status, 0) for status in ("ok", "failed", "skipped")}
+        return status_counts(result.status for result in self.results)
 
     @property
     def exit_code(self) -> int:

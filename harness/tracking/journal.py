@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.record import CellResult, SuiteRunRecord
+from harness.record import CellResult, SuiteRunRecord, latest_attempts
 
 #: Events whose loss would lose a result: fsynced before ``append`` returns. Delivery marks are only
 #: flushed (a lost mark costs a search in the store, never a duplicate).
@@ -59,11 +59,8 @@ class JournalState:
     unreadable_lines: int = 0
 
     def latest(self) -> dict[str, CellResult]:
-        """Cell key -> its latest attempt (the result; earlier attempts are superseded)."""
-        latest: dict[str, CellResult] = {}
-        for result in self.results.values():
-            latest[result.cell.key] = result
-        return latest
+        """Cell key -> its latest attempt (the result; earlier attempts are superseded), in journal order."""
+        return latest_attempts(self.results.values(), key=lambda result: result.cell.key)
 
     def finished_keys(self) -> set[str]:
         """Cell keys whose latest attempt succeeded: skipped on resume."""

@@ -193,4 +193,4 @@ class RunStore:
 def latest_cell_runs(cells: Iterable[CellRun]) -> list[CellRun]:
     """The latest attempt of each cell key; attempts tagged superseded never count (report, compare, nightly)."""
     live = [cell for cell in cells if not cell.superseded]
-    return latest_attempts(live, key=lambda c: c.cell_key or c.run_id, order=lambda c: c.start_time_ms)
+    return list(latest_attempts(live, key=lambda c: c.cell_key or c.run_id, order=lambda c: c.start_time_ms).values())
