@@ -1,5 +1,5 @@
 # make run   - create .venv, install the core and every plugin, run the default suite, write the report
-# make test  - install the same (plus system packages the tests need) and run ruff and the tests
+# make test  - install the same (plus system packages the tests need), lint (ruff, ruff format, mypy), run the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -35,8 +35,11 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 		else echo "chromium is missing: sudo apt-get install chromium"; exit 1; fi; }
 
+# ruff (lint and format) over the repository; mypy over the core (harness/), configured in pyproject.toml.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: install system-deps lint
 	$(BIN)/pytest -m "not gpu" -q -n 2 --dist loadfile --durations=15

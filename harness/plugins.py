@@ -340,7 +340,7 @@ def _collect_specs(registry: PluginRegistry) -> None:
         if record is None:
             continue
         try:
-            paths = impl.function() or []
+            paths: list[Any] = list(impl.function() or [])  # type: ignore[call-overload]
             for path in paths:
                 registry.suite_files.append((Path(path), record))
                 record.provides.setdefault("suites", []).append(Path(path).stem)

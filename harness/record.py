@@ -344,7 +344,7 @@ UNKNOWN_STATUS = "unknown"
 
 def status_counts(statuses: Iterable[str]) -> dict[str, int]:
     """How many of each status: always ok, failed and skipped (0 when none), then any other status seen."""
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
     for status in statuses:
         counts[status] = counts.get(status, 0) + 1
     return counts

@@ -13,7 +13,7 @@ import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from harness.record import MetricDeclaration
 
@@ -286,7 +286,10 @@ def outcome_value(key: str) -> Callable[..., float | None]:
     return compute
 
 
-def check_spec_list(value: Any, expected: type, hook: str) -> Sequence[Any]:
+_SpecT = TypeVar("_SpecT", AlgorithmSpec, EnvironmentSpec, MetricSpec)
+
+
+def check_spec_list(value: Any, expected: type[_SpecT], hook: str) -> Sequence[_SpecT]:
     """Validate what a registration hook returned; raise SpecError naming the hook and the bad item."""
     if value is None:
         return ()

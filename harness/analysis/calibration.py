@@ -108,7 +108,7 @@ class Calibration:
         if data.get("version") != CALIBRATION_VERSION:
             raise BadInput(f"{source}: calibration version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
         metrics = {
-            name: MetricCalibration(**{k: (math.nan if v is None else v) for k, v in entry.items()})
+            name: MetricCalibration(**{k: (math.nan if v is None else v) for k, v in entry.items()})  # type: ignore[arg-type]
             for name, entry in data["metrics"].items()
         }
         values = {k: v for k, v in data.items() if k != "metrics"}

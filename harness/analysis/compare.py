@@ -233,7 +233,7 @@ def compare_runs(
             hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
         for case in sorted(set(base_values) | set(cand_values)):
             algorithm, environment = case
-            common = dict(
+            common: dict[str, Any] = dict(
                 metric=metric,
                 algorithm=algorithm,
                 environment=environment,

@@ -571,10 +571,10 @@ def _pairs(registry: PluginRegistry, record: PluginRecord, runnable: dict[str, l
     for environment in environments:
         if environment.spec.name in covered:
             continue
-        algorithm = prefer_own(
+        partner = prefer_own(
             [a for a in registry.specs["algorithm"].values() if environment.spec.task_kind in a.spec.task_kinds]
         )
-        pairs.append((algorithm, environment))
+        pairs.append((partner, environment))
     return pairs
 
 

@@ -51,7 +51,8 @@ class State:
 
 
 def _state(ctx: click.Context) -> State:
-    return ctx.find_root().obj  # type: ignore[no-any-return]
+    state: State = ctx.find_root().obj
+    return state
 
 
 class HarnessGroup(click.Group):
@@ -92,7 +93,7 @@ class HarnessGroup(click.Group):
                 for impl in registry.pm.hook.harness_cli_commands.get_hookimpls():
                     record = next((r for r in registry.plugins.values() if r.name == impl.plugin_name), None)
                     try:
-                        provided = impl.function() or []
+                        provided: list[Any] = list(impl.function() or [])  # type: ignore[call-overload]
                     except Exception as exc:
                         if record is not None:
                             from harness.plugins import PluginProblem
@@ -228,7 +229,7 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
 
         problems: dict[Path, str] = {}
         suites = available_suites(registry, problems)
-        entries = [
+        entries: list[dict[str, Any]] = [
             {"name": name, "path": str(path), "source": source, "problem": problems.get(path)}
             for name, (path, source) in suites.items()
         ]
@@ -447,7 +448,7 @@ def _print_plan(
             return f"to run: code changed ({', '.join(changed)})"
         return "to run"
 
-    plan = [
+    plan: list[dict[str, Any]] = [
         {
             "label": cell.label,
             "key": cell.key,

@@ -42,8 +42,9 @@ def _package_dirs(top: str) -> tuple[Path, ...]:
 @functools.cache
 def _module_file(module: str) -> Path | None:
     loaded = sys.modules.get(module)
-    if loaded is not None and getattr(loaded, "__file__", None):
-        return Path(loaded.__file__)
+    loaded_file = getattr(loaded, "__file__", None)
+    if loaded_file:
+        return Path(loaded_file)
     top, *rest = module.split(".")
     if not rest:
         try:

@@ -175,7 +175,8 @@ def _call_observers(hook: Callable[..., Any], **kwargs: Any) -> None:
     try:
         hook(**kwargs)
     except Exception as exc:
-        warnings.warn(f"a plugin's {hook.name} hook failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        name = getattr(hook, "name", repr(hook))
+        warnings.warn(f"a plugin's {name} hook failed: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: list[Cell]) -> dict[str, Any]:

@@ -119,7 +119,7 @@ class LocalExecutor:
                     pass
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
-        futures = {}
+        futures: dict[Any, tuple[Cell, float]] = {}
         for cell in cells:
             future = self._pool.schedule(
                 _run_cell,
@@ -127,10 +127,10 @@ class LocalExecutor:
                 timeout=cell.timeout_s,
             )
             futures[future] = (cell, time.time())
-        for future in as_completed(futures):
-            cell, submitted = futures[future]
+        for finished in as_completed(futures):
+            cell, submitted = futures[finished]
             try:
-                yield future.result()
+                yield finished.result()
             except FutureTimeout:
                 yield failed_result(
                     cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted, self.results_dir

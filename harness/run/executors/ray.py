@@ -180,7 +180,7 @@ class RayExecutor:
 
     def _connect(self, address: str | None) -> None:
         if not ray.is_initialized():
-            common = {
+            common: dict[str, Any] = {
                 "runtime_env": worker_runtime_env(),
                 "log_to_driver": False,
                 "logging_level": logging.WARNING,
@@ -267,9 +267,9 @@ class RayExecutor:
                 ready, _ = ray.wait(generators, num_returns=len(generators), timeout=0)
             self._drain_progress()
             for generator in ready:
-                result = self._receive(generator, resources_of)
-                if result is not None:
-                    yield result
+                received = self._receive(generator, resources_of)
+                if received is not None:
+                    yield received
             yield from self._expire_timeouts()
 
     def _receive(self, generator: Any, resources_of: dict[str, CellResources]) -> CellResult | None:

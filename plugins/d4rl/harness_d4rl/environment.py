@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import CellContext
 from harness_d4rl.corruption import CorruptionConfig, corrupt_dataset, corruption_summary, parse_fields
 from harness_d4rl.loading import (
     DatasetError,
@@ -72,7 +73,7 @@ class OfflineRLEnvironment:
         self.dataset = {}
 
 
-def make(params: Mapping[str, Any], context: Any) -> OfflineRLEnvironment:
+def make(params: Mapping[str, Any], context: CellContext) -> OfflineRLEnvironment:
     """Load (or generate) the dataset the params name, corrupt it if asked, and wrap it with its env."""
     minari_id = str(params.get("minari_id", "") or "")
     if minari_id:
@@ -83,7 +84,7 @@ def make(params: Mapping[str, Any], context: Any) -> OfflineRLEnvironment:
     return _apply_corruption(environment, params, context)
 
 
-def _record_input(environment: OfflineRLEnvironment, context: Any) -> None:
+def _record_input(environment: OfflineRLEnvironment, context: CellContext) -> None:
     """Tell the record which file the cell trains on and whose it is: D4RL's, Minari's or generated."""
     log_input = getattr(context, "log_input", None)
     if log_input is None:  # a harness older than the provenance API
@@ -108,7 +109,7 @@ def _record_input(environment: OfflineRLEnvironment, context: Any) -> None:
     )
 
 
-def _from_hdf5(params: Mapping[str, Any], context: Any) -> OfflineRLEnvironment:
+def _from_hdf5(params: Mapping[str, Any], context: CellContext) -> OfflineRLEnvironment:
     env_name, quality = params["env"], params["quality"]
     locomotion = task(env_name)
     explicit = str(params.get("path", "") or "")
@@ -239,7 +240,7 @@ def _wrap(
     )
 
 
-def _apply_corruption(environment: OfflineRLEnvironment, params: Mapping[str, Any], context: Any):
+def _apply_corruption(environment: OfflineRLEnvironment, params: Mapping[str, Any], context: CellContext):
     config = CorruptionConfig(
         mode=str(params.get("corruption_mode", "none")),
         fields=parse_fields(params.get("corrupt_fields", ())),
@@ -277,7 +278,7 @@ def _apply_corruption(environment: OfflineRLEnvironment, params: Mapping[str, An
     return environment
 
 
-def _generate_tiny(env_name: str, quality: str, params: Mapping[str, Any], context: Any) -> Path:
+def _generate_tiny(env_name: str, quality: str, params: Mapping[str, Any], context: CellContext) -> Path:
     """A small generated dataset in the shared cache (one per env, quality, size and SAC budget)."""
     from harness_d4rl.generation import GenerationConfig, generate_dataset
 

@@ -7,8 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from harness import CellContext
 
-def normalized_score(*, outcome: Mapping[str, Any], environment: Any = None, context: Any = None) -> float | None:
+
+def normalized_score(
+    *, outcome: Mapping[str, Any], environment: Any = None, context: CellContext | None = None
+) -> float | None:
     """Mean D4RL normalized score of the final evaluation episodes.
 
     Uses the episode returns an algorithm reports (``eval_returns``, else ``return_mean``) and the

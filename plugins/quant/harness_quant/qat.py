@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import torch
 from torch import nn
 
+from harness import CellContext
 from harness_quant.workload import QuantWorkload
 
 
 def finetune(
-    model: nn.Module, workload: QuantWorkload, steps: int, lr: float, context: Any, stream: int = 7
+    model: nn.Module, workload: QuantWorkload, steps: int, lr: float, context: CellContext, stream: int = 7
 ) -> dict[str, float]:
     """Train ``model`` (already fake-quantized) for ``steps`` steps; returns final loss and seconds per step.
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness import CellContext
+
 TASK_KIND = "quantization"
 
 
@@ -74,7 +76,11 @@ def config_hash(config: Mapping[str, Any]) -> str:
 
 
 def cached_state_dict(
-    cache_dir: Path, name: str, config: Mapping[str, Any], train: Callable[[], nn.Module], context: Any = None
+    cache_dir: Path,
+    name: str,
+    config: Mapping[str, Any],
+    train: Callable[[], nn.Module],
+    context: CellContext | None = None,
 ) -> tuple[dict[str, torch.Tensor], bool]:
     """Load the model state cached for ``config``, or call ``train()`` and cache its state.
 

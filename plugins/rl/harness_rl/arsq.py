@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import normalization, offline_transitions
 from harness_rl.hyperparameters import Protocol, config_from_params
 from harness_rl.networks import adam, seed_everything, soft_update
@@ -308,7 +309,7 @@ class ARSQTrainer:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
     config = config_from_params(ARSQConfig, params)
     seed_everything(context.seed)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import normalization, offline_transitions, trajectory_returns
 from harness_rl.hyperparameters import config_from_params
 from harness_rl.networks import adam, seed_everything
@@ -86,7 +87,7 @@ class BCTrainer:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point (offline protocol only): budget ``gradient_steps``, ``eval_every``,
     ``eval_episodes``."""
     config = config_from_params(BCConfig, params)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import CellContext
+
 ActFn = Callable[[np.ndarray], np.ndarray]
 CURVE_NAMES = ("return", "normalized_score", "success_rate")  # what a curve point logs to the cell context
 
@@ -77,7 +79,7 @@ class Evaluator:
     reports the whole curve, not just the part after the restart.
     """
 
-    def __init__(self, environment: Any, context: Any, episodes: int, seed: int) -> None:
+    def __init__(self, environment: Any, context: CellContext, episodes: int, seed: int) -> None:
         self.environment = environment
         self.context = context
         self.episodes = episodes

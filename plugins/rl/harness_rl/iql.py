@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import normalization, offline_transitions, trajectory_returns
 from harness_rl.hyperparameters import CompileMode, Protocol, config_from_params
 from harness_rl.networks import adam, compiled, mlp, seed_everything, soft_update
@@ -167,7 +168,7 @@ class IQLTrainer:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
     config = config_from_params(IQLConfig, params)
     seed_everything(context.seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from harness import AlgorithmSpec, MetricSpec, Param, Resources, hookimpl, outcome_value
+from harness import AlgorithmSpec, CellContext, MetricSpec, Param, Resources, hookimpl, outcome_value
 from harness_rl.hyperparameters import params_from_config
 
 HARNESS_API_VERSION = "1.0"
@@ -78,7 +78,9 @@ def harness_algorithms() -> list[AlgorithmSpec]:
     ]
 
 
-def success_auc(*, outcome: Mapping[str, Any], environment: Any = None, context: Any = None) -> float | None:
+def success_auc(
+    *, outcome: Mapping[str, Any], environment: Any = None, context: CellContext | None = None
+) -> float | None:
     """Area under the success-rate curve over environment steps, normalized by the step range (0..1).
 
     Trapezoids over the logged evaluation points, starting from (0, 0) (nothing learned before training).

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import observation_stats, offline_transitions
 from harness_rl.hyperparameters import config_from_params
 from harness_rl.iql import EXP_ADV_MAX, GaussianPolicy, expectile_loss, reward_scale
@@ -151,7 +152,7 @@ class RIQLTrainer:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point (offline protocol): budget ``gradient_steps``, ``eval_every``, ``eval_episodes``."""
     config = config_from_params(RIQLConfig, params)
     seed_everything(context.seed)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import check_transitions
 from harness_rl.evaluation import build_outcome, scale_action
 from harness_rl.hyperparameters import config_from_params
@@ -395,7 +396,7 @@ def online_sac(make_env: Callable[[int], Any], cfg: SACConfig, stop_at_return: f
 
 
 @with_torch_threads
-def run(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: Mapping[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point: online SAC on ``environment.make_env``, demonstrations (if any and if
     ``use_demonstrations``) kick-starting the replay buffer. Budget keys: ``env_steps``, ``eval_every``,
     ``eval_episodes``."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import CellContext
 from harness_rl.data import normalization, offline_transitions
 from harness_rl.hyperparameters import CompileMode, Protocol, config_from_params
 from harness_rl.networks import adam, compiled, mlp, seed_everything, soft_update
@@ -143,7 +144,7 @@ class TD3BCTrainer:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point; ``params["protocol"]`` is ``offline`` or ``offline-to-online``."""
     config = config_from_params(TD3BCConfig, params)
     seed_everything(context.seed)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import CellContext
 from harness_rl.data import ReplayBuffer, sample_batch, to_tensors
 from harness_rl.evaluation import Evaluator, build_outcome, scale_action
 
@@ -54,7 +55,7 @@ def with_torch_threads(run: Callable[..., dict[str, Any]]) -> Callable[..., dict
     many times slower than one; suites on shared machines set ``threads = 1``."""
 
     @functools.wraps(run)
-    def wrapper(environment: Any, params: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    def wrapper(environment: Any, params: Mapping[str, Any], context: CellContext) -> dict[str, Any]:
         threads = int(params.get("threads", 0) or 0)
         if threads <= 0:
             return run(environment=environment, params=params, context=context)
@@ -274,7 +275,7 @@ def train_cell(
     trainer: Any,
     data: Mapping[str, np.ndarray] | None,
     environment: Any,
-    context: Any,
+    context: CellContext,
     *,
     name: str,
     batch_size: int,
@@ -335,7 +336,7 @@ def run_protocol(
     trainer: Any,
     data: Mapping[str, np.ndarray],
     environment: Any,
-    context: Any,
+    context: CellContext,
     *,
     name: str,
     batch_size: int,

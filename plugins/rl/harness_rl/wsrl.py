@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import CellContext
 from harness_rl.data import offline_transitions
 from harness_rl.evaluation import build_outcome
 from harness_rl.hyperparameters import config_from_params
@@ -69,7 +70,7 @@ def warmup_steps(config: WSRLConfig, env_steps: int) -> int:
 
 
 @with_torch_threads
-def run(environment: Any, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Harness entry point: pretrain offline, warm up with the frozen policy, fine-tune online with SAC."""
     config = config_from_params(WSRLConfig, params)
     seed_everything(context.seed)

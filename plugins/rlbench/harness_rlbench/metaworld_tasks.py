@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import CellContext
 from harness_rlbench.manipulation import (
     REWARD_TYPES,
     Episode,
@@ -201,7 +202,7 @@ def collect_expert_episodes(env: Any, expert: Any, n_demos: int, seed: int) -> t
     return episodes, attempts
 
 
-def make(params: dict[str, Any], context: Any) -> ManipulationEnvironment:
+def make(params: dict[str, Any], context: CellContext) -> ManipulationEnvironment:
     """``make`` of every ``metaworld-<task>`` spec: the env factory and seeded expert demonstrations."""
     task = params["task"]
     reward_type = params["reward_type"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import CellContext
 from harness_rlbench.manipulation import (
     Episode,
     ManipulationEnvironment,
@@ -176,7 +177,7 @@ def _gym_env_class() -> type:
     return RLBenchGymEnv
 
 
-def make(params: dict[str, Any], context: Any) -> ManipulationEnvironment:
+def make(params: dict[str, Any], context: CellContext) -> ManipulationEnvironment:
     """``make`` of every ``rlbench-<task>`` spec: launches CoppeliaSim, collects live demos."""
     reason = requires()
     if reason is not None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import CellContext
 from harness_softmax import cpu, protocol
 from harness_softmax.workload import SoftmaxWorkload, last_level_cache_bytes
 
@@ -41,7 +42,7 @@ def run_kernel(
     passes: tuple[int, int] | None,
     environment: SoftmaxWorkload,
     params: dict[str, Any],
-    context: Any,
+    context: CellContext,
     extra: dict[str, Any] | None = None,
     reference_kernel: Kernel | None = None,
 ) -> dict[str, Any]:
@@ -72,7 +73,7 @@ def _run_kernel(
     passes: tuple[int, int] | None,
     environment: SoftmaxWorkload,
     params: dict[str, Any],
-    context: Any,
+    context: CellContext,
     threads: int,
     extra: dict[str, Any],
     reference_kernel: Kernel | None,
@@ -166,7 +167,7 @@ def _compiled_runner(key: str) -> Any:
     algorithm = f"softmax-{key}-cpu"
     passes = cpu.ALGORITHMS[key]
 
-    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
         if not isinstance(environment, SoftmaxWorkload):
             raise TypeError(f"{algorithm} runs on softmax-workload environments, got {type(environment).__name__}")
         kernel, reload, settings = compiled_kernel(key, environment, params)
@@ -181,7 +182,7 @@ def _compiled_runner(key: str) -> Any:
 
 
 def _baseline_runner(kernel: Kernel, algorithm: str) -> Any:
-    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
         return run_kernel(algorithm, kernel, None, environment, params, context)  # the library's passes: uncounted
 
     run.__name__ = f"run_{algorithm.replace('-', '_')}"

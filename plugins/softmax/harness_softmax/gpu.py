@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import CellContext
 from harness_softmax import protocol
 from harness_softmax.workload import SoftmaxWorkload
 
@@ -372,7 +373,7 @@ def run_gpu(
     passes: tuple[int, int] | None,
     environment: SoftmaxWorkload,
     params: dict[str, Any],
-    context: Any,
+    context: CellContext,
 ) -> dict[str, Any]:
     """The protocol of :mod:`harness_softmax.protocol` for one GPU algorithm (``build`` None: torch.softmax)."""
     import cupy
@@ -433,7 +434,7 @@ def run_gpu(
 
 
 def _runner(algorithm: str, build: Any, passes: tuple[int, int] | None) -> Any:
-    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+    def run(*, environment: SoftmaxWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
         return run_gpu(algorithm, build, passes, environment, params, context)
 
     run.__doc__ = f"Run {algorithm} under the softmax protocol."

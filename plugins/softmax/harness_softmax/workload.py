@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import CellContext
+
 DTYPES = ("float32", "float16", "bfloat16")
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 # Rotation never holds more than this many bytes of inputs and outputs together.
@@ -141,13 +143,13 @@ def _params_of(params: dict[str, Any], *names: str) -> list[Any]:
     return [params[name] for name in names]
 
 
-def make_rows(*, params: dict[str, Any], context: Any) -> SoftmaxWorkload:
+def make_rows(*, params: dict[str, Any], context: CellContext) -> SoftmaxWorkload:
     """Environment ``softmax-rows``: a batch of rows (4096 x 1024 ... 256 x 262144, irregular 1823 x 781)."""
     rows, cols, dtype, low, high, buffers = _params_of(params, "rows", "cols", "dtype", "low", "high", "buffers")
     return SoftmaxWorkload(rows, cols, dtype, low, high, seed=context.seed, buffers=buffers)
 
 
-def make_vector(*, params: dict[str, Any], context: Any) -> SoftmaxWorkload:
+def make_vector(*, params: dict[str, Any], context: CellContext) -> SoftmaxWorkload:
     """Environment ``softmax-vector``: one long vector of ``n`` elements (10^4 in cache ... 10^8 far out)."""
     n, dtype, low, high, buffers = _params_of(params, "n", "dtype", "low", "high", "buffers")
     return SoftmaxWorkload(1, n, dtype, low, high, seed=context.seed, buffers=buffers)

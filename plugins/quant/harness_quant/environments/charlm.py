@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness import CellContext
 from harness_quant.layers import quantizable_layer_names
 from harness_quant.workload import QuantWorkload, cached_state_dict
 
@@ -86,7 +87,7 @@ def lm_loss(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
 
 
-def make(params: dict[str, Any], context: Any) -> QuantWorkload:
+def make(params: dict[str, Any], context: CellContext) -> QuantWorkload:
     seed = int(context.seed)
     train_steps = int(context.budget_value("train_steps", params["train_steps"]))
     config = {"seed": seed, **params, "train_steps": train_steps}

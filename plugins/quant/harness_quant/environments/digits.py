@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness import CellContext
 from harness_quant.layers import quantizable_layer_names
 from harness_quant.workload import QuantWorkload, cached_state_dict
 
@@ -55,7 +56,7 @@ def _load_digits(seed: int, validation_fraction: float) -> tuple[torch.Tensor, .
     return images[train], labels[train], images[val], labels[val]
 
 
-def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkload:
+def _make(architecture: str, params: dict[str, Any], context: CellContext) -> QuantWorkload:
     seed = int(context.seed)
     train_steps = int(context.budget_value("train_steps", params["train_steps"]))
     config = {"architecture": architecture, "seed": seed, **params, "train_steps": train_steps}
@@ -118,11 +119,11 @@ def _make(architecture: str, params: dict[str, Any], context: Any) -> QuantWorkl
     )
 
 
-def make_mlp(params: dict[str, Any], context: Any) -> QuantWorkload:
+def make_mlp(params: dict[str, Any], context: CellContext) -> QuantWorkload:
     """MLP 64-width-width-10 on the digits."""
     return _make("mlp", params, context)
 
 
-def make_cnn(params: dict[str, Any], context: Any) -> QuantWorkload:
+def make_cnn(params: dict[str, Any], context: CellContext) -> QuantWorkload:
     """Two 3x3 convolutions (width, 2*width channels), max-pool, two linear layers, on the 8x8 digits."""
     return _make("cnn", params, context)

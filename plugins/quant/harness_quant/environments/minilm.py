@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness import CellContext
 from harness_quant.availability import MINILM_PACKAGE, minilm_unavailable_reason
 from harness_quant.environments.charlm import load_text
 from harness_quant.layers import quantizable_layer_names
@@ -65,7 +66,7 @@ def embed(model: nn.Module, texts: list[str]) -> torch.Tensor:
     return model(features)["sentence_embedding"]
 
 
-def make(params: dict[str, Any], context: Any) -> QuantWorkload:
+def make(params: dict[str, Any], context: CellContext) -> QuantWorkload:
     from scipy.stats import spearmanr
 
     device = str(getattr(context, "device", "cpu"))

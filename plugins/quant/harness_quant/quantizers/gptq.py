@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness import CellContext
 from harness_quant.grids import FULL_PRECISION_BITS, apply_grid, check_bits, effective_bits, grid_parameters
 from harness_quant.layers import QuantizedLayer, input_quantizer_for, layer_input_rows
 from harness_quant.workload import QuantWorkload, quantization_outcome
@@ -99,7 +100,7 @@ def layer_hessian(model: nn.Module, name: str, workload: QuantWorkload) -> torch
     return hessian
 
 
-def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: QuantWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     config = GPTQConfig(**params)
     check_bits("weight_bits", config.weight_bits)
     check_bits("act_bits", config.act_bits)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness import CellContext
 from harness_quant.grids import FULL_PRECISION_BITS, check_bits
 from harness_quant.layers import QuantizedLayer, replace_layers
 from harness_quant.qat import finetune
@@ -108,7 +109,7 @@ def initialise_steps(model: nn.Module, workload: QuantWorkload) -> None:
         workload.forward(model, workload.calibration_batches[0])
 
 
-def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: QuantWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     config = LSQConfig(**params)
     check_bits("weight_bits", config.weight_bits)
     check_bits("act_bits", config.act_bits)

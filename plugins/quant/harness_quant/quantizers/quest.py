@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness import CellContext
 from harness_quant import dispatch
 from harness_quant.grids import FULL_PRECISION_BITS, check_bits
 from harness_quant.hadamard import block_size_for
@@ -155,7 +156,7 @@ def quantize_model(model: nn.Module, names: list[str], config: QuESTConfig) -> n
     return replace_layers(model, names, build)
 
 
-def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: QuantWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     config = QuESTConfig(**params)
     check_bits("weight_bits", config.weight_bits)
     check_bits("act_bits", config.act_bits)

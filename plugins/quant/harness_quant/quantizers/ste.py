@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from harness import CellContext
 from harness_quant.grids import check_bits, effective_bits
 from harness_quant.layers import GridQuantizer, QuantizedLayer, input_quantizer_for, replace_layers
 from harness_quant.qat import finetune
@@ -49,7 +50,7 @@ def quantize_model(model: torch.nn.Module, names: list[str], config: STEConfig) 
     return replace_layers(model, names, build)
 
 
-def run(environment: QuantWorkload, params: dict[str, Any], context: Any) -> dict[str, Any]:
+def run(environment: QuantWorkload, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     config = STEConfig(**params)
     check_bits("weight_bits", config.weight_bits)
     check_bits("act_bits", config.act_bits)
