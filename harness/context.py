@@ -12,10 +12,13 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy is imported where a cell asks for a generator, not with the API
+    import numpy as np
 
 #: Seconds between two progress events of one cell (a changed note or completed work is sent at once).
 PROGRESS_INTERVAL_S = 0.5
@@ -62,7 +65,7 @@ class CellContext:
     components: dict[str, Any] = field(default_factory=dict, repr=False)
     _checked_names: set[str] = field(default_factory=set, repr=False)
     #: Where :meth:`progress` sends its events (the executor's channel to the driver); None: nowhere.
-    progress_sink: Any = field(default=None, repr=False)
+    progress_sink: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
     _progress_sent: float = field(default=0.0, repr=False)
     _progress_note: str = field(default="", repr=False)
 
@@ -157,7 +160,7 @@ class CellContext:
         """``budget[key]`` if the profile sets it, else ``default``."""
         return self.budget.get(key, default)
 
-    def numpy_rng(self, stream: int = 0) -> Any:
+    def numpy_rng(self, stream: int = 0) -> np.random.Generator:
         """A numpy ``Generator`` seeded from the cell's seed and a stream number (independent streams)."""
         import numpy as np
 

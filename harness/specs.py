@@ -13,9 +13,12 @@ import importlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from harness.record import MetricDeclaration
+
+if TYPE_CHECKING:
+    from harness.context import CellContext
 
 Direction = Literal["higher", "lower"]
 
@@ -278,7 +281,9 @@ def resolve_callable(target: Callable[..., Any] | str) -> Callable[..., Any]:
 def outcome_value(key: str) -> Callable[..., float | None]:
     """A ``compute`` function that reads ``outcome[key]`` (None when absent): the common case for metrics."""
 
-    def compute(*, outcome: Mapping[str, Any], environment: Any = None, context: Any = None) -> float | None:
+    def compute(
+        *, outcome: Mapping[str, Any], environment: Any = None, context: CellContext | None = None
+    ) -> float | None:
         value = outcome.get(key)
         return None if value is None else float(value)
 
