@@ -16,11 +16,12 @@ from typing import Any
 
 import click
 
-from harness.cli.output import console, make_progress, print_error, print_table
+from harness.cli.output import console, make_progress, print_error, print_notice, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
 from harness.run import DEFAULT_MAX_CELLS
 from harness.tracking.record import DEVICES
+from harness.untrusted import markup, visible
 
 CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
 
@@ -391,7 +392,7 @@ def run(
     # during the run (and workers inherit) goes to stderr.
     with stdout_to_stderr(as_json) as json_out:
         summary = run_suite(
-            suite_obj, registry, options, progress=make_progress(err), notify=lambda message: err.print(message)
+            suite_obj, registry, options, progress=make_progress(err), notify=lambda message: print_notice(err, message)
         )
         if as_json:
             json_out.write(summary_json(summary) + "\n")
@@ -402,8 +403,8 @@ def run(
         print_summary(summary)
     if summary.tracking_error:
         err.print(
-            f"[yellow]warning:[/] {summary.tracking_error}\n"
-            f"{summary.undelivered} result(s) are safe in {summary.journal_path}; run `harness sync` "
+            f"[yellow]warning:[/] {markup(summary.tracking_error, keep_newlines=True)}\n"
+            f"{summary.undelivered} result(s) are safe in {markup(summary.journal_path)}; run `harness sync` "
             "once the tracking server is reachable."
         )
     ctx.exit(summary.exit_code)
@@ -475,7 +476,7 @@ def _print_plan(
         states = Counter(c["state"] for c in plan)
         click.echo(
             f"... and {len(plan) - len(shown):,} more cells (--json lists them all); by state: "
-            + ", ".join(f"{count:,} {state}" for state, count in states.most_common())
+            + visible(", ".join(f"{count:,} {state}" for state, count in states.most_common()))
         )
 
 
@@ -507,8 +508,10 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
             else:
                 refused = f", refused {report.refused}" if report.refused else ""
                 click.echo(
-                    f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
-                    f"{refused} to {report.store} (parent run {report.parent_run_id})"
+                    visible(
+                        f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
+                        f"{refused} to {report.store} (parent run {report.parent_run_id})"
+                    )
                 )
     ctx.exit(1 if any(r.error for r in reports) else 0)
 

@@ -528,7 +528,30 @@ def load_suite_file(path: Path) -> Suite:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
         raise BadInput(_format_validation_error(path, exc)) from None
+    _check_names(model, path)
     return Suite(model, path)
+
+
+def _check_names(model: SuiteModel, path: Path) -> None:
+    """Profile names become journal, lock, report and calibration file names, and labels become run names and
+    report rows: each goes through :func:`harness.paths.safe_name` (no separators, '..' or control characters),
+    refused here with its key before anything runs."""
+    from harness.paths import safe_name
+
+    for name in model.profiles:
+        safe_name(name, "profile", f"{path}: [profiles.{name!r}]")
+    safe_name(model.default_profile, "profile", f"{path}: default_profile")
+    matrices = [("matrix", list(model.matrix))]
+    if model.algorithms is not None or model.environments is not None:
+        matrices.append(("", [Matrix(algorithms=model.algorithms or [], environments=model.environments or [])]))
+    matrices += [(f"profiles.{name!r}.matrix", list(p.matrix or [])) for name, p in model.profiles.items()]
+    for prefix, tables in matrices:
+        for index, matrix in enumerate(tables):
+            where = f"{prefix}[{index}]." if prefix else ""
+            for kind in ("algorithms", "environments"):
+                for position, entry in enumerate(getattr(matrix, kind)):
+                    if entry.label is not None:
+                        safe_name(entry.label, "label", f"{path}: {where}{kind}[{position}].label")
 
 
 def suite_search_dirs() -> list[Path]:

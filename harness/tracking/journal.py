@@ -103,8 +103,10 @@ class Journal:
         self._file: Any = None
 
     @classmethod
-    def for_suite(cls, results_dir: Path, suite: str, profile: str) -> Journal:
-        return cls(results_dir / "journal" / f"{suite}--{profile}.jsonl")
+    def for_suite(cls, results_dir: Path, suite: str, profile: str, source: str = "suite run") -> Journal:
+        from harness.paths import path_for
+
+        return cls(path_for(results_dir / "journal", "{suite}--{profile}.jsonl", source, suite=suite, profile=profile))
 
     def read(self) -> JournalState:
         state = JournalState()

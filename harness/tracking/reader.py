@@ -141,6 +141,14 @@ class SuiteRun:
     run_name: str = ""
     #: The suite's ``[report]`` declaration as suite.json holds it (e.g. ``{"pareto": [["x", "y"], ...]}``).
     report_options: dict[str, Any] = field(default_factory=dict)
+    #: Where the run was read from: named when a name it carries is refused (docs/security.md).
+    tracking_uri: str = ""
+
+    @property
+    def source(self) -> str:
+        """Where this run's suite and profile names came from, for an error that refuses one of them."""
+        store = self.tracking_uri or "(unknown)"
+        return f"tracking store {store}, run {self.run_id} (tags harness.suite, harness.profile)"
 
     @property
     def is_baseline(self) -> bool:
@@ -206,7 +214,7 @@ class RunStore:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = _GuardedClient(lambda: MlflowClient(tracking_uri=tracking_uri), tracking_uri)
 
     # -- finding runs ---------------------------------------------------------------------------------
     def experiment_id(self, suite: str) -> str:
@@ -318,6 +326,7 @@ class RunStore:
             cells=cells,
             run_name=parent.info.run_name or "",
             report_options=dict(suite_info.get("report") or {}) if isinstance(suite_info.get("report"), dict) else {},
+            tracking_uri=self.tracking_uri,
         )
 
     def _cell(self, run: Any) -> CellRun:
@@ -400,6 +409,64 @@ class RunStore:
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """The database error somewhere in ``exc``'s chain (sqlite3's or SQLAlchemy's, as MLflow raises them), as
+    one line; None when the failure is not the database's."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.DatabaseError):
+            return str(current).strip() or type(current).__name__
+        module = type(current).__module__ or ""
+        if module.startswith("sqlalchemy") and type(current).__name__ in ("DatabaseError", "OperationalError"):
+            original = getattr(current, "orig", None)
+            return str(original if original is not None else current).splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def store_error(tracking_uri: str, problem: str) -> BadInput:
+    """The error for a store whose database cannot be read: the file, what the database said, what to do."""
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return BadInput(f"MLflow at {tracking_uri}: its database failed: {problem}")
+    return BadInput(
+        f"{path}: not a readable MLflow store ({problem}). The file may be damaged (a full disk, a copy cut "
+        f"short). Move it aside and run `harness sync --tracking-uri sqlite:///{path}` to rebuild it from the "
+        "journal, or pass --tracking-uri to read another store."
+    )
+
+
+class _GuardedClient:
+    """An :class:`mlflow.MlflowClient` whose database errors become :class:`BadInput` naming the store file,
+    instead of a SQLAlchemy traceback from the middle of ``report`` or ``export``."""
+
+    def __init__(self, make: Any, tracking_uri: str) -> None:
+        self._tracking_uri = tracking_uri
+        self._client = self._guard(make)()
+
+    def _guard(self, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except BadInput:
+                raise
+            except Exception as exc:
+                problem = database_problem(exc)
+                if problem is None:
+                    raise
+                raise store_error(self._tracking_uri, problem) from None
+
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        return self._guard(attribute) if callable(attribute) else attribute
 
 
 def _quote(value: str) -> str:

@@ -55,8 +55,12 @@ def write_suite_run(
     every cell as the tracker does. Names given here are external (a pytest test name, a group): the
     algorithm's name is the label up to its first ``[``.
     """
+    from harness.paths import safe_name
     from harness.tracking.store import MlflowTracker, cell_machine_tags
 
+    # Readers make report and export file names of these: refuse a traversal before it reaches a shared store.
+    safe_name(suite, "suite", f"{source}: --suite")
+    safe_name(profile, "profile", f"{source}: --profile")
     tracker = MlflowTracker(client.tracking_uri)
     started = start_time if start_time is not None else time.time()
     results = []
