@@ -510,7 +510,7 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
                 click.echo(
                     visible(
                         f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
-                        f"{refused} to {report.store} (parent run {report.parent_run_id})"
+                        f"{refused} to {report.tracking_uri} ({report.store}, parent run {report.parent_run_id})"
                     )
                 )
     ctx.exit(1 if any(r.error for r in reports) else 0)

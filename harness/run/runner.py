@@ -349,6 +349,7 @@ class SyncReport:
     error: str | None = None
     store: str = ""
     refused: int = 0
+    tracking_uri: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -358,25 +359,30 @@ def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncRepor
     """Deliver every journaled result the store does not have yet, each configuration under its own parent in
     that store (created there if needed); safe to run any number of times, against any number of stores."""
     from harness.tracking.delivery import Delivery
-    from harness.tracking.store import MlflowTracker, store_identity
+    from harness.tracking.store import MlflowTracker
 
     reports = []
+    trackers: dict[str, MlflowTracker] = {}  # one per URI: the store's id is read once
     for journal in all_journals(results_dir):
         state = journal.read()
-        uri = tracking_uri or state.tracking_uri
+        uri = tracking_uri or _journal_store(state, results_dir)
         if not uri:
             if state.results:
                 reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
             continue
-        store = store_identity(uri)
-        if not any(_has_pending(state, store, run) for run in state.configurations()):
+        # Without connecting: every configuration is complete in a store this journal reached by this URI.
+        if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
             continue
+        store = uri
         try:
             with journal.exclusive():
                 state = journal.read()
-                tracker = MlflowTracker(uri)
+                if uri not in trackers:
+                    trackers[uri] = MlflowTracker(uri)
+                tracker = trackers[uri]
+                store = tracker.store
                 for run in state.configurations():
-                    if not _has_pending(state, store, run):
+                    if not _has_pending(state, {store}, run):
                         continue
                     delivery = Delivery(tracker, journal, state, run)
                     delivery.open_parent()
@@ -392,22 +398,43 @@ def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncRepor
                             delivery.parent_run_id,
                             store=store,
                             refused=refused_now,
+                            tracking_uri=uri,
                         )
                     )
                 journal.close()
         except (TrackingError, BadInput) as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store))
+            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store, tracking_uri=uri))
         except Exception as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store))
+            reports.append(
+                SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store, tracking_uri=uri)
+            )
     return reports
 
 
-def _has_pending(state: JournalState, store: str, run: SuiteRunRecord) -> bool:
-    """Whether ``run``'s configuration has results that ``store`` lacks under its parent there."""
-    parent = state.parents.get((store, run.config_id))
-    if parent is None:
-        return bool(state.results_of(run))
-    return bool(state.pending(store, parent, run))
+def _journal_store(state: JournalState, results_dir: Path) -> str | None:
+    """The URI a journal's results go to: the one its last run used, except an embedded store that is gone
+    from where it was while the results folder holds one: the folder was moved (``mv results elsewhere``),
+    and its store with it. That it is the same store is then known from the id it holds, not assumed."""
+    from harness.tracking.store import default_tracking_uri, sqlite_path
+
+    uri = state.tracking_uri
+    database = sqlite_path(uri) if uri else None
+    if database is not None and not database.exists():
+        here = default_tracking_uri(results_dir)
+        moved = sqlite_path(here)
+        if moved is not None and moved.exists():
+            return here
+    return uri
+
+
+def _has_pending(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:
+    """Whether ``run``'s configuration has results that none of ``stores`` (keys of one store) holds complete
+    under its parent there."""
+    for store in stores:
+        parent = state.parents.get((store, run.config_id))
+        if parent is not None and not state.pending(store, parent, run):
+            return False
+    return bool(state.results_of(run))
 
 
 def summary_json(summary: RunSummary) -> str:

@@ -66,6 +66,14 @@ INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_VALUE = "custom_model_development"
 
+# -- the store's own identity ----------------------------------------------------------------------------
+#: An experiment holding no runs, only the tag :data:`STORE_ID`: a UUID generated when the harness first
+#: writes to the store. Journals record deliveries per store id, so a store is the same store whatever its
+#: URI is spelled as, and after its folder moved. Suite names cannot contain '.', so no suite collides with it.
+STORE_EXPERIMENT = "harness.store"
+STORE_ID = "harness.store_id"
+NOTE = "mlflow.note.content"
+
 # -- metric names --------------------------------------------------------------------------------------
 CURVE_PREFIX = "curve/"
 AGGREGATE_PREFIX = "agg/"

@@ -42,7 +42,12 @@ _MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "FINISHED"}
 
 
 def store_identity(tracking_uri: str) -> str:
-    """One spelling per store: the journal records deliveries per store, whatever path or slash named it."""
+    """One spelling per URI (an SQLite file by its resolved path, a server without a trailing slash).
+
+    Only a hint, to tell without connecting that a journal has nothing left for the store at this URI: a
+    store *is* the id it holds (:attr:`MlflowTracker.store`), since a moved folder or another spelling of a
+    server's address names the same store by a different URI. Journals of earlier versions key deliveries
+    by this spelling."""
     database = sqlite_path(tracking_uri)
     if database is not None:
         return f"sqlite:///{database.resolve()}"
@@ -222,7 +227,6 @@ class MlflowTracker:
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        self.store = store_identity(tracking_uri)
         if tracking_uri.startswith(("http://", "https://")):
             # MLflow's own default retries a dead server for minutes; the journal makes that unnecessary.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -240,6 +244,45 @@ class MlflowTracker:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self._experiments: dict[str, str] = {}
+        self._store_id: str | None = None
+
+    @property
+    def store(self) -> str:
+        """``mlflow-store:<uuid>``: the id this store holds (created on first use), read once per tracker.
+
+        Journals record parents and deliveries under it, so moving the results folder, or reaching one server
+        by two addresses, never makes the same store look new (which delivered every record a second time
+        under a second parent)."""
+        if self._store_id is None:
+            self._store_id = f"mlflow-store:{self._read_store_id()}"
+        return self._store_id
+
+    def _read_store_id(self) -> str:
+        import uuid
+
+        experiment = self._call(self.client.get_experiment_by_name, layout.STORE_EXPERIMENT)
+        if experiment is None:
+            try:
+                self._call(
+                    self.client.create_experiment,
+                    layout.STORE_EXPERIMENT,
+                    artifact_location=self._artifact_location(layout.STORE_EXPERIMENT),
+                    tags={
+                        layout.STORE_ID: uuid.uuid4().hex,
+                        layout.NOTE: "Identifies this MLflow store to the harness (docs/security.md); holds no "
+                        "runs. Deleting it makes the next harness run start new parent runs here.",
+                    },
+                )
+            except Exception:  # created concurrently by another driver: its id is the one read below
+                pass
+            experiment = self._call(self.client.get_experiment_by_name, layout.STORE_EXPERIMENT)
+            if experiment is None:
+                raise TrackingError(f"MLflow at {self.tracking_uri}: could not create the store's id experiment")
+        store_id = (experiment.tags or {}).get(layout.STORE_ID)
+        if not store_id:  # the tag was removed by hand: give the store a new id
+            store_id = uuid.uuid4().hex
+            self._call(self.client.set_experiment_tag, experiment.experiment_id, layout.STORE_ID, store_id)
+        return str(store_id)
 
     @retry(
         retry=retry_if_exception(_is_transient),
