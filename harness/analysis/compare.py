@@ -201,6 +201,8 @@ def compare_runs(
     With ``hardware_differences`` (runs from different machines, compared anyway), rows of metrics that depend
     on the hardware say so in their note.
     """
+    # A label renamed since the baseline (declared with renamed_from) is one case, not two rows.
+    baseline = baseline.relabelled(candidate.renames)
     cli_thresholds = dict(cli_thresholds or {})
     minimum = minimum_permutation_repeats(alpha)
     rows: list[CaseVerdict] = []

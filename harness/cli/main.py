@@ -433,6 +433,10 @@ def _print_plan(
     cells = select_cells(cells, only, str(suite.path))
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
     journal_state = journal.read()
+    if resume:
+        from harness.run.runner import check_labels
+
+        check_labels(suite, cells, journal_state, journal.path)
     finished = journal_state.finished_keys() if resume and journal.path.exists() else set()
     # A finished result of the same configuration under other code: the cell reruns because its code changed.
     by_config = {r.cell.compute_config_key(): r.cell for r in journal_state.latest().values() if r.status == "ok"}

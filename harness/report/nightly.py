@@ -101,7 +101,7 @@ def run_nightly(
             )
     else:
         messages.append("no baseline yet for this suite and profile")
-    trends = trend_plots(store.history(run.suite, run.profile, limit=history))
+    trends = trend_plots([old.relabelled(run.renames) for old in store.history(run.suite, run.profile, limit=history)])
     content = build_report(run, store, BootstrapConfig(), comparison=comparison, trends=trends)
     target = out or path_for(
         results_dir / "reports", "nightly-{suite}-{profile}", run.source, suite=run.suite, profile=run.profile

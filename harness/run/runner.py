@@ -174,6 +174,7 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
         "metrics": metric_thresholds(suite, registry, metric_names),
         "thresholds": dict(suite.model.thresholds),
         "report": suite.model.report.model_dump(mode="json"),
+        "renames": {kind: found for kind, found in suite.renames().items() if found},
         "cells": len(cells),
         "plugins": {
             record.distribution or record.name: record.version or "0"
@@ -181,6 +182,34 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
             if record.status.startswith("loaded")
         },
     }
+
+
+def check_labels(suite: Suite, cells: list[Cell], state: JournalState, journal_path: Path) -> None:
+    """Refuse labels that changed for cells the journal already holds, unless the suite declares the rename
+    (``renamed_from``): undeclared, the report would show the old results under the old label and the new ones
+    under the new label, one algorithm as two rows."""
+    renames = suite.renames()
+    latest = state.latest()
+    changed: set[str] = set()
+    for cell in cells:
+        old = latest.get(cell.key)
+        if old is None:
+            continue
+        for kind, before, now in (
+            ("algorithm", old.cell.algorithm_label, cell.algorithm_label),
+            ("environment", old.cell.environment_label, cell.environment_label),
+        ):
+            if before and before != now and renames[kind].get(before) != now:
+                changed.add(f"{kind} {before!r} is now {now!r}")
+    if changed:
+        listed = sorted(changed)
+        more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+        raise BadInput(
+            f"{suite.path}: labels changed for cells {journal_path} already holds: {'; '.join(listed[:10])}{more}. "
+            'If these are renames, declare them on the entries (renamed_from = "old label", docs/suites.md '
+            '"Renaming a label") so reports and comparisons show old and new results as one row; to start over '
+            "under the new labels instead, run with --no-resume."
+        )
 
 
 def _open_delivery(
@@ -246,6 +275,7 @@ def run_suite(
             if archived:
                 notify(f"previous journal kept as {archived}")
         state = journal.read()
+        check_labels(suite, cells, state, journal.path)
         finished = state.finished_keys() if options.resume else set()
         todo = [cell for cell in cells if cell.key not in finished]
         machine = machine_info()

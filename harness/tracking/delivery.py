@@ -73,7 +73,7 @@ class Delivery:
             if parent is not None:
                 self._record_parent(parent)
         if parent is not None:
-            self.tracker.reopen_parent(parent)
+            self.tracker.reopen_parent(parent, self.run.suite_info or None)
         else:
             parent = self.tracker.start_parent(self.run)
             self._record_parent(parent)

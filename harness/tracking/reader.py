@@ -143,6 +143,23 @@ class SuiteRun:
     report_options: dict[str, Any] = field(default_factory=dict)
     #: Where the run was read from: named when a name it carries is refused (docs/security.md).
     tracking_uri: str = ""
+    #: The suite's declared label renames, ``{"algorithm": {old: new}, "environment": {...}}`` (suite.json).
+    renames: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def relabelled(self, renames: Mapping[str, Mapping[str, str]]) -> SuiteRun:
+        """This run with cells recorded under an old label shown under the new one (``renames`` as in
+        :attr:`renames`): a baseline recorded before a rename lines up with a candidate recorded after it."""
+        if not any(renames.values()):
+            return self
+        cells = [
+            dataclasses.replace(
+                cell,
+                algorithm=_renamed(cell.algorithm, renames.get("algorithm", {})),
+                environment=_renamed(cell.environment, renames.get("environment", {})),
+            )
+            for cell in self.cells
+        ]
+        return dataclasses.replace(self, cells=cells)
 
     @property
     def source(self) -> str:
@@ -311,9 +328,10 @@ class RunStore:
         children = self._search(
             [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}' and tags.`harness.kind` = 'cell'"
         )
+        renames = _renames(suite_info.get("renames"))
         cells = latest_attempts([self._cell(child) for child in children])
         cells.sort(key=lambda c: (c.algorithm, c.environment, c.seed))
-        return SuiteRun(
+        run = SuiteRun(
             run_id=run_id,
             experiment_id=parent.info.experiment_id,
             suite=tags.get("harness.suite", suite_info.get("suite", "")),
@@ -327,7 +345,10 @@ class RunStore:
             run_name=parent.info.run_name or "",
             report_options=dict(suite_info.get("report") or {}) if isinstance(suite_info.get("report"), dict) else {},
             tracking_uri=self.tracking_uri,
+            renames=renames,
         )
+        # Cells resumed from before a declared rename carry the old label: shown under the new one.
+        return run.relabelled(renames)
 
     def _cell(self, run: Any) -> CellRun:
         tags = dict(run.data.tags)
@@ -348,7 +369,7 @@ class RunStore:
         environment = tags.get(layout.ENVIRONMENT, run.data.params.get("environment", "?"))
         origins = tags.get(layout.INPUT_ORIGINS, "")
         if "generated" in origins.split(",") and "generated" not in environment:
-            environment = f"{environment} [generated data]"
+            environment = f"{environment}{_GENERATED}"
         inputs = _inputs_from_tags(tags)
         return CellRun(
             run_id=run.info.run_id,
@@ -409,6 +430,28 @@ class RunStore:
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+_GENERATED = " [generated data]"
+
+
+def _renamed(label: str, mapping: Mapping[str, str]) -> str:
+    if label in mapping:
+        return mapping[label]
+    if label.endswith(_GENERATED) and label.removesuffix(_GENERATED) in mapping:
+        return mapping[label.removesuffix(_GENERATED)] + _GENERATED
+    return label
+
+
+def _renames(value: Any) -> dict[str, dict[str, str]]:
+    """suite.json's ``renames``, keeping only text: it comes from a store, possibly someone else's."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(kind): {str(old): str(new) for old, new in found.items() if isinstance(new, str)}
+        for kind, found in value.items()
+        if kind in ("algorithm", "environment") and isinstance(found, dict)
+    }
 
 
 def database_problem(exc: BaseException) -> str | None:

@@ -368,9 +368,13 @@ class MlflowTracker:
             raise
         return run.info.lifecycle_stage == "active"
 
-    def reopen_parent(self, run_id: str) -> None:
+    def reopen_parent(self, run_id: str, suite_info: Mapping[str, Any] | None = None) -> None:
+        """Mark the parent running again; with ``suite_info``, replace its ``suite.json`` (the same configuration,
+        but what describes it, such as label renames, may have changed since the parent was made)."""
         self._call(self.client.update_run, run_id, status="RUNNING")
         self._call(self.client.set_tag, run_id, layout.STATUS, "running")
+        if suite_info is not None:
+            self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
 
     def finish_parent(self, run_id: str, results: Iterable[CellResult], refused: int = 0) -> None:
         """Close the parent with its cell counts and the per-(algorithm, environment, metric) aggregates of
