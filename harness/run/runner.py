@@ -161,7 +161,10 @@ def _call_observers(hook: Callable[..., Any], **kwargs: Any) -> None:
     try:
         hook(**kwargs)
     except Exception as exc:
-        warnings.warn(f"a plugin's {hook.name} hook failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        from harness.untrusted import visible
+
+        # Printed on the terminal by the warnings module: the plugin's text with its control characters visible.
+        warnings.warn(visible(f"a plugin's {hook.name} hook failed: {type(exc).__name__}: {exc}"), stacklevel=2)
 
 
 def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: list[Cell]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 from harness.errors import BadInput
 from harness.tracking import layout
 from harness.tracking.store import sqlite_path
+from harness.untrusted import visible
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
@@ -423,7 +424,7 @@ class RunStore:
             try:
                 self.client.log_artifact(run_id, str(path), layout.REPORT_DIR)
             except Exception as exc:
-                logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, exc)
+                logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, visible(exc))
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
