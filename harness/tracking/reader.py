@@ -238,7 +238,8 @@ class RunStore:
     def experiment_id(self, suite: str) -> str:
         experiment = self.client.get_experiment_by_name(suite)
         if experiment is None:
-            known = sorted(e.name for e in self.client.search_experiments() if e.name != "Default")
+            not_suites = {"Default", layout.STORE_EXPERIMENT}
+            known = sorted(e.name for e in self.client.search_experiments() if e.name not in not_suites)
             raise BadInput(
                 f"no suite named {suite!r} in {self.tracking_uri} (suites there: {', '.join(known) or 'none'})"
             )
