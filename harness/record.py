@@ -648,8 +648,34 @@ class SuiteRun:
     run_name: str = ""
     #: The suite's ``[report]`` declaration as suite.json holds it (e.g. ``{"pareto": [["x", "y"], ...]}``).
     report_options: dict[str, Any] = field(default_factory=dict)
+    #: Where the run was read from: named when a name it carries is refused (docs/security.md).
+    tracking_uri: str = ""
+    #: The suite's declared label renames, ``{"algorithm": {old: new}, "environment": {...}}`` (suite.json).
+    renames: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Every tag as stored, for a user's own tags; the harness's own are decoded into the fields above.
     tags: dict[str, str] = field(default_factory=dict)
+
+    def relabelled(self, renames: Mapping[str, Mapping[str, str]]) -> SuiteRun:
+        """This run with cells recorded under an old label shown under the new one (``renames`` as in
+        :attr:`renames`): a baseline recorded before a rename lines up with a candidate recorded after it."""
+        if not any(renames.values()):
+            return self
+        algorithms, environments = renames.get("algorithm", {}), renames.get("environment", {})
+        cells = [
+            replace(
+                cell,
+                algorithm=algorithms.get(cell.algorithm, cell.algorithm),
+                environment=environments.get(cell.environment, cell.environment),
+            )
+            for cell in self.cells
+        ]
+        return replace(self, cells=cells)
+
+    @property
+    def name_origin(self) -> str:
+        """Where this run's suite and profile names came from, for an error that refuses one of them."""
+        store = self.tracking_uri or "(unknown)"
+        return f"tracking store {store}, run {self.run_id} (its suite and profile tags)"
 
     @property
     def fingerprint(self) -> str:

@@ -96,6 +96,7 @@ def _write(tmp_path: Path) -> tuple[str, SuiteRunRecord, list[CellResult]]:
             "thresholds": {"score": 0.07},
             "plugins": {"harness-rl": "1.0"},
             "report": {"pareto": [["wall_time_s", "score"]]},
+            "renames": {"algorithm": {"iql-old": "iql[lr=3e-4]"}},
         },
         started_at=1_700_000_000.0,
     )
@@ -179,6 +180,8 @@ def test_every_field_of_a_cell_and_a_suite_run_reads_back_as_written(tmp_path: P
         "source": "",
         "run_name": run.run_name,
         "report_options": {"pareto": [["wall_time_s", "score"]]},
+        "tracking_uri": _uri(tmp_path),
+        "renames": {"algorithm": {"iql-old": "iql[lr=3e-4]"}},
     }
     run_fields = {f.name for f in dataclasses.fields(SuiteRun)} - {"tags"}
     assert set(expected_run) == run_fields, "a SuiteRun field has no round-trip check: add it here"

@@ -100,3 +100,54 @@ def test_sync_delivers_each_cell_once_per_store_under_a_parent_of_that_store(
         synced = run_harness(*BASE, "sync", "--tracking-uri", uri, "--json", cwd=tmp_path, env=ENV)
         assert load_json(synced) == []
         assert set(deliveries(uri, "stores-sync").values()) == {1}
+
+
+def parents(tracking_uri: str, suite: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(suite)
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{layout.KIND}` = 'suite-run'")
+
+
+def test_a_moved_results_folder_is_the_same_store_no_second_parent_and_no_duplicates(tmp_path: Path) -> None:
+    """The embedded store moves with its folder (`mv results elsewhere`): run and sync there find the parent they
+    made before, by the id the store holds, and deliver nothing twice (issue 23, case 5)."""
+    write_suite(tmp_path, "stores-moved")
+    first = run_harness(*BASE, "--results-dir", "before", "run", "stores-moved.toml", "--json", cwd=tmp_path, env=ENV)
+    assert first.returncode == 0, first.stderr
+    parent = load_json(first)["parent_run_id"]
+    (tmp_path / "before").rename(tmp_path / "after")
+    moved = f"sqlite:///{tmp_path / 'after' / 'mlflow.db'}"
+
+    # The journal names the store by its old path: sync finds it in the moved folder, and it is the same store.
+    synced = run_harness(*BASE, "--results-dir", "after", "sync", "--json", cwd=tmp_path, env=ENV)
+    assert synced.returncode == 0, synced.stderr
+    assert all(report["delivered"] == 0 for report in load_json(synced)), synced.stdout
+    assert not (tmp_path / "before").exists(), "no new store where the folder used to be"
+    again = run_harness(*BASE, "--results-dir", "after", "run", "stores-moved.toml", "--json", cwd=tmp_path, env=ENV)
+    assert again.returncode == 0, again.stderr
+    assert load_json(again)["parent_run_id"] == parent and "delivered" not in again.stderr
+    synced = run_harness(*BASE, "--results-dir", "after", "sync", "--tracking-uri", moved, "--json", cwd=tmp_path,
+                         env=ENV)  # fmt: skip
+    assert synced.returncode == 0 and all(report["delivered"] == 0 for report in load_json(synced)), synced.stdout
+    assert [run.info.run_id for run in parents(moved, "stores-moved")] == [parent]
+    counts = deliveries(moved, "stores-moved")
+    assert len(counts) == 6 and set(counts.values()) == {1}
+
+
+def test_two_spellings_of_one_server_url_are_one_store(tmp_path: Path, server: MlflowServer) -> None:
+    write_suite(tmp_path, "stores-spelled")
+    first = run_harness(*BASE, "run", "stores-spelled.toml", "--tracking-uri", server.uri, "--json", cwd=tmp_path,
+                        env=ENV)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    other_spelling = server.uri.replace("127.0.0.1", "localhost") + "/"
+    second = run_harness(*BASE, "run", "stores-spelled.toml", "--tracking-uri", other_spelling, "--json",
+                         cwd=tmp_path, env=ENV)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert load_json(second)["parent_run_id"] == load_json(first)["parent_run_id"]
+    synced = run_harness(*BASE, "sync", "--tracking-uri", other_spelling, "--json", cwd=tmp_path, env=ENV)
+    assert synced.returncode == 0 and all(report["delivered"] == 0 for report in load_json(synced)), synced.stdout
+    assert len(parents(server.uri, "stores-spelled")) == 1
+    counts = deliveries(server.uri, "stores-spelled")
+    assert len(counts) == 6 and set(counts.values()) == {1}

@@ -136,13 +136,24 @@ def case_key(algorithm: str, environment: str) -> str:
     return f"{algorithm}/{environment}"
 
 
-def calibration_path(results_dir: Path, suite: str, profile: str) -> Path:
-    return results_dir / "calibration" / f"{suite}-{profile}.json"
+def calibration_path(
+    results_dir: Path, suite: str, profile: str, source: str = "calibration (suite and profile of the runs it measured)"
+) -> Path:
+    from harness.paths import path_for
+
+    return path_for(results_dir / "calibration", "{suite}-{profile}.json", source, suite=suite, profile=profile)
 
 
-def load_calibration(results_dir: Path, suite: str, profile: str, fingerprint: str) -> Calibration | None:
-    """The stored calibration for this suite, profile and machine, or None."""
-    path = calibration_path(results_dir, suite, profile)
+def load_calibration(
+    results_dir: Path,
+    suite: str,
+    profile: str,
+    fingerprint: str,
+    source: str = "calibration (suite and profile of the compared run)",
+) -> Calibration | None:
+    """The stored calibration for this suite, profile and machine, or None (``source``: where the suite and
+    profile names came from, named if one is refused)."""
+    path = calibration_path(results_dir, suite, profile, source)
     if not path.exists():
         return None
     try:

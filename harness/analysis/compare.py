@@ -200,6 +200,8 @@ def compare_runs(
     :attr:`Comparison.hardware_differences`), rows of metrics that depend on the hardware say so in their note;
     whether such a comparison may happen at all is :func:`check_hardware`'s decision, made before.
     """
+    # A label renamed since the baseline (declared with renamed_from) is one case, not two rows.
+    baseline = baseline.relabelled(candidate.renames)
     hardware_differences = baseline.machine_differences(candidate)
     cli_thresholds = dict(cli_thresholds or {})
     minimum = minimum_permutation_repeats(alpha)

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import click
-from rich.markup import escape
 
 from harness.cli.output import console
 from harness.plugins import PluginOptions
+from harness.untrusted import markup as escape
 
 _STATUS_STYLE = {"passed": "green", "failed": "bold red", "warning": "yellow", "skipped": "dim"}
 

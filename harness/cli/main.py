@@ -16,11 +16,12 @@ from typing import Any
 
 import click
 
-from harness.cli.output import console, make_progress, print_error, print_table
+from harness.cli.output import console, make_progress, print_error, print_notice, print_table
 from harness.errors import BadInput
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
 from harness.record import DEVICES
 from harness.run import DEFAULT_MAX_CELLS
+from harness.untrusted import markup, visible
 
 #: Where a context caches the plugins' commands (click's ctx.meta is shared by every command of one invocation).
 _EXTRA_COMMANDS_KEY = "harness_cli_extra_commands"
@@ -394,7 +395,7 @@ def run(
     # during the run (and workers inherit) goes to stderr.
     with stdout_to_stderr(as_json) as json_out:
         summary = run_suite(
-            suite_obj, registry, options, progress=make_progress(err), notify=lambda message: err.print(message)
+            suite_obj, registry, options, progress=make_progress(err), notify=lambda message: print_notice(err, message)
         )
         if as_json:
             json_out.write(summary_json(summary) + "\n")
@@ -405,8 +406,8 @@ def run(
         print_summary(summary)
     if summary.tracking_error:
         err.print(
-            f"[yellow]warning:[/] {summary.tracking_error}\n"
-            f"{summary.undelivered} result(s) are safe in {summary.journal_path}; run `harness sync` "
+            f"[yellow]warning:[/] {markup(summary.tracking_error, keep_newlines=True)}\n"
+            f"{summary.undelivered} result(s) are safe in {markup(summary.journal_path)}; run `harness sync` "
             "once the tracking server is reachable."
         )
     ctx.exit(summary.exit_code)
@@ -435,6 +436,10 @@ def _print_plan(
     cells = select_cells(cells, only, str(suite.path))
     journal = Journal.for_suite(results_dir, suite.name, profile_name)
     journal_state = journal.read()
+    if resume:
+        from harness.run.runner import check_labels
+
+        check_labels(suite, cells, journal_state, journal.path)
     finished = journal_state.finished_keys() if resume and journal.path.exists() else set()
     # A finished result of the same configuration under other code: the cell reruns because its code changed.
     by_config = {r.cell.compute_config_key(): r.cell for r in journal_state.latest().values() if r.status == "ok"}
@@ -478,7 +483,7 @@ def _print_plan(
         states = Counter(c["state"] for c in plan)
         click.echo(
             f"... and {len(plan) - len(shown):,} more cells (--json lists them all); by state: "
-            + ", ".join(f"{count:,} {state}" for state, count in states.most_common())
+            + visible(", ".join(f"{count:,} {state}" for state, count in states.most_common()))
         )
 
 
@@ -510,8 +515,10 @@ def sync(ctx: click.Context, tracking_uri: str | None, as_json: bool) -> None:
             else:
                 refused = f", refused {report.refused}" if report.refused else ""
                 click.echo(
-                    f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
-                    f"{refused} to {report.store} (parent run {report.parent_run_id})"
+                    visible(
+                        f"{report.journal}: delivered {report.delivered}, already present {report.already_present}"
+                        f"{refused} to {report.tracking_uri} ({report.store}, parent run {report.parent_run_id})"
+                    )
                 )
     ctx.exit(1 if any(r.error for r in reports) else 0)
 

@@ -1,4 +1,9 @@
-"""Terminal output: rich tables and a live progress display on a terminal, plain lines otherwise."""
+"""Terminal output: rich tables and a live progress display on a terminal, plain lines otherwise.
+
+Labels, errors, notes and cell output are untrusted text (suite files, plugins, shared stores): every printer
+here passes them through :func:`harness.untrusted.visible` (control characters shown as escapes) and, where
+rich markup is on, :func:`harness.untrusted.markup` (also markup-escaped), never raw (docs/security.md).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from harness.record import CellResult, metric_values_by_case
+from harness.untrusted import markup, visible
 
 _CONSOLES: dict[bool, Console] = {}
 
@@ -28,15 +33,20 @@ def console(stderr: bool = False) -> Console:
 
 
 def print_error(message: str) -> None:
-    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    console(stderr=True).print(f"[bold red]error:[/] {markup(message, keep_newlines=True)}")
+
+
+def print_notice(out: Console, message: str) -> None:
+    """A line of the driver's own (delivery, resume) that quotes untrusted text (URIs, store errors)."""
+    out.print(visible(message, keep_newlines=True), markup=False, soft_wrap=True)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    table = Table(title=escape(title), show_lines=False)
+    table = Table(title=markup(title), show_lines=False)
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(markup(column), overflow="fold")
     for row in rows:
-        table.add_row(*(escape(str(value)) for value in row))
+        table.add_row(*(markup(value) for value in row))
     console().print(table)
 
 
@@ -82,9 +92,10 @@ class RunningCells:
 
 
 def describe_running(state: dict[str, Any], now: float) -> str:
+    """One running cell as plain text (printed with markup off): label and note made visible."""
     amount = f"{state['done']:.0f}/{state['total']:.0f}" if state["total"] else f"{state['done']:.0f}"
-    note = f" {state['note']}" if state["note"] else ""
-    return f"{state['label']} {amount}{note} ({_clock(now - state['started'])})"
+    note = f" {visible(state['note'])}" if state["note"] else ""
+    return f"{visible(state['label'])} {amount}{note} ({_clock(now - state['started'])})"
 
 
 def _clock(seconds: float) -> str:
@@ -130,9 +141,10 @@ class PlainProgress:
         self.cells.finish(result.cell.key)
         self.done += 1
         self.failed += result.status == "failed"
-        detail = f" - {result.error}" if result.error else ""
+        detail = f" - {visible(result.error, keep_newlines=True)}" if result.error else ""
         self.out.print(
-            f"[{self.done}/{self.total}] {result.status:<7} {result.cell.label} ({result.duration_s:.2f}s){detail}",
+            f"[{self.done}/{self.total}] {result.status:<7} {visible(result.cell.label)} ({result.duration_s:.2f}s)"
+            f"{detail}",
             markup=False,
             soft_wrap=True,
         )
@@ -194,13 +206,14 @@ class LiveProgress:
         key = str(event["key"])
         amount = f"{state['done']:.0f}/{state['total']:.0f}" if state["total"] else ""
         if key not in self.cell_tasks:
+            # The columns render description and note as rich markup: both are escaped.
             self.cell_tasks[key] = self.progress.add_task(
-                f"  {state['label']}", total=state["total"], completed=state["done"], amount=amount,
-                note=state["note"], eta_label="",
+                f"  {markup(state['label'])}", total=state["total"], completed=state["done"], amount=amount,
+                note=markup(state["note"]), eta_label="",
             )  # fmt: skip
         else:
             self.progress.update(self.cell_tasks[key], total=state["total"], completed=state["done"], amount=amount,
-                                 note=state["note"])  # fmt: skip
+                                 note=markup(state["note"]))  # fmt: skip
         self._overall()
 
     def advance(self, result: CellResult) -> None:
@@ -212,7 +225,9 @@ class LiveProgress:
         self.failed += result.status == "failed"
         self._overall()
         if result.status == "failed":
-            self.progress.console.print(f"[red]failed[/] {escape(result.cell.label)}: {escape(result.error or '')}")
+            self.progress.console.print(
+                f"[red]failed[/] {markup(result.cell.label)}: {markup(result.error or '', keep_newlines=True)}"
+            )
             print_output_tail(self.progress.console, result)
 
     def stop(self) -> None:
@@ -224,9 +239,9 @@ def print_output_tail(out: Console, result: CellResult, lines: int = 15) -> None
     if result.status != "failed" or not result.output_tail.strip():
         return
     tail = result.output_tail.rstrip().splitlines()[-lines:]
-    out.print(f"  output of the cell (last {len(tail)} lines; all of it in {result.log_path}):", markup=False)
+    out.print(f"  output of the cell (last {len(tail)} lines; all of it in {visible(result.log_path)}):", markup=False)
     for line in tail:
-        out.print(f"  | {line}", markup=False, soft_wrap=True)
+        out.print(f"  | {visible(line, keep_newlines=True)}", markup=False, soft_wrap=True)
 
 
 def make_progress(out: Console) -> PlainProgress | LiveProgress:
@@ -272,15 +287,15 @@ def print_summary(summary: Any) -> None:
     for item in getattr(summary, "stability", []):
         for warning in item["warnings"]:
             out.print(
-                f"[yellow]unstable:[/] {escape(item['algorithm'])}/{escape(item['environment'])} "
-                f"{escape(item['metric'])}: {escape(warning)}"
+                f"[yellow]unstable:[/] {markup(item['algorithm'])}/{markup(item['environment'])} "
+                f"{markup(item['metric'])}: {markup(warning)}"
             )
     out.print(
         f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"
         + (f", {summary.already_finished} already finished" if summary.already_finished else "")
     )
     if summary.parent_run_id:
-        out.print(f"MLflow: {summary.tracking_uri} (parent run {summary.parent_run_id})")
+        out.print(f"MLflow: {markup(summary.tracking_uri)} (parent run {markup(summary.parent_run_id)})")
         if summary.tracking_uri and summary.tracking_uri.startswith("sqlite"):
-            out.print(f"open with: mlflow ui --backend-store-uri {summary.tracking_uri}")
-    out.print(f"journal: {summary.journal_path}")
+            out.print(f"open with: mlflow ui --backend-store-uri {markup(summary.tracking_uri)}")
+    out.print(f"journal: {markup(summary.journal_path)}")

@@ -16,6 +16,8 @@ from typing import Any
 import click
 
 from harness.errors import BadInput
+from harness.paths import path_for
+from harness.untrusted import markup, visible
 
 _TRACKING_HELP = "MLflow tracking URI (default: $HARNESS_TRACKING_URI, else sqlite:///<results-dir>/mlflow.db)."
 
@@ -52,10 +54,9 @@ def _bad_input_exits_2(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except BadInput as exc:
-            from rich.console import Console
-            from rich.markup import escape
+            from harness.cli.output import print_error
 
-            Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(str(exc))}")
+            print_error(str(exc))
             raise SystemExit(2) from None
 
     return wrapper
@@ -135,11 +136,14 @@ def report(
         comparison = compare_runs(other, run)  # different hardware is annotated on the page, never refused
     config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
     content = build_report(run, store, config, comparison=comparison)
-    target = out or directory / "reports" / f"{run.suite}-{run.profile}-{run.run_id[:8]}"
+    target = out or path_for(
+        directory / "reports", "{suite}-{profile}-{run}", run.name_origin, suite=run.suite, profile=run.profile,
+        run=run.run_id[:8],
+    )  # fmt: skip
     paths = write_report(content, target, chosen)
     store.attach_report(run.run_id, paths)
     for path in paths:
-        click.echo(str(path))
+        click.echo(visible(path))
 
 
 @click.command()
@@ -209,7 +213,9 @@ def compare(
     check_hardware((baseline_run, candidate_run), allow_different_hardware, list(metrics) or None)
     calibration = None
     if not no_calibration:
-        calibration = load_calibration(directory, candidate_run.suite, candidate_run.profile, candidate_run.fingerprint)
+        calibration = load_calibration(
+            directory, candidate_run.suite, candidate_run.profile, candidate_run.fingerprint, candidate_run.name_origin
+        )
     comparison = compare_runs(
         baseline_run,
         candidate_run,
@@ -358,15 +364,14 @@ def calibrate(
         click.echo(json.dumps(data, indent=2))
         return
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"noise of {escape(calibration.suite)}:{escape(calibration.profile)} over {len(runs)} runs")
+    table = Table(title=f"noise of {markup(calibration.suite)}:{markup(calibration.profile)} over {len(runs)} runs")
     for column in ("metric", "run-to-run spread (CV)", "threshold", "configured", "repeats for effect"):
         table.add_column(column)
     for name, entry in calibration.metrics.items():
         table.add_row(
-            escape(name),
+            markup(name),
             f"{entry.cv:.2%}",
             "[red]not stored (too noisy)[/]" if entry.too_noisy else f"{entry.threshold:.2%}",
             f"{entry.configured_threshold:.2%}",
@@ -375,8 +380,8 @@ def calibrate(
     console = Console(highlight=False)
     console.print(table)
     for name in calibration.too_noisy:
-        console.print(f"[bold yellow]{escape(name)}[/]: {escape(calibration.metrics[name].advice)}")
-    click.echo(f"stored in {path}")
+        console.print(f"[bold yellow]{markup(name)}[/]: {markup(calibration.metrics[name].advice)}")
+    click.echo(f"stored in {visible(path)}")
 
 
 @click.command()
@@ -432,7 +437,7 @@ def nightly(
         allow_different_hardware=allow_different_hardware,
     )  # fmt: skip
     for line in outcome.messages:
-        click.echo(line)
+        click.echo(visible(line, keep_newlines=True))
     ctx.exit(outcome.exit_code)
 
 
@@ -472,7 +477,7 @@ def import_pytest_benchmark(
         database.parent.mkdir(parents=True, exist_ok=True)
     for path in files:
         run_id = import_file(path, uri, suite=suite or "pytest-benchmark", profile=profile)
-        click.echo(f"{path}: run {run_id}")
+        click.echo(visible(f"{path}: run {run_id}"))
 
 
 @click.command("export")
@@ -518,10 +523,13 @@ def export(
         click.echo((data or b"").decode(), nl=False)
         return
     first = runs[0]
-    target = out or directory / "exports" / f"{first.suite}-{first.profile}-{first.run_id[:8]}.{fmt}"
+    target = out or path_for(
+        directory / "exports", "{suite}-{profile}-{run}.{fmt}", first.name_origin, suite=first.suite,
+        profile=first.profile, run=first.run_id[:8], fmt=fmt,
+    )  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
     write_export(runs, target, fmt)
-    click.echo(str(target))
+    click.echo(visible(target))
 
 
 COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, import_group, export]

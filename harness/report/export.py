@@ -6,6 +6,11 @@ machine (``fingerprint``, ``cpu``, ``gpu``), the code (``git_commit``, ``code_ve
 parameter of the cell as a ``param.<name>`` column. A failed or skipped cell has one row with an empty
 metric and its reason in ``error``, so a script sees what is missing. The table is built with pyarrow and
 written by its CSV and Parquet writers; JSON is the list of row objects.
+
+In CSV, a text cell that a spreadsheet would run as a formula (it begins with ``=``, ``+``, ``-``, ``@``, tab or
+carriage return: a label or parameter from a suite file or a shared store) is prefixed with a single quote
+(:func:`harness.untrusted.csv_cell`, OWASP's advice); numbers, including negative ones, stay numbers.
+Parquet and JSON are typed and keep every value as it is.
 """
 
 from __future__ import annotations
@@ -78,7 +83,12 @@ def write_export(runs: Iterable[SuiteRun], path: Path | None, fmt: str) -> bytes
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    table = to_table(tidy_rows(list(runs)))
+    rows = tidy_rows(list(runs))
+    if fmt == "csv":
+        from harness.untrusted import csv_cell
+
+        rows = [{key: csv_cell(value) for key, value in row.items()} for row in rows]
+    table = to_table(rows)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 

@@ -138,8 +138,9 @@ def to_junit(comparison: Comparison) -> str:
 
 def print_comparison(comparison: Comparison) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
+
+    from harness.untrusted import markup as escape  # control characters made visible, then markup-escaped
 
     console = Console(highlight=False)
     table = Table(title=f"{comparison.baseline.run_id[:8]} (baseline) -> {comparison.candidate.run_id[:8]} (candidate)")

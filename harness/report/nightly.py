@@ -16,6 +16,7 @@ import numpy as np
 from harness.analysis.calibration import load_calibration
 from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, check_hardware, compare_runs
 from harness.analysis.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
+from harness.paths import path_for
 from harness.record import SuiteRun
 from harness.report import plots
 from harness.report.build import build_report, write_report
@@ -88,7 +89,7 @@ def run_nightly(
     if baselines:
         baseline = store.load(baselines[0].info.run_id)
         check_hardware((baseline, run), allow_different_hardware)
-        calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint)
+        calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint, run.name_origin)
         comparison = compare_runs(baseline, run, alpha=alpha, calibration=calibration)
         exit_code = max(exit_code, comparison.exit_code) if exit_code != EXIT_REGRESSION else exit_code
         if comparison.exit_code == EXIT_REGRESSION:
@@ -101,9 +102,11 @@ def run_nightly(
             )
     else:
         messages.append("no baseline yet for this suite and profile")
-    trends = trend_plots(store.history(run.suite, run.profile, limit=history))
+    trends = trend_plots([old.relabelled(run.renames) for old in store.history(run.suite, run.profile, limit=history)])
     content = build_report(run, store, BootstrapConfig(), comparison=comparison, trends=trends)
-    target = out or results_dir / "reports" / f"nightly-{run.suite}-{run.profile}"
+    target = out or path_for(
+        results_dir / "reports", "nightly-{suite}-{profile}", run.name_origin, suite=run.suite, profile=run.profile
+    )
     paths = write_report(content, target, ["html", "md"])
     messages += [f"report: {path}" for path in paths]
     promoted = False

@@ -175,8 +175,11 @@ def _call_observers(hook: Callable[..., Any], **kwargs: Any) -> None:
     try:
         hook(**kwargs)
     except Exception as exc:
+        from harness.untrusted import visible
+
         name = getattr(hook, "name", repr(hook))
-        warnings.warn(f"a plugin's {name} hook failed: {type(exc).__name__}: {exc}", stacklevel=2)
+        # Printed on the terminal by the warnings module: the plugin's text with its control characters visible.
+        warnings.warn(visible(f"a plugin's {name} hook failed: {type(exc).__name__}: {exc}"), stacklevel=2)
 
 
 def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: list[Cell]) -> dict[str, Any]:
@@ -192,6 +195,7 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
         },
         "thresholds": dict(suite.model.thresholds),
         "report": suite.model.report.model_dump(mode="json"),
+        "renames": {kind: found for kind, found in suite.renames().items() if found},
         "cells": len(cells),
         "plugins": {
             record.distribution or record.name: record.version or "0"
@@ -199,6 +203,34 @@ def _suite_info(suite: Suite, profile: str, registry: PluginRegistry, cells: lis
             if record.status.startswith("loaded")
         },
     }
+
+
+def check_labels(suite: Suite, cells: list[Cell], state: JournalState, journal_path: Path) -> None:
+    """Refuse labels that changed for cells the journal already holds, unless the suite declares the rename
+    (``renamed_from``): undeclared, the report would show the old results under the old label and the new ones
+    under the new label, one algorithm as two rows."""
+    renames = suite.renames()
+    latest = state.latest()
+    changed: set[str] = set()
+    for cell in cells:
+        old = latest.get(cell.key)
+        if old is None:
+            continue
+        for kind, before, now in (
+            ("algorithm", old.cell.algorithm_label, cell.algorithm_label),
+            ("environment", old.cell.environment_label, cell.environment_label),
+        ):
+            if before and before != now and renames[kind].get(before) != now:
+                changed.add(f"{kind} {before!r} is now {now!r}")
+    if changed:
+        listed = sorted(changed)
+        more = f" and {len(listed) - 10} more" if len(listed) > 10 else ""
+        raise BadInput(
+            f"{suite.path}: labels changed for cells {journal_path} already holds: {'; '.join(listed[:10])}{more}. "
+            'If these are renames, declare them on the entries (renamed_from = "old label", docs/suites.md '
+            '"Renaming a label") so reports and comparisons show old and new results as one row; to start over '
+            "under the new labels instead, run with --no-resume."
+        )
 
 
 def _open_delivery(
@@ -258,6 +290,7 @@ def run_suite(
             if archived:
                 notify(f"previous journal kept as {archived}")
         state = journal.read()
+        check_labels(suite, cells, state, journal.path)
         finished = state.finished_keys() if options.resume else set()
         todo = [cell for cell in cells if cell.key not in finished]
         machine = machine_info()
@@ -361,6 +394,7 @@ class SyncReport:
     error: str | None = None
     store: str = ""
     refused: int = 0
+    tracking_uri: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -371,25 +405,29 @@ def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncRepor
     that store (created there if needed); safe to run any number of times, against any number of stores."""
     from harness.tracking.delivery import Delivery
     from harness.tracking.store import MlflowTracker
-    from harness.tracking.uri import store_identity
 
     reports = []
+    trackers: dict[str, MlflowTracker] = {}  # one per URI: the store's id is read once
     for journal in all_journals(results_dir):
         state = journal.read()
-        uri = tracking_uri or state.tracking_uri
+        uri = tracking_uri or _journal_store(state, results_dir)
         if not uri:
             if state.results:
                 reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
             continue
-        store = store_identity(uri)
-        if not any(_has_pending(state, store, run) for run in state.configurations()):
+        # Without connecting: every configuration is complete in a store this journal reached by this URI.
+        if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
             continue
+        store = uri
         try:
             with journal.exclusive():
                 state = journal.read()
-                tracker = MlflowTracker(uri)
+                if uri not in trackers:
+                    trackers[uri] = MlflowTracker(uri)
+                tracker = trackers[uri]
+                store = tracker.store
                 for run in state.configurations():
-                    if not _has_pending(state, store, run):
+                    if not _has_pending(state, {store}, run):
                         continue
                     delivery = Delivery(tracker, journal, state, run)
                     delivery.open_parent()
@@ -405,22 +443,43 @@ def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncRepor
                             delivery.parent_run_id,
                             store=store,
                             refused=refused_now,
+                            tracking_uri=uri,
                         )
                     )
                 journal.close()
         except (TrackingError, BadInput) as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store))
+            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store, tracking_uri=uri))
         except Exception as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store))
+            reports.append(
+                SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store, tracking_uri=uri)
+            )
     return reports
 
 
-def _has_pending(state: JournalState, store: str, run: SuiteRunRecord) -> bool:
-    """Whether ``run``'s configuration has results that ``store`` lacks under its parent there."""
-    parent = state.parents.get((store, run.config_id))
-    if parent is None:
-        return bool(state.results_of(run))
-    return bool(state.pending(store, parent, run))
+def _journal_store(state: JournalState, results_dir: Path) -> str | None:
+    """The URI a journal's results go to: the one its last run used, except an embedded store that is gone
+    from where it was while the results folder holds one: the folder was moved (``mv results elsewhere``),
+    and its store with it. That it is the same store is then known from the id it holds, not assumed."""
+    from harness.tracking.uri import default_tracking_uri, sqlite_path
+
+    uri = state.tracking_uri
+    database = sqlite_path(uri) if uri else None
+    if database is not None and not database.exists():
+        here = default_tracking_uri(results_dir)
+        moved = sqlite_path(here)
+        if moved is not None and moved.exists():
+            return here
+    return uri
+
+
+def _has_pending(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:
+    """Whether ``run``'s configuration has results that none of ``stores`` (keys of one store) holds complete
+    under its parent there."""
+    for store in stores:
+        parent = state.parents.get((store, run.config_id))
+        if parent is not None and not state.pending(store, parent, run):
+            return False
+    return bool(state.results_of(run))
 
 
 def summary_json(summary: RunSummary) -> str:

@@ -48,13 +48,34 @@ def _thresholds_field(value: dict[str, float]) -> dict[str, float]:
     return value
 
 
+def _labels_field(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 class Entry(_Strict):
-    """An algorithm or environment in a matrix: a name, optional parameters, an optional sweep."""
+    """An algorithm or environment in a matrix: a name, optional parameters, an optional sweep.
+
+    ``renamed_from`` lists labels the entry had before (without the swept ``[...]`` part): results recorded
+    under an old label are the same cells, reported and compared under the new one (docs/suites.md).
+    """
 
     name: str
     label: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    renamed_from: list[str] = Field(default_factory=list)
+
+    _check_renamed_from = field_validator("renamed_from", mode="before")(_labels_field)
+
+    def renames(self) -> dict[str, str]:
+        """Old label -> current label of each point of the entry (the swept suffix is kept)."""
+        base = self.label or self.name
+        found = {}
+        for label, _ in self.expand():
+            suffix = label[len(base) :]
+            for old in self.renamed_from:
+                found[f"{old}{suffix}"] = label
+        return found
 
     def expand(self) -> list[tuple[str, dict[str, Any]]]:
         """(label, params) for each point of the sweep; without a sweep, just the entry."""
@@ -173,6 +194,19 @@ class Suite:
             )
         return matrices
 
+    def renames(self) -> dict[str, dict[str, str]]:
+        """``{"algorithm": {old label: new label}, "environment": {...}}`` from every entry's ``renamed_from``,
+        in every matrix of every profile: kept in the run's ``suite.json`` so readers show results recorded
+        under an old label under the new one."""
+        found: dict[str, dict[str, str]] = {"algorithm": {}, "environment": {}}
+        tables = [*self.matrices(None), *(m for p in self.model.profiles.values() for m in p.matrix or [])]
+        for matrix in tables:
+            for entry in matrix.algorithms:
+                found["algorithm"].update(entry.renames())
+            for entry in matrix.environments:
+                found["environment"].update(entry.renames())
+        return found
+
     def budget_keys(self) -> set[str]:
         """Every budget key some profile of this file sets: what ``--set budget.KEY`` may name."""
         return {key for profile in self.model.profiles.values() for key in profile.budget}
@@ -221,13 +255,19 @@ class Suite:
         budget = dict(settings["budget"])  # one mapping shared by the cells (Cell is frozen; nobody mutates it)
         cells: list[Cell] = []
         seen: set[str] = set()
+        # A label names one configuration and a configuration one label: reports, comparisons and resumes
+        # tell cells apart by label, so either a merge or a split would make a row silently wrong or missing.
+        by_label: dict[str, tuple[str, str]] = {}  # cell label -> (key, where it was defined)
+        by_key: dict[str, tuple[str, str]] = {}  # cell key -> (label, where it was defined)
         for index, matrix in enumerate(self.matrices(profile)):
             where = f"{self.path}: matrix[{index}]"
             seeds = settings["seeds"] if settings["seeds_overridden"] else (matrix.seeds or settings["seeds"])
             metric_names = list(dict.fromkeys([*self.model.metrics, *matrix.metrics]))
             metrics = [_lookup(registry, "metric", name, f"{where}.metrics") for name in metric_names]
             metric_code = {metric.spec.name: spec_code_version(metric.spec) for metric in metrics}
-            for algorithm_entry, environment_entry in itertools.product(matrix.algorithms, matrix.environments):
+            for (a_index, algorithm_entry), (e_index, environment_entry) in itertools.product(
+                enumerate(matrix.algorithms), enumerate(matrix.environments)
+            ):
                 algorithm = _lookup(registry, "algorithm", algorithm_entry.name, f"{where}.algorithms")
                 environment = _lookup(registry, "environment", environment_entry.name, f"{where}.environments")
                 if environment.spec.task_kind not in algorithm.spec.task_kinds:
@@ -274,8 +314,15 @@ class Suite:
                         with_code=False,
                     )
                     for seed, key, config_key in zip(seeds, keys, config_keys, strict=True):
+                        label = f"{algorithm_label}/{environment_label}/seed={seed}"
+                        definition = (
+                            f"{where}.algorithms[{a_index}] x environments[{e_index}]: "
+                            f"{_describe(algorithm_ref)} on {_describe(environment_ref)}, seed {seed}, "
+                            f"metrics {', '.join(metric_names) or 'none'}"
+                        )
+                        _check_one_label_per_cell(self.path, label, key, definition, by_label, by_key)
                         if key in seen:
-                            continue
+                            continue  # the same cell under the same label in two matrices: run once
                         seen.add(key)
                         cells.append(
                             make_cell(
@@ -297,6 +344,40 @@ class Suite:
                         )
         _check_param_overrides_used(self, settings["params"], registry)
         return chosen, cells
+
+
+def _describe(ref: ComponentRef) -> str:
+    import json
+
+    return f"{ref.name} {json.dumps(dict(ref.params), sort_keys=True, default=str)}"
+
+
+def _check_one_label_per_cell(
+    path: Path,
+    label: str,
+    key: str,
+    definition: str,
+    by_label: dict[str, tuple[str, str]],
+    by_key: dict[str, tuple[str, str]],
+) -> None:
+    """Refuse two configurations under one label (merged in every report) and one configuration under two
+    labels (run once, so one label silently loses its point), naming both definitions."""
+    if key in by_key and by_key[key][0] != label:
+        other_label, other = by_key[key]
+        raise BadInput(
+            f"{path}: one cell has two labels, {other_label!r} and {label!r}: the same algorithm, parameters, "
+            f"environment, seed and metrics, so it would run once and be reported under one of them only.\n"
+            f"  {other}\n  {definition}\n"
+            "Remove one of the entries (or the point from the sweep), or change a parameter so they differ."
+        )
+    if label in by_label and by_label[label][0] != key:
+        raise BadInput(
+            f"{path}: two different cells are labelled {label!r}; reports and comparisons would merge them "
+            f"into one row.\n  {by_label[label][1]}\n  {definition}\n"
+            'Give one of the entries its own label = "..." (or make them the same configuration).'
+        )
+    by_label.setdefault(label, (key, definition))
+    by_key.setdefault(key, (label, definition))
 
 
 def _lookup(registry: PluginRegistry, kind: Any, name: str, where: str) -> Any:
@@ -527,7 +608,32 @@ def load_suite_file(path: Path) -> Suite:
         model = SuiteModel.model_validate(data)
     except ValidationError as exc:
         raise BadInput(_format_validation_error(path, exc)) from None
+    _check_names(model, path)
     return Suite(model, path)
+
+
+def _check_names(model: SuiteModel, path: Path) -> None:
+    """Profile names become journal, lock, report and calibration file names, and labels become run names and
+    report rows: each goes through :func:`harness.paths.safe_name` (no separators, '..' or control characters),
+    refused here with its key before anything runs."""
+    from harness.paths import safe_name
+
+    for name in model.profiles:
+        safe_name(name, "profile", f"{path}: [profiles.{name!r}]")
+    safe_name(model.default_profile, "profile", f"{path}: default_profile")
+    matrices = [("matrix", list(model.matrix))]
+    if model.algorithms is not None or model.environments is not None:
+        matrices.append(("", [Matrix(algorithms=model.algorithms or [], environments=model.environments or [])]))
+    matrices += [(f"profiles.{name!r}.matrix", list(p.matrix or [])) for name, p in model.profiles.items()]
+    for prefix, tables in matrices:
+        for index, matrix in enumerate(tables):
+            where = f"{prefix}[{index}]." if prefix else ""
+            for kind in ("algorithms", "environments"):
+                for position, entry in enumerate(getattr(matrix, kind)):
+                    if entry.label is not None:
+                        safe_name(entry.label, "label", f"{path}: {where}{kind}[{position}].label")
+                    for old in entry.renamed_from:
+                        safe_name(old, "label", f"{path}: {where}{kind}[{position}].renamed_from")
 
 
 def suite_search_dirs() -> list[Path]:

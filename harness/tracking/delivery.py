@@ -58,18 +58,43 @@ class Delivery:
             self._attempts.setdefault(result.cell.key, []).append(result.record_id)
 
     def open_parent(self) -> str:
-        """The configuration's parent in this store: reopened if the journal knows a live one, else created."""
-        parent = self.state.parents.get((self.store, self.run.config_id))
-        if parent is not None and self.tracker.parent_exists(parent):
-            self.tracker.reopen_parent(parent)
+        """The configuration's parent in this store: reopened if the journal knows a live one, else created.
+
+        A parent the journal recorded under another store key (a journal written before stores had ids, or
+        a copy of the store) is this store's if its run id is found here: MLflow's run ids are random, so it
+        is recognised and recorded under the store's id instead of a second parent being started."""
+        config = self.run.config_id
+        parent = self.state.parents.get((self.store, config))
+        if parent is None or not self.tracker.parent_exists(parent):
+            parent = next(
+                (
+                    candidate
+                    for (store, known_config), candidate in reversed(self.state.parents.items())
+                    if known_config == config and store != self.store and self.tracker.parent_exists(candidate)
+                ),
+                None,
+            )
+            if parent is not None:
+                self._record_parent(parent)
+        if parent is not None:
+            self.tracker.reopen_parent(parent, self.run.suite_info or None)
         else:
             parent = self.tracker.start_parent(self.run)
-            self.journal.append_parent(parent, self.store, self.run.config_id)
-            self.state.parents[(self.store, self.run.config_id)] = parent
+            self._record_parent(parent)
         self.parent_run_id = parent
-        self.delivered = dict(self.state.deliveries.get((self.store, parent), {}))
-        self.refused = dict(self.state.refused.get((self.store, parent), {}))
+        # A parent's run id names one store, so deliveries under it count whatever store key recorded them.
+        for (_, known_parent), delivered in self.state.deliveries.items():
+            if known_parent == parent:
+                self.delivered.update(delivered)
+        for (_, known_parent), refused in self.state.refused.items():
+            if known_parent == parent:
+                self.refused.update(refused)
         return parent
+
+    def _record_parent(self, parent: str) -> None:
+        self.journal.append_parent(parent, self.store, self.run.config_id, self.tracker.tracking_uri)
+        self.state.parents[(self.store, self.run.config_id)] = parent
+        self.state.note_store(self.tracker.tracking_uri, self.store)
 
     def pending(self) -> list[CellResult]:
         return [

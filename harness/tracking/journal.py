@@ -4,8 +4,10 @@ One JSON-lines file per suite and profile under ``results/journal/``. Lines are 
 
 * ``{"type": "run", "record": {...}}``: a suite run started (:class:`SuiteRunRecord`: configuration, cell
   keys, tracking URI, machine, git state).
-* ``{"type": "parent", "run_id", "store", "config_id"}``: the MLflow parent run that holds the cells of one
-  configuration in one store.
+* ``{"type": "parent", "run_id", "store", "config_id", "uri"}``: the MLflow parent run that holds the cells of
+  one configuration in one store. ``store`` is the id the store holds (``mlflow-store:<uuid>``, see
+  :attr:`harness.tracking.store.MlflowTracker.store`; earlier journals hold the URI's spelling), ``uri`` the
+  spelling it was reached by, so ``sync`` can tell without connecting that nothing is left for that URI.
 * ``{"type": "result", "record": {...}}``: one cell attempt's :class:`CellResult`. Written with ``fsync``
   before :meth:`Journal.append_result` returns, so a finished result survives a kill and a power loss.
 * ``{"type": "synced", "record_id", "run_id", "store", "parent"}``: that result is in that store, under that
@@ -56,7 +58,17 @@ class JournalState:
     results: dict[str, CellResult] = field(default_factory=dict)  # record id -> result, in journal order
     deliveries: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> run
     refused: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> why
+    store_ids: dict[str, set[str]] = field(default_factory=dict)  # URI spelling -> ids of stores reached by it
     unreadable_lines: int = 0
+
+    def note_store(self, uri: str, store: str) -> None:
+        self.store_ids.setdefault(_store(uri), set()).add(store)
+
+    def stores_at(self, uri: str) -> set[str]:
+        """The store keys this journal knows for ``uri``: the ids of stores it reached by that spelling, and
+        the spelling itself (journals written before stores had ids)."""
+        spelling = _store(uri)
+        return {spelling, *self.store_ids.get(spelling, set())}
 
     def latest(self) -> dict[str, CellResult]:
         """Cell key -> its latest attempt (the result; earlier attempts are superseded), in journal order."""
@@ -81,9 +93,12 @@ class JournalState:
         return [result for result in self.results.values() if result.cell.key in keys]
 
     def pending(self, store: str, parent: str, run: SuiteRunRecord) -> list[CellResult]:
-        """Results of ``run``'s configuration that ``store`` has neither received under ``parent`` nor refused."""
-        done = self.deliveries.get((store, parent), {})
-        refused = self.refused.get((store, parent), {})
+        """Results of ``run``'s configuration that ``store`` has neither received under ``parent`` nor refused.
+
+        A parent's run id names one store, so marks under it count whichever key of that store (its id, or the
+        URI spelling of an older journal) recorded them."""
+        done = {rid for (_, known), marks in self.deliveries.items() if known == parent for rid in marks}
+        refused = {rid for (_, known), marks in self.refused.items() if known == parent for rid in marks}
         return [r for r in self.results_of(run) if r.record_id not in done and r.record_id not in refused]
 
     @property
@@ -100,8 +115,10 @@ class Journal:
         self._file: Any = None
 
     @classmethod
-    def for_suite(cls, results_dir: Path, suite: str, profile: str) -> Journal:
-        return cls(results_dir / "journal" / f"{suite}--{profile}.jsonl")
+    def for_suite(cls, results_dir: Path, suite: str, profile: str, source: str = "suite run") -> Journal:
+        from harness.paths import path_for
+
+        return cls(path_for(results_dir / "journal", "{suite}--{profile}.jsonl", source, suite=suite, profile=profile))
 
     def read(self) -> JournalState:
         state = JournalState()
@@ -125,6 +142,8 @@ class Journal:
                     store = event.get("store", current_store)
                     config = event.get("config_id", "v1")
                     state.parents[(store, config)] = event["run_id"]
+                    if event.get("uri"):
+                        state.note_store(event["uri"], store)
                     current_store, current_parent = store, event["run_id"]
                 elif kind == "result":
                     result = CellResult.from_dict(event["record"])
@@ -164,8 +183,11 @@ class Journal:
     def append_run(self, run: SuiteRunRecord) -> None:
         self.append({"type": "run", "record": run.to_dict()})
 
-    def append_parent(self, run_id: str, store: str, config_id: str) -> None:
-        self.append({"type": "parent", "run_id": run_id, "store": store, "config_id": config_id})
+    def append_parent(self, run_id: str, store: str, config_id: str, uri: str = "") -> None:
+        event = {"type": "parent", "run_id": run_id, "store": store, "config_id": config_id}
+        if uri:
+            event["uri"] = uri
+        self.append(event)
 
     def append_result(self, result: CellResult) -> None:
         self.append({"type": "result", "record": result.to_dict()})

@@ -90,6 +90,14 @@ INPUT_ORIGIN_TAG = "harness.origin"
 EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_VALUE = "custom_model_development"
 
+# -- the store's own identity ----------------------------------------------------------------------------
+#: An experiment holding no runs, only the tag :data:`STORE_ID`: a UUID generated when the harness first
+#: writes to the store. Journals record deliveries per store id, so a store is the same store whatever its
+#: URI is spelled as, and after its folder moved. Suite names cannot contain '.', so no suite collides with it.
+STORE_EXPERIMENT = "harness.store"
+STORE_ID = "harness.store_id"
+NOTE = "mlflow.note.content"
+
 # -- metric names --------------------------------------------------------------------------------------
 CURVE_PREFIX = "curve/"
 AGGREGATE_PREFIX = "agg/"
@@ -316,7 +324,9 @@ def decode_metric_declarations(suite_info: Mapping[str, Any]) -> dict[str, Metri
     }
 
 
-def decode_suite_run(parent: Any, suite_info: Mapping[str, Any], cells: Iterable[CellRun]) -> SuiteRun:
+def decode_suite_run(
+    parent: Any, suite_info: Mapping[str, Any], cells: Iterable[CellRun], tracking_uri: str = ""
+) -> SuiteRun:
     """A parent run (``harness.kind=suite-run``) with its ``suite.json`` and decoded cells as a :class:`SuiteRun`."""
     tags = dict(parent.data.tags)
     report = suite_info.get("report")
@@ -340,8 +350,21 @@ def decode_suite_run(parent: Any, suite_info: Mapping[str, Any], cells: Iterable
         source=tags.get(SOURCE, ""),
         run_name=parent.info.run_name or "",
         report_options=dict(report) if isinstance(report, dict) else {},
+        tracking_uri=tracking_uri,
+        renames=_renames(suite_info.get("renames")),
         tags=tags,
     )
+
+
+def _renames(value: Any) -> dict[str, dict[str, str]]:
+    """suite.json's ``renames``, keeping only text: it comes from a store, possibly someone else's."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(kind): {str(old): str(new) for old, new in found.items() if isinstance(new, str)}
+        for kind, found in value.items()
+        if kind in ("algorithm", "environment") and isinstance(found, dict)
+    }
 
 
 def is_cell_run(run: Any) -> bool:

@@ -32,6 +32,7 @@ from harness.errors import BadInput
 from harness.record import CellRun, SuiteRun, latest_attempts
 from harness.tracking import layout
 from harness.tracking.uri import sqlite_path
+from harness.untrusted import visible
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
@@ -51,13 +52,14 @@ class RunStore:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = _GuardedClient(lambda: MlflowClient(tracking_uri=tracking_uri), tracking_uri)
 
     # -- finding runs ---------------------------------------------------------------------------------
     def experiment_id(self, suite: str) -> str:
         experiment = self.client.get_experiment_by_name(suite)
         if experiment is None:
-            known = sorted(e.name for e in self.client.search_experiments() if e.name != "Default")
+            not_suites = {"Default", layout.STORE_EXPERIMENT}
+            known = sorted(e.name for e in self.client.search_experiments() if e.name not in not_suites)
             raise BadInput(
                 f"no suite named {suite!r} in {self.tracking_uri} (suites there: {', '.join(known) or 'none'})"
             )
@@ -134,7 +136,9 @@ class RunStore:
         children = self._search([parent.info.experiment_id], layout.cells_of_filter(run_id))
         cells = latest_cell_runs(self._cell(child) for child in children)
         cells.sort(key=lambda c: (c.algorithm, c.environment, -1 if c.seed is None else c.seed))
-        return layout.decode_suite_run(parent, suite_info, cells)
+        run = layout.decode_suite_run(parent, suite_info, cells, tracking_uri=self.tracking_uri)
+        # Cells resumed from before a declared rename carry the old label: shown under the new one.
+        return run.relabelled(run.renames)
 
     def _cell(self, run: Any) -> CellRun:
         if layout.needs_legacy_record(run):
@@ -180,7 +184,7 @@ class RunStore:
             try:
                 self.client.log_artifact(run_id, str(path), layout.REPORT_DIR)
             except Exception as exc:
-                logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, exc)
+                logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, visible(exc))
 
     def mark_baseline(self, run_id: str) -> None:
         """Make ``run_id`` a baseline (the ``baseline`` selector takes the newest such run)."""
@@ -188,6 +192,64 @@ class RunStore:
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """The database error somewhere in ``exc``'s chain (sqlite3's or SQLAlchemy's, as MLflow raises them), as
+    one line; None when the failure is not the database's."""
+    import sqlite3
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlite3.DatabaseError):
+            return str(current).strip() or type(current).__name__
+        module = type(current).__module__ or ""
+        if module.startswith("sqlalchemy") and type(current).__name__ in ("DatabaseError", "OperationalError"):
+            original = getattr(current, "orig", None)
+            return str(original if original is not None else current).splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def store_error(tracking_uri: str, problem: str) -> BadInput:
+    """The error for a store whose database cannot be read: the file, what the database said, what to do."""
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return BadInput(f"MLflow at {tracking_uri}: its database failed: {problem}")
+    return BadInput(
+        f"{path}: not a readable MLflow store ({problem}). The file may be damaged (a full disk, a copy cut "
+        f"short). Move it aside and run `harness sync --tracking-uri sqlite:///{path}` to rebuild it from the "
+        "journal, or pass --tracking-uri to read another store."
+    )
+
+
+class _GuardedClient:
+    """An :class:`mlflow.MlflowClient` whose database errors become :class:`BadInput` naming the store file,
+    instead of a SQLAlchemy traceback from the middle of ``report`` or ``export``."""
+
+    def __init__(self, make: Any, tracking_uri: str) -> None:
+        self._tracking_uri = tracking_uri
+        self._client = self._guard(make)()
+
+    def _guard(self, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except BadInput:
+                raise
+            except Exception as exc:
+                problem = database_problem(exc)
+                if problem is None:
+                    raise
+                raise store_error(self._tracking_uri, problem) from None
+
+        return call
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        return self._guard(attribute) if callable(attribute) else attribute
 
 
 def latest_cell_runs(cells: Iterable[CellRun]) -> list[CellRun]:

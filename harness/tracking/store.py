@@ -22,7 +22,7 @@ from harness.errors import TrackingError
 from harness.record import CellResult, SuiteRunRecord, aggregate_results, name_problem, status_counts
 from harness.tracking import layout
 from harness.tracking.layout import MAX_TAG_LENGTH
-from harness.tracking.uri import prepare_sqlite_store, sqlite_path, store_identity
+from harness.tracking.uri import prepare_sqlite_store, sqlite_path
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -83,7 +83,6 @@ class MlflowTracker:
 
     def __init__(self, tracking_uri: str) -> None:
         self.tracking_uri = tracking_uri
-        self.store = store_identity(tracking_uri)
         if tracking_uri.startswith(("http://", "https://")):
             # MLflow's own default retries a dead server for minutes; the journal makes that unnecessary.
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -101,6 +100,45 @@ class MlflowTracker:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self._experiments: dict[str, str] = {}
+        self._store_id: str | None = None
+
+    @property
+    def store(self) -> str:
+        """``mlflow-store:<uuid>``: the id this store holds (created on first use), read once per tracker.
+
+        Journals record parents and deliveries under it, so moving the results folder, or reaching one server
+        by two addresses, never makes the same store look new (which delivered every record a second time
+        under a second parent)."""
+        if self._store_id is None:
+            self._store_id = f"mlflow-store:{self._read_store_id()}"
+        return self._store_id
+
+    def _read_store_id(self) -> str:
+        import uuid
+
+        experiment = self._call(self.client.get_experiment_by_name, layout.STORE_EXPERIMENT)
+        if experiment is None:
+            try:
+                self._call(
+                    self.client.create_experiment,
+                    layout.STORE_EXPERIMENT,
+                    artifact_location=self._artifact_location(layout.STORE_EXPERIMENT),
+                    tags={
+                        layout.STORE_ID: uuid.uuid4().hex,
+                        layout.NOTE: "Identifies this MLflow store to the harness (docs/security.md); holds no "
+                        "runs. Deleting it makes the next harness run start new parent runs here.",
+                    },
+                )
+            except Exception:  # created concurrently by another driver: its id is the one read below
+                pass
+            experiment = self._call(self.client.get_experiment_by_name, layout.STORE_EXPERIMENT)
+            if experiment is None:
+                raise TrackingError(f"MLflow at {self.tracking_uri}: could not create the store's id experiment")
+        store_id = (experiment.tags or {}).get(layout.STORE_ID)
+        if not store_id:  # the tag was removed by hand: give the store a new id
+            store_id = uuid.uuid4().hex
+            self._call(self.client.set_experiment_tag, experiment.experiment_id, layout.STORE_ID, store_id)
+        return str(store_id)
 
     @retry(
         retry=retry_if_exception(_is_transient),
@@ -173,9 +211,13 @@ class MlflowTracker:
             raise
         return run.info.lifecycle_stage == "active"
 
-    def reopen_parent(self, run_id: str) -> None:
+    def reopen_parent(self, run_id: str, suite_info: Mapping[str, Any] | None = None) -> None:
+        """Mark the parent running again; with ``suite_info``, replace its ``suite.json`` (the same configuration,
+        but what describes it, such as label renames, may have changed since the parent was made)."""
         self._call(self.client.update_run, run_id, status="RUNNING")
         self._call(self.client.set_tag, run_id, layout.STATUS, "running")
+        if suite_info is not None:
+            self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
 
     def finish_parent(self, run_id: str, results: Iterable[CellResult], refused: int = 0) -> None:
         """Close the parent with its cell counts and the per-(algorithm, environment, metric) aggregates of

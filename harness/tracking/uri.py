@@ -9,7 +9,12 @@ from pathlib import Path
 
 
 def store_identity(tracking_uri: str) -> str:
-    """One spelling per store: the journal records deliveries per store, whatever path or slash named it."""
+    """One spelling per URI (an SQLite file by its resolved path, a server without a trailing slash).
+
+    Only a hint, to tell without connecting that a journal has nothing left for the store at this URI: a
+    store *is* the id it holds (:attr:`harness.tracking.store.MlflowTracker.store`), since a moved folder or
+    another spelling of a server's address names the same store by a different URI. Journals of earlier
+    versions key deliveries by this spelling."""
     database = sqlite_path(tracking_uri)
     if database is not None:
         return f"sqlite:///{database.resolve()}"

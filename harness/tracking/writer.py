@@ -63,8 +63,12 @@ def write_suite_run(
     ``extra_tags`` are the source's own parent tags. Names given here are external (a pytest test name, a
     group): the algorithm's name is the label up to its first ``[``.
     """
+    from harness.paths import safe_name
     from harness.tracking.store import MlflowTracker
 
+    # Readers make report and export file names of these: refuse a traversal before it reaches a shared store.
+    safe_name(suite, "suite", f"{source}: --suite")
+    safe_name(profile, "profile", f"{source}: --profile")
     declarations = {
         name: spec if isinstance(spec, MetricDeclaration) else MetricDeclaration.from_dict(name, spec)
         for name, spec in metrics.items()

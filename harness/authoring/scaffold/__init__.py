@@ -159,7 +159,9 @@ def create_plugin(name: str, directory: str | Path, kinds: Sequence[str] = KINDS
     """
     names = PluginNames.from_name(name)
     files = render_plugin(name, kinds)
-    root = Path(directory) / names.distribution
+    from harness.paths import path_for
+
+    root = path_for(Path(directory), "{plugin}", "harness new-plugin NAME", plugin=names.distribution)
     if root.exists() and any(root.iterdir()) and not force:
         raise BadInput(f"{root} already exists and is not empty; choose another --dir or pass --force")
     for relative, text in files.items():

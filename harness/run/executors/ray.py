@@ -38,6 +38,7 @@ from harness.plugins import PluginOptions, registry_for
 from harness.record import Cell, CellResult, WorkerOptions
 from harness.run.executors import failed_result
 from harness.run.worker import execute_cell, worker_name
+from harness.untrusted import visible
 
 log = logging.getLogger("harness.run.executors.ray")
 
@@ -294,7 +295,7 @@ class RayExecutor:
             reason = f"attempt {attempt.number}: {where} died mid-cell ({type(item).__name__})"
             deaths = [*attempt.deaths, reason]
             if attempt.number <= self.max_retries:
-                log.warning("%s: %s; retrying", cell.label, reason)
+                log.warning("%s: %s; retrying", visible(cell.label), visible(reason))
                 retry = _Attempt(cell, attempt.number + 1, time.time(), deaths=deaths)
                 self._submit(retry, resources_of[cell.key])
                 return None
