@@ -226,7 +226,7 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     """
     registry = _state(ctx).registry()
     if kind == "suites":
-        from harness.run.suite import available_suites
+        from harness.run.discovery import available_suites
 
         problems: dict[Path, str] = {}
         suites = available_suites(registry, problems)
@@ -355,8 +355,8 @@ def run(
     or a kill); --no-resume runs everything again. Exit code 0 if every cell succeeded or was skipped, 1 if
     any failed, 2 for bad input (nothing is run then).
     """
+    from harness.run.discovery import resolve_suite
     from harness.run.runner import RunOptions, run_suite, summary_json
-    from harness.run.suite import resolve_suite
     from harness.tracking.uri import default_tracking_uri
 
     state = _state(ctx)
@@ -429,7 +429,7 @@ def _print_plan(
     only: tuple[str, ...] = (),
 ) -> None:
     """What ``harness run`` would do: the expanded cells, each marked done (a resume skips it) or to run."""
-    from harness.run.suite import select_cells
+    from harness.run.selection import select_cells
     from harness.tracking.journal import Journal
 
     profile_name, cells = suite.expand(registry, profile, overrides, max_cells=max_cells)

@@ -250,8 +250,8 @@ def _run_suite_in_process(
     address: str | None = None,
 ) -> str:
     """Run the suite through the runner API (plugins as the root command loaded them); return the run id."""
+    from harness.run.discovery import resolve_suite
     from harness.run.runner import RunOptions, run_suite
-    from harness.run.suite import resolve_suite
 
     state = ctx.find_root().obj
     if state is None or not hasattr(state, "registry"):

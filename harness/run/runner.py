@@ -30,7 +30,9 @@ from harness.record import (
     status_counts,
 )
 from harness.run import DEFAULT_MAX_CELLS
-from harness.run.suite import Suite, metric_declarations, select_cells
+from harness.run.expansion import metric_declarations
+from harness.run.selection import select_cells
+from harness.run.suite import Suite
 from harness.tracking.journal import Journal, JournalState, all_journals
 
 
