@@ -1,8 +1,10 @@
-"""Suite files: TOML validated with pydantic, then expanded into cells.
+"""Suite files: the model (TOML validated with pydantic) and loading.
 
 The format is documented in ``docs/suites.md``. Validation happens in two steps, both before anything runs:
-the file's shape (pydantic: unknown keys, wrong types), then its meaning against the installed plugins
-(unknown names, parameters that do not exist, algorithm/environment pairs of incompatible kinds).
+the file's shape (pydantic: unknown keys, wrong types), here, then its meaning against the installed plugins
+(unknown names, parameters that do not exist, algorithm/environment pairs of incompatible kinds) when
+:mod:`harness.run.expansion` expands it into cells. :mod:`harness.run.selection` picks a subset of the cells
+(``--only``); :mod:`harness.run.discovery` finds suites by name.
 """
 
 from __future__ import annotations
