@@ -25,6 +25,7 @@ from harness.context import CellContext
 from harness.errors import CellSkipped
 from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
+from harness.run import isolation
 from harness.specs import Resources, resolve_callable
 from harness.tracking.record import Cell, CellResult
 
@@ -112,8 +113,7 @@ def captured_output(log_path: Path | None) -> Iterator[None]:
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_streams()
     saved = [os.dup(1), os.dup(2)]
     with log_path.open("ab") as log:
         os.dup2(log.fileno(), 1)
@@ -121,12 +121,29 @@ def captured_output(log_path: Path | None) -> Iterator[None]:
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush_streams()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced by a plugin: nothing left to flush
+            pass
+
+
+#: Why this worker must not run another cell (set when a cell changed state that cannot be restored).
+replace_reasons: list[str] = []
+
+
+def replace_worker_after_this_cell(reasons: list[str]) -> None:
+    """Ask for this worker to be replaced once its result is sent: the executor that runs it checks
+    :data:`replace_reasons` between cells (the local pool's workers exit; a fresh one takes the next cell)."""
+    replace_reasons.extend(reasons)
 
 
 def tail_of(path: Path) -> str:
@@ -159,8 +176,25 @@ def execute_cell(
     if progress is not None:
         _send(progress, {"key": cell.key, "done": 0.0, "total": None, "note": "starting", "started": time.time()})
     log_path = None if cell.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
+    before = isolation.snapshot()
     with captured_output(log_path):
-        result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress)
+        try:
+            result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress)
+        finally:
+            # Inside the capture: a note on what could not be restored lands in the cell's own log.
+            try:
+                unrestorable = isolation.restore(before)
+            except Exception as exc:  # a restore that fails leaves the state unknown: replace the worker
+                unrestorable = [f"process state ({type(exc).__name__}: {exc})"]
+            if unrestorable:
+                print(
+                    "harness: this cell changed process state that cannot be restored: "
+                    f"{'; '.join(unrestorable)}; the worker is replaced before the next cell",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    if unrestorable:
+        replace_worker_after_this_cell(unrestorable)
     if log_path is not None and log_path.exists():
         if log_path.stat().st_size == 0:
             log_path.unlink()
@@ -259,6 +293,13 @@ def _execute(
         result.error = f"{type(exc).__name__}: {exc}"
         result.error_type = type(exc).__name__
         result.traceback = traceback.format_exc()
+    except BaseException as exc:
+        # SystemExit and KeyboardInterrupt raised by the cell's own code are the cell's failure, never the
+        # run's end: the user's Ctrl-C and SIGTERM reach the driver, and the local pool's workers ignore SIGINT.
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {describe_base_exception(exc)}"
+        result.error_type = type(exc).__name__
+        result.traceback = traceback.format_exc()
     finally:
         if context is not None:
             result.inputs = list(context.inputs)
@@ -266,6 +307,19 @@ def _execute(
             _close(context.components.get("environment"))
         result.finished_at = time.time()
     return result
+
+
+def describe_base_exception(exc: BaseException) -> str:
+    """Why a cell that raised ``SystemExit``, ``KeyboardInterrupt`` (or another ``BaseException``) failed."""
+    if isinstance(exc, SystemExit):
+        return (
+            f"the cell called sys.exit({exc.code!r}); a plugin must return its outcome or raise an exception, "
+            "never exit the worker process"
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        detail = f" ({exc})" if str(exc) else ""
+        return f"raised by the cell{detail}, not by a Ctrl-C of the run; the run went on with the other cells"
+    return str(exc) or "raised by the cell"
 
 
 def describe_memory_error(exc: MemoryError) -> str:
@@ -292,5 +346,5 @@ def _close(environment: Any) -> None:
     if callable(close):
         try:
             close()
-        except Exception:  # closing is best effort; the cell's result is already decided
+        except BaseException:  # closing is best effort (even a sys.exit in it); the result is already decided
             pass

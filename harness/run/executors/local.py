@@ -10,6 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import pebble
 
 from harness.plugins import PluginOptions, registry_for
+from harness.run import worker
 from harness.run.executors import describe_exit, failed_result
 from harness.run.worker import execute_cell
 from harness.tracking.record import Cell, CellResult
@@ -52,9 +54,28 @@ def _run_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str) -> Ce
     return execute_cell(cell, plugin_options, results_dir, progress=_send_progress)
 
 
+def _exit_if_tainted(fetch_task: Callable[..., Any]) -> Callable[..., Any]:
+    """Pebble's worker loop calls ``fetch_task`` after it has sent a cell's result and before it takes the next
+    cell: a worker whose last cell changed state that cannot be restored exits there, cleanly, as a worker that
+    reached pebble's ``max_tasks`` does, and the pool starts a fresh one for the next cell."""
+
+    def fetch_unless_tainted(*args: Any, **kwargs: Any) -> Any:
+        if worker.replace_reasons:
+            os._exit(0)
+        return fetch_task(*args, **kwargs)
+
+    return fetch_unless_tainted
+
+
 def _initialize_worker(options: PluginOptions, threads: int, progress_queue: Any = None) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    import pebble.pool.process
+
+    if hasattr(pebble.pool.process, "fetch_task"):
+        pebble.pool.process.fetch_task = _exit_if_tainted(pebble.pool.process.fetch_task)
+    else:  # a pebble whose worker loop changed: cells still get their state restored, workers are not replaced
+        print("harness: cannot hook pebble's worker loop; workers will not be replaced", file=sys.stderr)
     threading.Thread(
         target=_exit_with_the_driver, args=(os.getppid(),), name="harness-driver-watch", daemon=True
     ).start()
@@ -131,6 +152,14 @@ class LocalExecutor:
                 yield failed_result(cell, "cancelled", "Cancelled", submitted)
             except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
                 yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
+            except BaseException as exc:
+                # Raised in the worker (pebble attaches its traceback as the cause), e.g. a SystemExit from a
+                # plugin's code outside the cell's own guard: that cell's failure. The driver's own Ctrl-C or
+                # SIGTERM has no remote cause and stops the run.
+                if type(exc.__cause__).__name__ != "RemoteTraceback":
+                    raise
+                reason = f"{type(exc).__name__} in the worker: {exc!r}"
+                yield failed_result(cell, reason, type(exc).__name__, submitted, self.results_dir)
 
     def close(self, cancel: bool = False) -> None:
         if cancel:

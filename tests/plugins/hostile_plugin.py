@@ -1,0 +1,80 @@
+"""Algorithms that misbehave the way plugins do (loaded with ``-p hostile_plugin`` beside ``fixture_plugin``).
+
+``exit`` and ``interrupt`` end their cell with ``SystemExit`` or ``KeyboardInterrupt``; ``mess`` changes the
+process state a later cell in the same worker would inherit (environment, working directory, numpy's error
+mode, torch's default dtype and thread count, a closed ``sys.stdout``); ``interop`` changes what cannot be
+changed back (torch's inter-op thread count can be set once per process); ``probe`` reports the state it sees.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from harness import AlgorithmSpec, CellContext, Param, hookimpl
+
+HARNESS_API_VERSION = "1.0"
+
+
+def run_exit(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    sys.exit(params["code"])
+
+
+def run_interrupt(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    raise KeyboardInterrupt("raised by the cell, not the user")
+
+
+def run_mess(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    os.environ["PROBE_OFFSET"] = "-3"
+    os.environ.pop("OMP_NUM_THREADS", None)
+    os.chdir(params["elsewhere"])
+    np.seterr(all="raise")
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(torch.get_num_threads() + 1)
+    sys.stdout.close()
+    return {"score": 0.0}
+
+
+def run_interop(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_interop_threads(torch.get_num_interop_threads() + 1)
+    return {"score": 0.0, "pid": os.getpid()}
+
+
+def run_probe(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Score 2 in a clean worker; the outcome lists every piece of state it saw."""
+    import numpy as np
+    import torch
+
+    print("the probe prints")  # fails on a closed sys.stdout
+    ratio = float(np.float64(1.0) / np.float64(0.0))  # a warning by default, an error under seterr(all="raise")
+    return {
+        "score": 2.0 + float(os.environ.get("PROBE_OFFSET", "0")) + (0.0 if ratio == float("inf") else 1.0),
+        "cwd": os.getcwd(),
+        "errstate": np.geterr(),
+        "dtype": str(torch.zeros(1).dtype),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "omp": os.environ.get("OMP_NUM_THREADS"),
+        "pid": os.getpid(),
+    }
+
+
+@hookimpl
+def harness_algorithms() -> list[AlgorithmSpec]:
+    def spec(name: str, run: str, *params: Param) -> AlgorithmSpec:
+        return AlgorithmSpec(name=name, version="1", description=f"hostile {name}", task_kinds=("toy",), run=run,
+                             params=params)  # fmt: skip
+
+    return [
+        spec("exit", "hostile_plugin:run_exit", Param("code", 0)),
+        spec("interrupt", "hostile_plugin:run_interrupt"),
+        spec("mess", "hostile_plugin:run_mess", Param("elsewhere", "")),
+        spec("interop", "hostile_plugin:run_interop"),
+        spec("probe", "hostile_plugin:run_probe", Param("tag", "")),
+    ]
