@@ -85,3 +85,91 @@ def test_a_cell_sees_the_same_process_state_whatever_ran_before_it_in_its_worker
     in_store = {run.data.tags["harness.algorithm"]: run.data.metrics.get("score")
                 for run in mlflow_cell_runs(uri, "after")}  # fmt: skip
     assert in_store["after-mess"] == in_store["after-interop"] == 2.0
+
+
+# -- cases 3 and 4: cut and damaged journal lines ------------------------------------------------------------------
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
+DEAD_ENV = {**ENV, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+
+
+def journal_path(tmp_path: Path, name: str = "hostile") -> Path:
+    return tmp_path / "results" / "journal" / f"{name}--smoke.jsonl"
+
+
+def named(journal: Path, line: int) -> str:
+    """How warnings name a journal line (the results folder as given: ``results``, relative to the run's cwd)."""
+    return f"results/journal/{journal.name}:{line}"
+
+
+def test_an_event_after_a_cut_last_line_starts_a_fresh_line_and_sync_delivers_it(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0]\nalgorithms = ["noop"]\n')
+    first = harness(tmp_path, "run", "hostile.toml", "--no-tracking", "--json")
+    assert first.returncode == 0, first.stderr
+    journal = journal_path(tmp_path)
+    with journal.open("ab") as handle:  # a kill (or a full disk) in the middle of writing an event
+        handle.write(b'{"type":"result","record":{"cell":{"suite":"hos')
+    # A new configuration while the store is down: its run record is the event after the cut line.
+    second = run_harness(*PLUGINS, "run", "hostile.toml", "--tracking-uri", DEAD, "--set", "seeds=[1]", "--json",
+                         cwd=tmp_path, env=DEAD_ENV)  # fmt: skip
+    assert second.returncode == 0 and load_json(second)["tracking_error"], second.stderr
+    lines = journal.read_bytes().splitlines()
+    assert lines[2] == b'{"type":"result","record":{"cell":{"suite":"hos', "the cut line stays alone on its line"
+    assert json.loads(lines[3])["type"] == "run" and all(json.loads(line) for line in lines[3:])
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    synced = harness(tmp_path, "sync", "--tracking-uri", uri, "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert sum(report["delivered"] for report in json.loads(synced.stdout)) == 2
+    assert "damaged" not in synced.stderr, "a line cut short is not damage: nothing it held was confirmed"
+    assert sorted(run.data.tags["harness.seed"] for run in mlflow_cell_runs(uri, "hostile")) == ["0", "1"]
+
+
+def test_sync_exits_non_zero_naming_results_it_cannot_deliver(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0]\nalgorithms = ["noop"]\n')
+    ran = run_harness(*PLUGINS, "run", "hostile.toml", "--tracking-uri", DEAD, "--json", cwd=tmp_path, env=DEAD_ENV)
+    assert ran.returncode == 0, ran.stderr
+    journal = journal_path(tmp_path)
+    lines = journal.read_bytes().splitlines()
+    assert json.loads(lines[0])["type"] == "run"
+    lines[0] = lines[0][:40] + b"#####" + lines[0][45:]  # the run record damaged: the result has no configuration
+    journal.write_bytes(b"\n".join(lines) + b"\n")
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    synced = harness(tmp_path, "sync", "--tracking-uri", uri)
+    assert synced.returncode == 1, synced.stderr
+    assert f"{named(journal, 1)}: skipped a damaged journal line" in synced.stderr
+    assert "could not deliver" in synced.stderr and "noop/constant/seed=0" in synced.stderr
+    assert "Traceback" not in synced.stderr
+
+
+def test_a_damaged_line_in_the_middle_is_skipped_with_a_warning_by_run_dry_run_and_sync(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    suite(tmp_path, 'seeds = [0, 1]\nalgorithms = ["noop"]\n', name="alpha")
+    suite(tmp_path, 'seeds = [0]\nalgorithms = ["noop"]\n', name="beta")
+    assert harness(tmp_path, "run", "alpha.toml", "--tracking-uri", uri, "--json").returncode == 0
+    journal = journal_path(tmp_path, "alpha")
+    lines = journal.read_bytes().splitlines()
+    synced_at = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == "synced")
+    lines[synced_at] = b"\xff\xfe not text \x00"  # a disk error in the middle of the file
+    lines.insert(synced_at + 1, b'{"type": "result", "record": {"cell": 1}}')  # an event that is not one
+    journal.write_bytes(b"\n".join(lines) + b"\n")
+    where = f"{named(journal, synced_at + 1)}: skipped a damaged journal line"
+    plan = harness(tmp_path, "run", "alpha.toml", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert [cell["state"] for cell in load_json(plan)["cells"]] == ["done", "done"]
+    assert where in plan.stderr and "not UTF-8" in plan.stderr
+    assert f"{named(journal, synced_at + 2)}: skipped" in plan.stderr and "'result' event" in plan.stderr
+    rerun = harness(tmp_path, "run", "alpha.toml", "--tracking-uri", uri, "--json")
+    assert rerun.returncode == 0 and load_json(rerun)["already_finished"] == 2, rerun.stderr
+    assert where in rerun.stderr and "Traceback" not in rerun.stderr
+    # Another suite's journal, with a result its store lacks: sync goes on to it.
+    beta = run_harness(*PLUGINS, "run", "beta.toml", "--tracking-uri", DEAD, "--json", cwd=tmp_path, env=DEAD_ENV)
+    assert beta.returncode == 0, beta.stderr
+    synced = harness(tmp_path, "sync", "--tracking-uri", uri, "--json")
+    assert where in synced.stderr and "Traceback" not in synced.stderr
+    reports = {Path(report["journal"]).name: report for report in json.loads(synced.stdout)}
+    assert reports["beta--smoke.jsonl"]["delivered"] == 1 and not reports["beta--smoke.jsonl"]["error"]
+    assert synced.returncode == 1, "the inserted line held a result that cannot be read"
+    assert "alpha--smoke.jsonl: could not deliver: 1 damaged line(s) held a cell's result" in (
+        reports["alpha--smoke.jsonl"]["error"]
+    )
+    assert len(mlflow_cell_runs(uri, "alpha")) == 2, "the damaged mark of delivery does not duplicate a result"
+    assert len(mlflow_cell_runs(uri, "beta")) == 1

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import BadInput, TrackingError
+from harness.errors import BadInput, ResultsFolderError, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.run import DEFAULT_MAX_CELLS
@@ -356,50 +356,86 @@ class SyncReport:
 
 def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncReport]:
     """Deliver every journaled result the store does not have yet, each configuration under its own parent in
-    that store (created there if needed); safe to run any number of times, against any number of stores."""
+    that store (created there if needed); safe to run any number of times, against any number of stores.
+    A report with an ``error`` names what could not be delivered; the other journals are synced all the same."""
+    reports = []
+    for journal in all_journals(results_dir):
+        try:
+            reports.extend(_sync_journal(journal, tracking_uri))
+        except ResultsFolderError as exc:
+            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc)))
+        except Exception as exc:  # one journal's problem never keeps the others from their stores
+            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}"))
+    return reports
+
+
+def _sync_journal(journal: Journal, tracking_uri: str | None) -> list[SyncReport]:
     from harness.tracking.delivery import Delivery
     from harness.tracking.store import MlflowTracker, store_identity
 
     reports = []
-    for journal in all_journals(results_dir):
-        state = journal.read()
-        uri = tracking_uri or state.tracking_uri
-        if not uri:
-            if state.results:
-                reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
-            continue
-        store = store_identity(uri)
-        if not any(_has_pending(state, store, run) for run in state.configurations()):
-            continue
-        try:
-            with journal.exclusive():
-                state = journal.read()
-                tracker = MlflowTracker(uri)
-                for run in state.configurations():
-                    if not _has_pending(state, store, run):
-                        continue
-                    delivery = Delivery(tracker, journal, state, run)
-                    delivery.open_parent()
-                    pending, refused_before = len(delivery.pending()), len(delivery.refused)
-                    delivered = delivery.deliver_pending()
-                    refused_now = len(delivery.refused) - refused_before
-                    delivery.finish()
-                    reports.append(
-                        SyncReport(
-                            str(journal.path),
-                            delivered,
-                            pending - delivered - refused_now,
-                            delivery.parent_run_id,
-                            store=store,
-                            refused=refused_now,
-                        )
+    state = journal.read()
+    undeliverable = _undeliverable(journal, state)
+    if undeliverable:
+        reports.append(SyncReport(str(journal.path), 0, 0, None, undeliverable))
+    uri = tracking_uri or state.tracking_uri
+    if not uri:
+        if state.results:
+            reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
+        return reports
+    store = store_identity(uri)
+    if not any(_has_pending(state, store, run) for run in state.configurations()):
+        return reports
+    try:
+        with journal.exclusive():
+            state = journal.read()
+            tracker = MlflowTracker(uri)
+            for run in state.configurations():
+                if not _has_pending(state, store, run):
+                    continue
+                delivery = Delivery(tracker, journal, state, run)
+                delivery.open_parent()
+                pending, refused_before = len(delivery.pending()), len(delivery.refused)
+                delivered = delivery.deliver_pending()
+                refused_now = len(delivery.refused) - refused_before
+                delivery.finish()
+                reports.append(
+                    SyncReport(
+                        str(journal.path),
+                        delivered,
+                        pending - delivered - refused_now,
+                        delivery.parent_run_id,
+                        store=store,
+                        refused=refused_now,
                     )
-                journal.close()
-        except (TrackingError, BadInput) as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store))
-        except Exception as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store))
+                )
+            journal.close()
+    except (TrackingError, BadInput, ResultsFolderError) as exc:
+        reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store))
+    except Exception as exc:
+        reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store))
     return reports
+
+
+def _undeliverable(journal: Journal, state: JournalState) -> str | None:
+    """What ``sync`` cannot deliver from this journal, said for the reader; None when it can deliver all."""
+    problems = []
+    lost = state.lost_results()
+    if lost:
+        lines = ", ".join(str(number) for number, _ in lost[:10])
+        problems.append(
+            f"{len(lost)} damaged line(s) held a cell's result (line {lines}); those results cannot be read: "
+            "their cells run again on the next `harness run` of this suite and profile"
+        )
+    orphans = state.orphans()
+    if orphans:
+        labels = ", ".join(sorted({result.cell.label for result in orphans})[:10])
+        problems.append(
+            f"{len(orphans)} result(s) belong to no run record of this journal (the line recording their "
+            f"configuration is missing or damaged), so no parent run can hold them: {labels}. Run that "
+            "configuration again (`harness run` with the same options) to record and deliver them"
+        )
+    return f"{journal.path}: could not deliver: " + "; ".join(problems) if problems else None
 
 
 def _has_pending(state: JournalState, store: str, run: SuiteRunRecord) -> bool:

@@ -3,7 +3,8 @@
 ``exit`` and ``interrupt`` end their cell with ``SystemExit`` or ``KeyboardInterrupt``; ``mess`` changes the
 process state a later cell in the same worker would inherit (environment, working directory, numpy's error
 mode, torch's default dtype and thread count, a closed ``sys.stdout``); ``interop`` changes what cannot be
-changed back (torch's inter-op thread count can be set once per process); ``probe`` reports the state it sees.
+changed back (torch's inter-op thread count can be set once per process); ``probe`` reports the state it sees;
+``fill`` fills the disk under the results folder.
 """
 
 from __future__ import annotations
@@ -46,6 +47,25 @@ def run_interop(*, environment: Any, params: dict[str, Any], context: CellContex
     return {"score": 0.0, "pid": os.getpid()}
 
 
+def run_fill(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """While the file ``armed`` exists, fill the disk holding ``path`` (as another process on a shared disk
+    would) and leave it full; the cell itself succeeds."""
+    if os.path.exists(params["armed"]):
+        with open(params["path"], "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+            except OSError:
+                pass
+        with open(params["path"], "ab", buffering=0) as handle:  # the last few bytes a page rounding left
+            try:
+                while True:
+                    handle.write(b"\0")
+            except OSError:
+                pass
+    return {"score": 1.0}
+
+
 def run_probe(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Score 2 in a clean worker; the outcome lists every piece of state it saw."""
     import numpy as np
@@ -77,4 +97,5 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("mess", "hostile_plugin:run_mess", Param("elsewhere", "")),
         spec("interop", "hostile_plugin:run_interop"),
         spec("probe", "hostile_plugin:run_probe", Param("tag", "")),
+        spec("fill", "hostile_plugin:run_fill", Param("path", ""), Param("armed", "")),
     ]
