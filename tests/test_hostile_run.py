@@ -6,9 +6,13 @@ in its worker; a cut or damaged journal line, a full disk and a planted symlink 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from core_support import harness_env, load_json, mlflow_cell_runs, run_harness
 
 ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
@@ -27,8 +31,16 @@ def harness(tmp_path: Path, *args: str):
 
 
 def journal_results(tmp_path: Path, name: str, profile: str = "smoke") -> list[dict[str, Any]]:
-    lines = (tmp_path / "results" / "journal" / f"{name}--{profile}.jsonl").read_text().splitlines()
-    return [event["record"] for event in map(json.loads, lines) if event["type"] == "result"]
+    """The readable result records of a journal (a line a full disk cut short is left out)."""
+    records = []
+    for line in (tmp_path / "results" / "journal" / f"{name}--{profile}.jsonl").read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event["type"] == "result":
+            records.append(event["record"])
+    return records
 
 
 # -- case 1: SystemExit and KeyboardInterrupt from a cell ----------------------------------------------------------
@@ -173,3 +185,67 @@ def test_a_damaged_line_in_the_middle_is_skipped_with_a_warning_by_run_dry_run_a
     )
     assert len(mlflow_cell_runs(uri, "alpha")) == 2, "the damaged mark of delivery does not duplicate a result"
     assert len(mlflow_cell_runs(uri, "beta")) == 1
+
+
+# -- case 11 (the journal): a full disk ------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path/results`` on a 2 MiB tmpfs; skipped (with the reason) where this machine cannot mount one."""
+    results = tmp_path / "results"
+    results.mkdir()
+    if not shutil.which("mount"):
+        pytest.skip("no mount command here to make a small tmpfs for a full disk")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(results)],
+                             capture_output=True, text=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs for a full disk here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield results
+    finally:
+        subprocess.run(["umount", "-l", str(results)], check=False)
+
+
+def test_a_full_disk_while_journaling_is_a_clear_error_and_the_next_run_resumes(tmp_path: Path, small_disk: Path):
+    armed = tmp_path / "armed"
+    armed.touch()
+    filler = small_disk / "filler"
+    suite(tmp_path, f'algorithms = ["noop", {{name = "fill", params = {{path = "{filler}", armed = "{armed}"}}}}, '
+          '"random"]\n')  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'store.db'}"  # the store on another disk: this is the journal's full disk
+    full = harness(tmp_path, "run", "hostile.toml", "--tracking-uri", uri, "--jobs", "1")
+    assert full.returncode == 2, full.stderr
+    assert "results/journal/hostile--smoke.jsonl: could not write a cell's result to the journal: the disk is " \
+           "full" in " ".join(full.stderr.split())  # fmt: skip
+    assert "Traceback" not in full.stderr and "OSError" not in full.stderr
+    kept = [r["cell"]["algorithm_label"] for r in journal_results(tmp_path, "hostile")]
+    assert kept[0] == "noop" and "random" not in kept, "results journaled before the disk filled are kept"
+    armed.unlink()
+    filler.unlink()
+    resumed = harness(tmp_path, "run", "hostile.toml", "--tracking-uri", uri, "--jobs", "1", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = load_json(resumed)
+    assert summary["already_finished"] == len(kept) and summary["counts"]["ok"] == 3 - len(kept)
+    assert sorted(r["cell"]["algorithm_label"] for r in journal_results(tmp_path, "hostile")) == \
+        ["fill", "noop", "random"]  # fmt: skip
+    assert "damaged" not in resumed.stderr
+    labels = sorted(run.data.tags["harness.algorithm"] for run in mlflow_cell_runs(uri, "hostile"))
+    assert labels == ["fill", "noop", "random"], "each result reaches the store once"
+
+
+# -- case 8 (files): a symlink planted in the results folder -------------------------------------------------------
+def test_lock_and_journal_files_are_never_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    suite(tmp_path, 'algorithms = ["noop"]\n')
+    victim = tmp_path / "victim.lock"
+    victim.write_text("someone else's file\n")
+    journal_dir = tmp_path / "results" / "journal"
+    journal_dir.mkdir(parents=True)
+    for planted in ("hostile--smoke.lock", "hostile--smoke.jsonl"):
+        link = journal_dir / planted
+        link.symlink_to(victim)
+        process = harness(tmp_path, "run", "hostile.toml", "--no-tracking")
+        assert process.returncode == 2, process.stderr
+        assert f"results/journal/{planted} is a symbolic link" in " ".join(process.stderr.split())
+        assert "Traceback" not in process.stderr
+        assert victim.read_text() == "someone else's file\n", f"written through {planted}"
+        link.unlink()
+    assert harness(tmp_path, "run", "hostile.toml", "--no-tracking").returncode == 0
