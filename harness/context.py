@@ -103,7 +103,14 @@ class CellContext:
             if problem:
                 raise ValueError(f"context.log({name!r}, ...): curve name refused: {problem}")
             self._checked_names.add(name)
-        self.history.append((name, int(step), float(value)))
+        try:
+            point = (name, int(step), float(value))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise type(exc)(
+                f"context.log({name!r}, {str(value)[:60]}, step={str(step)[:30]}): the curve's value must be a "
+                f"number and its step an integer ({exc})"
+            ) from exc
+        self.history.append(point)
 
     def log_input(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,16 +48,16 @@ class Param:
         expected = type(self.default)
         if self.default is None:
             coerced = value
-        elif expected is bool:
-            if not isinstance(value, bool):
+        elif is_bool(self.default):
+            if not is_bool(value):
                 raise ParamError(f"expected true or false, got {value!r}")
-            coerced = value
+            coerced = bool(value)
         elif expected is int:
-            if isinstance(value, bool) or not isinstance(value, int):
+            if is_bool(value) or not isinstance(value, int):
                 raise ParamError(f"expected an integer, got {value!r}")
             coerced = value
         elif expected is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if is_bool(value) or not isinstance(value, (int, float)):
                 raise ParamError(f"expected a number, got {value!r}")
             coerced = float(value)
         elif expected is str:
@@ -259,6 +260,15 @@ def resolve_callable(target: Callable[..., Any] | str) -> Callable[..., Any]:
     if not callable(obj):
         raise SpecError(f"{target!r} does not name a callable")
     return obj
+
+
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a boolean, Python's or numpy's (``np.bool_`` is no subclass of ``bool`` but means the
+    same; numpy is looked at only if something already imported it)."""
+    if isinstance(value, bool):
+        return True
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.bool_)
 
 
 def outcome_value(key: str) -> Callable[..., float | None]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from core_support import harness_env, load_json, mlflow_cell_runs, run_harness
 
@@ -19,9 +20,9 @@ ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1")
 PLUGINS = ("-p", "fixture_plugin", "-p", "hostile_plugin")
 
 
-def suite(directory: Path, body: str, name: str = "hostile") -> Path:
+def suite(directory: Path, body: str, name: str = "hostile", metrics: str = '["score"]') -> Path:
     path = directory / f"{name}.toml"
-    path.write_text(f'name = "{name}"\ndescription = "hostile plugins"\nmetrics = ["score"]\n'
+    path.write_text(f'name = "{name}"\ndescription = "hostile plugins"\nmetrics = {metrics}\n'
                     f'environments = ["constant"]\n{body}')  # fmt: skip
     return path
 
@@ -249,3 +250,67 @@ def test_lock_and_journal_files_are_never_written_through_a_planted_symlink(tmp_
         assert victim.read_text() == "someone else's file\n", f"written through {planted}"
         link.unlink()
     assert harness(tmp_path, "run", "hostile.toml", "--no-tracking").returncode == 0
+
+
+# -- case 7: values at the edges -------------------------------------------------------------------------------------
+def test_numpy_booleans_are_refused_like_booleans_and_conversion_errors_name_the_metric(tmp_path: Path) -> None:
+    whats = ["bool", "np_bool", "array", "bad_float", "number"]
+    entries = ", ".join(f'{{name = "emit", label = "{what}", params = {{what = "{what}"}}}}' for what in whats)
+    suite(tmp_path, f"algorithms = [{entries}]\n", metrics='["raw"]')
+    process = harness(tmp_path, "run", "hostile.toml", "--no-tracking", "--json")
+    cells = {cell["label"].split("/")[0]: cell for cell in load_json(process)["cells"]}
+    assert cells["number"]["status"] == "ok" and cells["number"]["metrics"]["raw"] == 0.5
+    assert "metric 'raw' returned True (bool)" in cells["bool"]["error"]
+    assert cells["np_bool"]["status"] == "failed", "np.bool_ is a boolean too, not the number 1.0"
+    assert "metric 'raw' returned np.True_ (bool)" in cells["np_bool"]["error"]
+    for what in ("array", "bad_float"):
+        assert cells[what]["status"] == "failed" and "metric 'raw' returned" in cells[what]["error"], what
+    assert "no float for you" in cells["bad_float"]["error"]
+
+
+def test_a_numpy_boolean_parameter_default_is_a_boolean() -> None:
+    import numpy as np
+
+    from harness.specs import Param, ParamError
+
+    flag = Param("flag", np.True_)
+    assert flag.validate(False) is False and flag.validate(np.False_) is False
+    with pytest.raises(ParamError, match="expected true or false"):
+        flag.validate(1)
+    with pytest.raises(ParamError, match="expected an integer"):
+        Param("count", 1).validate(np.True_)
+
+
+def test_values_near_the_float_limit_aggregate_to_finite_numbers(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0, 1]\nalgorithms = [{name = "emit", params = {huge = true}}]\n')
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    process = harness(tmp_path, "run", "hostile.toml", "--tracking-uri", uri)
+    assert process.returncode == 0, process.stderr
+    assert "1.7e+308 ± 0 (n=2)" in process.stdout
+    from harness.analysis.stats.aggregate import BootstrapConfig, aggregate_all
+
+    estimates = aggregate_all([[1.7e308, 1.7e308], [1.7e308, 1.6e308]], BootstrapConfig(n_resamples=200))
+    assert estimates["iqm"].value == 1.7e308 and estimates["median"].value == 1.7e308
+    assert all(np.isfinite([e.value, e.low, e.high]).all() for e in estimates.values())
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = client.search_runs([client.get_experiment_by_name("hostile").experiment_id],
+                                filter_string="tags.`harness.kind` = 'suite-run'")[0]  # fmt: skip
+    aggregates = json.loads(Path(client.download_artifacts(parent.info.run_id, "aggregates.json", str(tmp_path)))
+                            .read_text())  # fmt: skip
+    assert [a["mean"] for a in aggregates] == [1.7e308]
+
+
+def test_seeds_out_of_range_are_refused_at_load_naming_the_key(tmp_path: Path) -> None:
+    suite(tmp_path, 'seeds = [0, -1]\nalgorithms = ["noop"]\n')
+    negative = harness(tmp_path, "run", "hostile.toml", "--dry-run")
+    assert negative.returncode == 2 and "seeds[1]: seed -1 is out of range" in negative.stderr
+    suite(tmp_path, 'algorithms = ["noop"]\n[profiles.smoke]\nseeds = [4294967296]\n')
+    too_big = harness(tmp_path, "run", "hostile.toml", "--dry-run")
+    assert too_big.returncode == 2 and "profiles.smoke.seeds" in too_big.stderr
+    assert "seed 4294967296 is out of range" in too_big.stderr and "0 to 4294967295" in too_big.stderr
+    suite(tmp_path, 'algorithms = ["noop"]\n')
+    from_set = harness(tmp_path, "run", "hostile.toml", "--dry-run", "--set", "seeds=[3, -5]")
+    assert from_set.returncode == 2 and "seeds[1]: seed -5 is out of range" in from_set.stderr
+    assert "Traceback" not in negative.stderr + too_big.stderr + from_set.stderr

@@ -26,7 +26,7 @@ from harness.errors import CellSkipped
 from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
 from harness.run import isolation
-from harness.specs import Resources, resolve_callable
+from harness.specs import Resources, is_bool, resolve_callable
 from harness.tracking.record import Cell, CellResult
 
 
@@ -205,6 +205,11 @@ def execute_cell(
     return result
 
 
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _send(progress: Callable[[dict[str, Any]], None], event: dict[str, Any]) -> None:
     try:
         progress(event)
@@ -260,12 +265,18 @@ def _execute(
                 raise RuntimeError(f"metric {name!r} failed: {type(exc).__name__}: {exc}") from exc
             if value is None:
                 continue
-            if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
+            if is_bool(value) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
                 raise TypeError(
                     f"metric {name!r} returned {value!r} ({type(value).__name__}); "
                     "compute() must return a float or None"
                 )
-            number = float(value)
+            try:
+                number = float(value)
+            except Exception as exc:  # e.g. an array of several values, or a __float__ that raises
+                raise TypeError(
+                    f"metric {name!r} returned {_short_repr(value)} ({type(value).__name__}), which float() "
+                    f"refuses ({type(exc).__name__}: {exc}); compute() must return a float or None"
+                ) from exc
             if not math.isfinite(number):
                 # A NaN score reported as "ok" would empty the leaderboard without a word: it is a failure.
                 raise ValueError(

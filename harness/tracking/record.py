@@ -231,6 +231,35 @@ def migrate_cell_result(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def metric_number(name: str, value: Any, where: str = "") -> float:
+    """``value`` of metric ``name`` as a float; ``ValueError`` naming the metric (and ``where`` it came from)
+    for a value that is no number, a boolean (Python's or numpy's) among them."""
+    from harness.specs import is_bool
+
+    try:
+        if is_bool(value):
+            raise TypeError("a boolean is not a measurement")
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        place = f" ({where})" if where else ""
+        raise ValueError(
+            f"metric {name!r}{place}: {str(value)[:80]!r} is not a number ({type(value).__name__}: {exc})"
+        ) from None
+
+
+def overflow_safe_mean(values: Sequence[float]) -> float:
+    """The mean of finite values, itself finite: two values of 1.7e308 have the mean 1.7e308, where their sum
+    overflows to inf. Values are scaled by a power of two only when the plain sum overflows (exact then, so
+    every other mean is bit for bit ``sum / n``); NaN for no values."""
+    if not values:
+        return math.nan
+    total = sum(values)
+    if math.isfinite(total) or not all(math.isfinite(v) for v in values):
+        return total / len(values)
+    scale = math.ldexp(1.0, math.frexp(max(abs(v) for v in values))[1] - 1)  # 2**1024 itself overflows
+    return sum(v / scale for v in values) / len(values) * scale
+
+
 def metric_values_by_case(results: Iterable[CellResult]) -> dict[tuple[str, str, str], list[float]]:
     """(algorithm label, environment label, metric) -> the finite values of the ok results, in order: the
     repeats (seeds) of each measurement, as the parent's aggregates, the run's pivot table and its stability

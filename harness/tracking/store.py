@@ -25,7 +25,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from harness.errors import TrackingError
 from harness.tracking import layout
 from harness.tracking.layout import MAX_PARAM_LENGTH, MAX_TAG_LENGTH
-from harness.tracking.record import CellResult, SuiteRunRecord, metric_values_by_case
+from harness.tracking.record import CellResult, SuiteRunRecord, metric_values_by_case, overflow_safe_mean
 
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -457,7 +457,7 @@ def _dataset_inputs(result: CellResult) -> list[Any]:
 def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
     """Mean and count of each metric per (algorithm label, environment label) over ok cells."""
     return [
-        {"algorithm": a, "environment": e, "metric": m, "mean": sum(v) / len(v), "n": len(v)}
+        {"algorithm": a, "environment": e, "metric": m, "mean": overflow_safe_mean(v), "n": len(v)}
         for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.tracking import layout
-from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord
+from harness.tracking.record import Cell, CellResult, ComponentRef, SuiteRunRecord, metric_number
 
 
 @dataclass
@@ -70,10 +70,15 @@ def write_suite_run(
             metrics=names, budget={}, timeout_s=None, label=f"{item.algorithm}/{item.environment}/seed={item.seed}",
             key=key, algorithm_label=item.algorithm, environment_label=item.environment,
         )  # fmt: skip
-        history = [(name, int(step), float(value)) for name, points in item.curves.items() for step, value in points]
+        where = f"cell {item.algorithm}/{item.environment}/seed={item.seed}"
+        history = [
+            (name, int(step), metric_number(name, value, f"{where}, step {step}"))
+            for name, points in item.curves.items()
+            for step, value in points
+        ]
         results.append(
             CellResult(
-                cell=cell, status=item.status, metrics={k: float(v) for k, v in item.metrics.items()},  # type: ignore[arg-type]
+                cell=cell, status=item.status, metrics={k: metric_number(k, v, where) for k, v in item.metrics.items()},  # type: ignore[arg-type]
                 history=history, error=item.error or None, started_at=started + index / 1000,
                 finished_at=started + index / 1000, worker=source, record_id=uuid.uuid4().hex,
             )

@@ -4,7 +4,7 @@
 process state a later cell in the same worker would inherit (environment, working directory, numpy's error
 mode, torch's default dtype and thread count, a closed ``sys.stdout``); ``interop`` changes what cannot be
 changed back (torch's inter-op thread count can be set once per process); ``probe`` reports the state it sees;
-``fill`` fills the disk under the results folder.
+``fill`` fills the disk under the results folder; ``emit`` returns values a metric must refuse or survive.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from harness import AlgorithmSpec, CellContext, Param, hookimpl
+from harness import AlgorithmSpec, CellContext, MetricSpec, Param, hookimpl
 
 HARNESS_API_VERSION = "1.0"
 
@@ -66,6 +66,27 @@ def run_fill(*, environment: Any, params: dict[str, Any], context: CellContext) 
     return {"score": 1.0}
 
 
+class _BadFloat:
+    def __float__(self) -> float:
+        raise ArithmeticError("no float for you")
+
+    def __repr__(self) -> str:
+        return "<BadFloat>"
+
+
+def run_emit(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """An outcome whose ``raw`` value the ``raw`` metric hands back unconverted; ``score`` is 1.7e308 (huge)."""
+    import numpy as np
+
+    values = {"bool": True, "np_bool": np.bool_(True), "array": np.array([1.0, 2.0]), "bad_float": _BadFloat(),
+              "number": np.float32(0.5)}  # fmt: skip
+    return {"score": 1.7e308 if params["huge"] else 1.0, "raw": values[params["what"]]}
+
+
+def compute_raw(*, outcome: dict[str, Any], environment: Any = None, context: Any = None) -> Any:
+    return outcome.get("raw")
+
+
 def run_probe(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Score 2 in a clean worker; the outcome lists every piece of state it saw."""
     import numpy as np
@@ -98,4 +119,11 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("interop", "hostile_plugin:run_interop"),
         spec("probe", "hostile_plugin:run_probe", Param("tag", "")),
         spec("fill", "hostile_plugin:run_fill", Param("path", ""), Param("armed", "")),
+        spec("emit", "hostile_plugin:run_emit", Param("what", "number"), Param("huge", False)),
     ]
+
+
+@hookimpl
+def harness_metrics() -> list[MetricSpec]:
+    return [MetricSpec(name="raw", version="1", description="the outcome's raw value, unconverted", unit="1",
+                       direction="higher", compute="hostile_plugin:compute_raw")]  # fmt: skip
