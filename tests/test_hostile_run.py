@@ -314,3 +314,36 @@ def test_seeds_out_of_range_are_refused_at_load_naming_the_key(tmp_path: Path) -
     from_set = harness(tmp_path, "run", "hostile.toml", "--dry-run", "--set", "seeds=[3, -5]")
     assert from_set.returncode == 2 and "seeds[1]: seed -5 is out of range" in from_set.stderr
     assert "Traceback" not in negative.stderr + too_big.stderr + from_set.stderr
+
+
+CLOCK_STEP = '''
+"""Test only: the wall clock steps an hour forward once the file $CLOCK_STEP_TRIGGER exists (as NTP would)."""
+import os
+import time
+
+_real_time, _trigger, _stepped = time.time, os.environ.get("CLOCK_STEP_TRIGGER", ""), []
+
+
+def _stepped_time():
+    if not _stepped and _trigger and os.path.exists(_trigger):
+        _stepped.append(True)
+    return _real_time() + (3600.0 if _stepped else 0.0)
+
+
+time.time = _stepped_time
+'''
+
+
+def test_a_wall_clock_step_neither_times_out_a_cell_nor_stretches_its_duration(tmp_path: Path) -> None:
+    stepping = tmp_path / "stepping"
+    stepping.mkdir()
+    (stepping / "sitecustomize.py").write_text(CLOCK_STEP)  # imported at start by the driver and its workers
+    trigger = tmp_path / "step-now"
+    suite(tmp_path, f'timeout_s = 60\nalgorithms = [{{name = "step", params = {{trigger = "{trigger}"}}}}]\n')
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    env = harness_env([stepping], HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", CLOCK_STEP_TRIGGER=str(trigger))
+    process = run_harness(*PLUGINS, "run", "hostile.toml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
+    (cell,) = load_json(process)["cells"]
+    assert trigger.exists(), "the clock stepped while the cell ran"
+    assert cell["status"] == "ok", cell["error"]
+    assert 1.5 < cell["duration_s"] < 30, "measured on the monotonic clock, not across the step"

@@ -58,10 +58,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def make_context(cell: Cell, results_dir: str | Path, started: float, device: str) -> CellContext:
+def make_context(
+    cell: Cell, results_dir: str | Path, started: float, device: str, started_monotonic: float | None = None
+) -> CellContext:
     results = Path(results_dir)
     deadline = started + cell.timeout_s if cell.timeout_s else math.inf
+    if started_monotonic is None:
+        started_monotonic = time.monotonic()
     return CellContext(
+        monotonic_deadline=started_monotonic + cell.timeout_s if cell.timeout_s else None,
         seed=cell.seed,
         device=device,
         budget=dict(cell.budget),
@@ -226,7 +231,8 @@ def _execute(
     progress: Callable[[dict[str, Any]], None] | None,
 ) -> CellResult:
     registry = registry_for(plugin_options)
-    started = time.time()
+    started = time.time()  # when, for the record; how long is measured on the monotonic clock
+    clock = time.monotonic()
     result = CellResult(
         cell=cell,
         status="failed",
@@ -248,7 +254,7 @@ def _execute(
         make, run = resolve_callable(environment.make), resolve_callable(algorithm.run)
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
         result.device = choose_device(cell, algorithm.resources, environment.resources)
-        context = make_context(cell, results_dir, started, result.device)
+        context = make_context(cell, results_dir, started, result.device, clock)
         context.progress_sink = progress
         if cell.fresh_start and attempt == 1:
             # A checkpoint belongs to one attempt: a fresh run never continues a finished or older attempt.
@@ -316,7 +322,8 @@ def _execute(
             result.inputs = list(context.inputs)
             result.shared_setup_s = float(context.measurements.get("shared_setup_s", 0.0))
             _close(context.components.get("environment"))
-        result.finished_at = time.time()
+        # A wall clock stepped during the cell must not change its duration (finished_at - started_at).
+        result.finished_at = started + (time.monotonic() - clock)
     return result
 
 

@@ -87,6 +87,16 @@ def compute_raw(*, outcome: dict[str, Any], environment: Any = None, context: An
     return outcome.get("raw")
 
 
+def run_step(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
+    """Make the test's wall clock step (by creating its trigger file) half way through 2 s of work."""
+    import time
+
+    time.sleep(1.0)
+    open(params["trigger"], "w").close()
+    time.sleep(1.0)
+    return {"score": 1.0}
+
+
 def run_probe(*, environment: Any, params: dict[str, Any], context: CellContext) -> dict[str, Any]:
     """Score 2 in a clean worker; the outcome lists every piece of state it saw."""
     import numpy as np
@@ -119,6 +129,7 @@ def harness_algorithms() -> list[AlgorithmSpec]:
         spec("interop", "hostile_plugin:run_interop"),
         spec("probe", "hostile_plugin:run_probe", Param("tag", "")),
         spec("fill", "hostile_plugin:run_fill", Param("path", ""), Param("armed", "")),
+        spec("step", "hostile_plugin:run_step", Param("trigger", "")),
         spec("emit", "hostile_plugin:run_emit", Param("what", "number"), Param("huge", False)),
     ]
 

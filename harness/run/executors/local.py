@@ -14,8 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError, as_completed
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,9 @@ from harness.run import worker
 from harness.run.executors import describe_exit, failed_result
 from harness.run.worker import execute_cell
 from harness.tracking.record import Cell, CellResult
+
+#: How often the driver checks running cells against their timeouts when no result arrives.
+_POLL_S = 0.2
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -131,35 +133,50 @@ class LocalExecutor:
                     pass
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
-        futures = {}
+        # Timeouts are enforced here on the monotonic clock, not by pebble (whose timeouts use the wall clock:
+        # a clock stepped forward would kill every running cell): a cell is timed from when a worker takes it,
+        # and cancelling a running pebble task kills its worker, as pebble's own timeout does.
+        futures: dict[Any, tuple[Cell, float]] = {}
         for cell in cells:
-            future = self._pool.schedule(
-                _run_cell, args=(cell, self.plugin_options, self.results_dir), timeout=cell.timeout_s
-            )
+            future = self._pool.schedule(_run_cell, args=(cell, self.plugin_options, self.results_dir))
             futures[future] = (cell, time.time())
-        for future in as_completed(futures):
-            cell, submitted = futures[future]
-            try:
-                yield future.result()
-            except FutureTimeout:
-                yield failed_result(
-                    cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted, self.results_dir
-                )
-            except pebble.ProcessExpired as exc:
-                reason = f"worker process {describe_exit(exc.exitcode)}"
-                yield failed_result(cell, reason, "WorkerDied", submitted, self.results_dir)
-            except CancelledError:
-                yield failed_result(cell, "cancelled", "Cancelled", submitted)
-            except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
-                yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
-            except BaseException as exc:
-                # Raised in the worker (pebble attaches its traceback as the cause), e.g. a SystemExit from a
-                # plugin's code outside the cell's own guard: that cell's failure. The driver's own Ctrl-C or
-                # SIGTERM has no remote cause and stops the run.
-                if type(exc.__cause__).__name__ != "RemoteTraceback":
-                    raise
-                reason = f"{type(exc).__name__} in the worker: {exc!r}"
-                yield failed_result(cell, reason, type(exc).__name__, submitted, self.results_dir)
+        running_since: dict[Any, float] = {}
+        pending = set(futures)
+        while pending:
+            done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            for future in pending - done:
+                cell = futures[future][0]
+                if future not in running_since and future.running():
+                    running_since[future] = now
+                elif future in running_since and cell.timeout_s and now - running_since[future] > cell.timeout_s:
+                    future.cancel()
+                    pending.discard(future)
+                    reason = f"timeout: exceeded {cell.timeout_s:g} s"
+                    yield failed_result(cell, reason, "Timeout", futures[future][1], self.results_dir)
+            for future in done:
+                pending.discard(future)
+                yield from self._collect(future, *futures[future])
+
+    def _collect(self, future: Any, cell: Cell, submitted: float) -> Iterator[CellResult]:
+        """The result of a finished future, or a failed result saying why there is none."""
+        try:
+            yield future.result()
+        except pebble.ProcessExpired as exc:
+            reason = f"worker process {describe_exit(exc.exitcode)}"
+            yield failed_result(cell, reason, "WorkerDied", submitted, self.results_dir)
+        except CancelledError:
+            yield failed_result(cell, "cancelled", "Cancelled", submitted)
+        except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
+            yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
+        except BaseException as exc:
+            # Raised in the worker (pebble attaches its traceback as the cause), e.g. a SystemExit from a
+            # plugin's code outside the cell's own guard: that cell's failure. The driver's own Ctrl-C or
+            # SIGTERM has no remote cause and stops the run.
+            if type(exc.__cause__).__name__ != "RemoteTraceback":
+                raise
+            reason = f"{type(exc).__name__} in the worker: {exc!r}"
+            yield failed_result(cell, reason, type(exc).__name__, submitted, self.results_dir)
 
     def close(self, cancel: bool = False) -> None:
         if cancel:
