@@ -317,33 +317,67 @@ def test_seeds_out_of_range_are_refused_at_load_naming_the_key(tmp_path: Path) -
 
 
 CLOCK_STEP = '''
-"""Test only: the wall clock steps an hour forward once the file $CLOCK_STEP_TRIGGER exists (as NTP would)."""
+"""Test only: the wall clock steps $CLOCK_STEP_S seconds (as NTP or an admin would), once the file
+$CLOCK_STEP_TRIGGER exists, or from the start without one."""
 import os
 import time
 
 _real_time, _trigger, _stepped = time.time, os.environ.get("CLOCK_STEP_TRIGGER", ""), []
+_step = float(os.environ.get("CLOCK_STEP_S", "3600"))
 
 
 def _stepped_time():
-    if not _stepped and _trigger and os.path.exists(_trigger):
+    if not _stepped and (not _trigger or os.path.exists(_trigger)):
         _stepped.append(True)
-    return _real_time() + (3600.0 if _stepped else 0.0)
+    return _real_time() + (_step if _stepped else 0.0)
 
 
 time.time = _stepped_time
 '''
 
 
-def test_a_wall_clock_step_neither_times_out_a_cell_nor_stretches_its_duration(tmp_path: Path) -> None:
+def clock_stepping(tmp_path: Path, **variables: str) -> dict[str, str]:
+    """The environment of a harness whose processes (driver and workers) see a stepped wall clock."""
     stepping = tmp_path / "stepping"
-    stepping.mkdir()
-    (stepping / "sitecustomize.py").write_text(CLOCK_STEP)  # imported at start by the driver and its workers
+    stepping.mkdir(exist_ok=True)
+    (stepping / "sitecustomize.py").write_text(CLOCK_STEP)  # imported at start by every Python process
+    return harness_env([stepping], HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", **variables)
+
+
+def test_a_wall_clock_step_neither_times_out_a_cell_nor_stretches_its_duration(tmp_path: Path) -> None:
     trigger = tmp_path / "step-now"
     suite(tmp_path, f'timeout_s = 60\nalgorithms = [{{name = "step", params = {{trigger = "{trigger}"}}}}]\n')
     uri = f"sqlite:///{tmp_path / 'store.db'}"
-    env = harness_env([stepping], HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", CLOCK_STEP_TRIGGER=str(trigger))
+    env = clock_stepping(tmp_path, CLOCK_STEP_TRIGGER=str(trigger))
     process = run_harness(*PLUGINS, "run", "hostile.toml", "--tracking-uri", uri, "--json", cwd=tmp_path, env=env)
     (cell,) = load_json(process)["cells"]
     assert trigger.exists(), "the clock stepped while the cell ran"
     assert cell["status"] == "ok", cell["error"]
     assert 1.5 < cell["duration_s"] < 30, "measured on the monotonic clock, not across the step"
+
+
+def test_latest_is_the_run_created_last_even_when_its_clock_was_behind(tmp_path: Path) -> None:
+    suite(tmp_path, 'algorithms = ["noop"]\n')
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    first = harness(tmp_path, "run", "hostile.toml", "--tracking-uri", uri, "--json")
+    assert first.returncode == 0, first.stderr
+    behind = clock_stepping(tmp_path, CLOCK_STEP_S="-86400")  # a machine whose clock is a day behind
+    second = run_harness(*PLUGINS, "run", "hostile.toml", "--tracking-uri", uri, "--json", "--set", "seeds=[1]",
+                         cwd=tmp_path, env=behind)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    from harness.tracking.reader import RunStore
+
+    store = RunStore(uri)
+    assert store.resolve("latest", "hostile") == load_json(second)["parent_run_id"]
+    assert store.resolve("latest~1", "hostile") == load_json(first)["parent_run_id"]
+
+
+def test_the_latest_attempt_of_a_cell_follows_its_sequence_not_its_start_time() -> None:
+    from harness.tracking.reader import CellRun, latest_attempts
+
+    def attempt(run_id: str, sequence: int, start_ms: int) -> CellRun:
+        return CellRun(run_id, "ok", "noop", "constant", 0, cell_key="k", start_time_ms=start_ms,
+                       tags={"harness.sequence": str(sequence)})  # fmt: skip
+
+    (latest,) = latest_attempts([attempt("later", 2, 1_000), attempt("earlier", 1, 9_000)])
+    assert latest.run_id == "later"

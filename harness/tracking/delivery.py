@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from harness.tracking import layout
 from harness.tracking.journal import Journal, JournalState
 from harness.tracking.record import CellResult, SuiteRunRecord
 from harness.tracking.store import MlflowTracker, RecordRefused, run_tags
@@ -96,7 +97,10 @@ class Delivery:
         if run_id is None:
             try:
                 run_id = self.tracker.log_cell(
-                    result, self.parent_run_id, self.base_tags, superseded=self._superseded(result)
+                    result,
+                    self.parent_run_id,
+                    {**self.base_tags, layout.SEQUENCE: str(self._order[result.record_id])},
+                    superseded=self._superseded(result),
                 )
             except RecordRefused as exc:
                 self.refused[result.record_id] = str(exc)

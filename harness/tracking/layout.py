@@ -58,6 +58,10 @@ DEVICE = "harness.device"
 ATTEMPT = "harness.attempt"
 ERROR = "harness.error"
 SUPERSEDED = "harness.superseded"
+#: Order of creation, which "latest" follows (never the wall clock, which can step back): on a suite run, one
+#: more than the largest in its experiment when it was created; on a cell run, its record's position in the
+#: journal that delivered it (later attempts of a cell come later).
+SEQUENCE = "harness.sequence"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256

@@ -230,7 +230,7 @@ class RunStore:
         runs = self._search([self.experiment_id(suite)], " and ".join(clauses))
         if finished_only:
             runs = [run for run in runs if run.data.tags.get("harness.status", "") != "running"]
-        return sorted(runs, key=lambda run: run.info.start_time or 0, reverse=True)
+        return sorted(runs, key=lambda run: (_sequence(run.data.tags), run.info.start_time or 0), reverse=True)
 
     def _search(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
         found: list[Any] = []
@@ -433,6 +433,16 @@ def _inputs_from_tags(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [found[name] for name in sorted(found)]
 
 
+def _sequence(tags: Mapping[str, str]) -> int:
+    """A run's :data:`layout.SEQUENCE` (-1 for runs written before it: older than any that has one)."""
+    text = tags.get(layout.SEQUENCE, "")
+    return int(text) if text.isdigit() else -1
+
+
+def _order(cell: CellRun) -> tuple[int, int]:
+    return _sequence(cell.tags), cell.start_time_ms
+
+
 def latest_attempts(cells: Iterable[CellRun]) -> list[CellRun]:
     """The latest attempt of each cell key; attempts tagged superseded never count (report, compare, nightly)."""
     latest: dict[str, CellRun] = {}
@@ -440,7 +450,7 @@ def latest_attempts(cells: Iterable[CellRun]) -> list[CellRun]:
         if cell.tags.get(layout.SUPERSEDED) == "true":
             continue
         key = cell.cell_key or cell.run_id
-        if key not in latest or cell.start_time_ms >= latest[key].start_time_ms:
+        if key not in latest or _order(cell) >= _order(latest[key]):
             latest[key] = cell
     return list(latest.values())
 

@@ -303,9 +303,11 @@ class MlflowTracker:
             **dict(extra_tags or {}),
         }
         started = run.started_at or time.time()
+        experiment_id = self.experiment_id(run.suite)
+        tags[layout.SEQUENCE] = str(self._next_sequence(experiment_id))
         created = self._call(
             self.client.create_run,
-            self.experiment_id(run.suite),
+            experiment_id,
             start_time=_ms(started),
             run_name=f"{run.suite}:{run.profile}:{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}",
             tags=tags,
@@ -314,6 +316,27 @@ class MlflowTracker:
         self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
         self._call(self.client.log_text, run_id, requirements_text(), layout.REQUIREMENTS)
         return run_id
+
+    def _next_sequence(self, experiment_id: str) -> int:
+        """One more than the largest sequence of the experiment's suite runs: "latest" follows it, not start
+        times from machines whose clocks may disagree or step back. (Two runs created at the same moment may
+        share one; start times then break the tie.)"""
+        largest, token = 0, None
+        while True:
+            page = self._call(
+                self.client.search_runs,
+                [experiment_id],
+                filter_string=f"tags.`{layout.KIND}` = '{layout.KIND_SUITE_RUN}'",
+                max_results=5000,
+                page_token=token,
+            )
+            for found in page:
+                text = found.data.tags.get(layout.SEQUENCE, "")
+                if text.isdigit():
+                    largest = max(largest, int(text))
+            token = page.token
+            if not token:
+                return largest + 1
 
     def parent_exists(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live run of this store (a journal's parent may belong to another store)."""
