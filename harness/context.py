@@ -68,7 +68,7 @@ class CellContext:
     _progress_note: str = field(default="", repr=False)
     #: The deadline on the monotonic clock (``time.monotonic()``), which :meth:`time_left` uses: a wall clock
     #: stepped by NTP or by hand must not shorten or stretch a cell's time.
-    monotonic_deadline: float | None = field(default=None, repr=False)
+    _monotonic_deadline: float | None = field(default=None, repr=False)
 
     def progress(self, done: float, total: float | None = None, note: str = "") -> None:
         """Say how far the cell's work is: ``done`` of ``total`` units (gradient steps, environment steps, QAT
@@ -162,8 +162,8 @@ class CellContext:
 
     def time_left(self) -> float:
         """Seconds until the deadline (``inf`` without one): long loops should stop and checkpoint before it."""
-        if self.monotonic_deadline is not None:
-            return self.monotonic_deadline - time.monotonic()
+        if self._monotonic_deadline is not None:
+            return self._monotonic_deadline - time.monotonic()
         return self.deadline - time.time()
 
     def budget_value(self, key: str, default: Any) -> Any:

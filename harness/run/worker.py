@@ -66,7 +66,7 @@ def make_context(
     if started_monotonic is None:
         started_monotonic = time.monotonic()
     return CellContext(
-        monotonic_deadline=started_monotonic + cell.timeout_s if cell.timeout_s else None,
+        _monotonic_deadline=started_monotonic + cell.timeout_s if cell.timeout_s else None,
         seed=cell.seed,
         device=device,
         budget=dict(cell.budget),
