@@ -418,7 +418,8 @@ def _sync_journal(journal: Journal, tracking_uri: str | None) -> list[SyncReport
 
 
 def _undeliverable(journal: Journal, state: JournalState) -> str | None:
-    """What ``sync`` cannot deliver from this journal, said for the reader; None when it can deliver all."""
+    """What ``sync`` cannot deliver from this journal (its report names the journal), said for the reader;
+    None when it can deliver everything the journal holds."""
     problems = []
     lost = state.lost_results()
     if lost:
@@ -435,7 +436,7 @@ def _undeliverable(journal: Journal, state: JournalState) -> str | None:
             f"configuration is missing or damaged), so no parent run can hold them: {labels}. Run that "
             "configuration again (`harness run` with the same options) to record and deliver them"
         )
-    return f"{journal.path}: could not deliver: " + "; ".join(problems) if problems else None
+    return "could not deliver: " + "; ".join(problems) if problems else None
 
 
 def _has_pending(state: JournalState, store: str, run: SuiteRunRecord) -> bool:
