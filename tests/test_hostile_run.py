@@ -382,3 +382,17 @@ def test_the_latest_attempt_of_a_cell_follows_its_sequence_not_its_start_time() 
 
     (latest,) = latest_attempts([attempt("later", 2, 1_000), attempt("earlier", 1, 9_000)])
     assert latest.run_id == "later"
+
+
+def test_an_event_an_older_harness_glued_onto_a_cut_line_is_recovered(tmp_path: Path) -> None:
+    from harness.tracking.journal import Journal
+
+    suite(tmp_path, 'seeds = [0]\nalgorithms = ["noop"]\n')
+    assert harness(tmp_path, "run", "hostile.toml", "--no-tracking").returncode == 0
+    journal = journal_path(tmp_path)
+    run_line, result_line = journal.read_bytes().splitlines()
+    journal.write_bytes(run_line + b"\n" + b'{"type":"result","record":{"cell":{"su' + result_line + b"\n")
+    state = Journal(journal).read(warn=lambda message: pytest.fail(f"warned: {message}"))
+    assert len(state.results) == 1 and state.unreadable_lines == 1
+    plan = harness(tmp_path, "run", "hostile.toml", "--dry-run", "--json")
+    assert [cell["state"] for cell in load_json(plan)["cells"]] == ["done"]

@@ -144,28 +144,28 @@ class Journal:
             return state
         # Version-1 events name no store or configuration: they belong to the latest run's store and parent.
         current = {"store": "", "parent": ""}
-        with self.path.open("rb") as handle:
-            lines = handle.read().split(b"\n")
-        for index, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            try:
-                event, glued = _parse_line(raw)
-                _fold(state, event, current)
-            except ValueError as exc:
-                state.unreadable_lines += 1
-                if _is_cut(raw):
-                    # Cut short by a kill or a full disk (the last line, or one a later run appended after):
-                    # its write never completed, so nothing it held was ever confirmed.
+        with self.path.open("rb") as handle:  # bytes: a line that is not UTF-8 is one damaged line, no more
+            for index, line in enumerate(handle):
+                raw = line.rstrip(b"\n")
+                if not raw.strip():
                     continue
-                state.damaged.append((index + 1, str(exc)))
-                if b'"type":"result"' in raw or b'"type": "result"' in raw:
-                    key = _CELL_KEY.search(raw)
-                    state.damaged_results.append((index + 1, key.group(1).decode() if key else None))
-                _warn(warn, f"{self.path}:{index + 1}: skipped a damaged journal line ({exc}); the rest is read")
-                continue
-            if glued:
-                state.unreadable_lines += 1  # the cut event the recovered one was glued onto
+                try:
+                    event, glued = _parse_line(raw)
+                    _fold(state, event, current)
+                except ValueError as exc:
+                    state.unreadable_lines += 1
+                    if _is_cut(raw):
+                        # Cut short by a kill or a full disk (the last line, or one a later run appended after):
+                        # its write never completed, so nothing it held was ever confirmed.
+                        continue
+                    state.damaged.append((index + 1, str(exc)))
+                    if b'"type":"result"' in raw or b'"type": "result"' in raw:
+                        key = _CELL_KEY.search(raw)
+                        state.damaged_results.append((index + 1, key.group(1).decode() if key else None))
+                    _warn(warn, f"{self.path}:{index + 1}: skipped a damaged journal line ({exc}); the rest is read")
+                    continue
+                if glued:
+                    state.unreadable_lines += 1  # the cut event the recovered one was glued onto
         return state
 
     def archive(self) -> Path | None:
