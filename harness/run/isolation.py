@@ -68,14 +68,28 @@ def _torch_import_defaults(torch: Any) -> dict[str, Any]:
     return state
 
 
+def _current_umask() -> int:
+    """The umask, read where Linux shows it: setting it to read it would leave a moment in which another
+    thread's new files get the wrong permissions."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def snapshot() -> ProcessState:
     """The process state before a cell runs."""
     try:
         cwd: str | None = os.getcwd()
     except OSError:  # the working directory was deleted under us: nothing to return to
         cwd = None
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _current_umask()
     state = ProcessState(
         environ=dict(os.environ),
         cwd=cwd,

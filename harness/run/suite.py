@@ -112,7 +112,7 @@ class Matrix(_Strict):
     seeds: list[int] | None = None
 
     _normalize_algorithms = field_validator("algorithms", "environments", mode="before")(_entries)
-    _check_seeds = field_validator("seeds", mode="before")(_seeds_field)
+    _check_seeds = field_validator("seeds")(_seeds_field)
 
 
 class Profile(_Strict):
@@ -124,7 +124,7 @@ class Profile(_Strict):
     description: str = ""
 
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
-    _check_seeds = field_validator("seeds", mode="before")(_seeds_field)
+    _check_seeds = field_validator("seeds")(_seeds_field)
 
 
 class ReportOptions(_Strict):
@@ -150,7 +150,7 @@ class SuiteModel(_Strict):
 
     _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
-    _check_seeds = field_validator("seeds", mode="before")(_seeds_field)
+    _check_seeds = field_validator("seeds")(_seeds_field)
     _check_thresholds = field_validator("thresholds")(_thresholds_field)
 
 

@@ -297,9 +297,14 @@ def _as_event(value: Any) -> dict[str, Any]:
 def _is_cut(raw: bytes) -> bool:
     """Whether a line that does not parse is the start of an event a kill or a full disk cut short."""
     try:
-        json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return False
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            return False
+        text = raw[: exc.start].decode("utf-8", errors="replace")  # cut inside a multi-byte character
+        raw = raw[: exc.start]
+    try:
+        json.loads(text)
     except json.JSONDecodeError as exc:
         # Cut short, the text ends inside a string or where more was expected; damage stops it earlier.
         ends_early = exc.msg.startswith("Unterminated string") or exc.pos >= len(raw.rstrip())
