@@ -36,7 +36,8 @@ class CellContext:
         budget: the profile's budget, free-form (for example ``{"gradient_steps": 1000, "eval_episodes": 5}``);
             plugins read the keys they understand and fall back to their own defaults.
         profile: the name of the budget profile (``smoke``, ``short``, ``full`` or a suite's own).
-        deadline: wall-clock time (``time.time()``) after which the runner kills the cell; ``inf`` if none.
+        deadline: wall-clock time (``time.time()``) after which the runner kills the cell; ``inf`` if none. For
+            the time left, use :meth:`time_left`: it counts on the monotonic clock.
         checkpoint_dir: a folder unique to this cell (by cell key) that is kept between attempts, so a long
             cell killed half way can resume from its last checkpoint.
         cache_dir: a folder shared by all cells, for artifacts worth reusing across cells (trained
@@ -68,6 +69,9 @@ class CellContext:
     progress_sink: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False)
     _progress_sent: float = field(default=0.0, repr=False)
     _progress_note: str = field(default="", repr=False)
+    #: The deadline on the monotonic clock (``time.monotonic()``), which :meth:`time_left` uses: a wall clock
+    #: stepped by NTP or by hand must not shorten or stretch a cell's time.
+    _monotonic_deadline: float | None = field(default=None, repr=False)
 
     def progress(self, done: float, total: float | None = None, note: str = "") -> None:
         """Say how far the cell's work is: ``done`` of ``total`` units (gradient steps, environment steps, QAT
@@ -106,7 +110,14 @@ class CellContext:
             if problem:
                 raise ValueError(f"context.log({name!r}, ...): curve name refused: {problem}")
             self._checked_names.add(name)
-        self.history.append((name, int(step), float(value)))
+        try:
+            point = (name, int(step), float(value))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise type(exc)(
+                f"context.log({name!r}, {str(value)[:60]}, step={str(step)[:30]}): the curve's value must be a "
+                f"number and its step an integer ({exc})"
+            ) from exc
+        self.history.append(point)
 
     def log_input(
         self,
@@ -154,6 +165,8 @@ class CellContext:
 
     def time_left(self) -> float:
         """Seconds until the deadline (``inf`` without one): long loops should stop and checkpoint before it."""
+        if self._monotonic_deadline is not None:
+            return self._monotonic_deadline - time.monotonic()
         return self.deadline - time.time()
 
     def budget_value(self, key: str, default: Any) -> Any:

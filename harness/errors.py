@@ -20,3 +20,8 @@ class CellSkipped(HarnessError):
 
     The cell is recorded as skipped with the message as its reason, not as failed.
     """
+
+
+class ResultsFolderError(HarnessError):
+    """A file of the results folder cannot be written safely (a full disk, a symlink planted in its place): exit
+    code 2 with the file named. What was journaled before stays, and the next run resumes from it."""

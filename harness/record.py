@@ -32,6 +32,7 @@ import json
 import math
 import posixpath
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar
@@ -337,6 +338,42 @@ def migrate_cell_result(data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def is_bool(value: Any) -> bool:
+    """Whether ``value`` is a boolean, Python's or numpy's (``np.bool_`` is no subclass of ``bool`` but means the
+    same; numpy is looked at only if something already imported it)."""
+    if isinstance(value, bool):
+        return True
+    numpy = sys.modules.get("numpy")
+    return numpy is not None and isinstance(value, numpy.bool_)
+
+
+def metric_number(name: str, value: Any, where: str = "") -> float:
+    """``value`` of metric ``name`` as a float; ``ValueError`` naming the metric (and ``where`` it came from)
+    for a value that is no number, a boolean (Python's or numpy's) among them."""
+    try:
+        if is_bool(value):
+            raise TypeError("a boolean is not a measurement")
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        place = f" ({where})" if where else ""
+        raise ValueError(
+            f"metric {name!r}{place}: {str(value)[:80]!r} is not a number ({type(value).__name__}: {exc})"
+        ) from None
+
+
+def overflow_safe_mean(values: Sequence[float]) -> float:
+    """The mean of finite values, itself finite: two values of 1.7e308 have the mean 1.7e308, where their sum
+    overflows to inf. Values are scaled by a power of two only when the plain sum overflows (exact then, so
+    every other mean is bit for bit ``sum / n``); NaN for no values."""
+    if not values:
+        return math.nan
+    total = sum(values)
+    if math.isfinite(total) or not all(math.isfinite(v) for v in values):
+        return total / len(values)
+    scale = math.ldexp(1.0, math.frexp(max(abs(v) for v in values))[1] - 1)  # 2**1024 itself overflows
+    return sum(v / scale for v in values) / len(values) * scale
+
+
 STATUSES: tuple[Status, ...] = ("ok", "failed", "skipped")
 #: The status of a stored cell whose status tag is missing or not one of :data:`STATUSES`.
 UNKNOWN_STATUS = "unknown"
@@ -386,7 +423,7 @@ def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
     """Mean and count of each metric per (algorithm label, environment label) over ok cells: the parent run's
     aggregates."""
     return [
-        {"algorithm": a, "environment": e, "metric": m, "mean": sum(v) / len(v), "n": len(v)}
+        {"algorithm": a, "environment": e, "metric": m, "mean": overflow_safe_mean(v), "n": len(v)}
         for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
 
@@ -588,6 +625,9 @@ class CellRun:
     device: str = ""
     attempt: int | None = None
     superseded: bool = False
+    #: The attempt's place in the order of delivery (later attempts of a cell come later); None before runs
+    #: recorded one. "Latest" follows it, not the wall clock.
+    sequence: int | None = None
     #: Its seed numbers a repeat that is not a seed (pytest-benchmark rounds): never paired across runs.
     unpaired_repeat: bool = False
     start_time_ms: int = 0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from harness.record import MetricDeclaration
+from harness.record import MetricDeclaration, is_bool
 
 if TYPE_CHECKING:
     from harness.context import CellContext
@@ -52,16 +52,16 @@ class Param:
         expected = type(self.default)
         if self.default is None:
             coerced = value
-        elif expected is bool:
-            if not isinstance(value, bool):
+        elif is_bool(self.default):
+            if not is_bool(value):
                 raise ParamError(f"expected true or false, got {value!r}")
-            coerced = value
+            coerced = bool(value)
         elif expected is int:
-            if isinstance(value, bool) or not isinstance(value, int):
+            if is_bool(value) or not isinstance(value, int):
                 raise ParamError(f"expected an integer, got {value!r}")
             coerced = value
         elif expected is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if is_bool(value) or not isinstance(value, (int, float)):
                 raise ParamError(f"expected a number, got {value!r}")
             coerced = float(value)
         elif expected is str:

@@ -103,8 +103,8 @@ def _write(tmp_path: Path) -> tuple[str, SuiteRunRecord, list[CellResult]]:
     tracker = MlflowTracker(_uri(tmp_path))
     parent = tracker.start_parent(record)
     base = layout.run_tags(record)
-    for result in results:
-        tracker.log_cell(result, parent, base)
+    for position, result in enumerate(results):
+        tracker.log_cell(result, parent, base, sequence=position)
     tracker.finish_parent(parent, results)
     return parent, record, results
 
@@ -138,6 +138,7 @@ def _expected_cell(result: CellResult, run: CellRun) -> dict[str, object]:
         "device": "cpu",
         "attempt": 2,
         "superseded": False,
+        "sequence": cell.seed,  # the position it was delivered in (seeds 0, 1, 2 in order)
         "unpaired_repeat": False,
         "start_time_ms": int(result.started_at * 1000),
     }

@@ -1,6 +1,7 @@
 """The ``harness`` command line.
 
-Exit codes: 0 success, 1 some cells failed (or a regression, for comparison commands), 2 bad input.
+Exit codes: 0 success, 1 some cells failed (or a regression, for comparison commands), 2 bad input or a results
+folder that cannot be written safely (a full disk, a planted symlink: the file is named).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import click
 
 from harness.cli.output import console, make_progress, print_error, print_notice, print_table
-from harness.errors import BadInput
+from harness.errors import BadInput, ResultsFolderError
 from harness.plugins import PluginOptions, PluginRegistry, load_plugins
 from harness.record import DEVICES
 from harness.run import DEFAULT_MAX_CELLS
@@ -572,7 +573,7 @@ def main(argv: list[str] | None = None) -> None:
             _exit_interrupted(exc.__cause__)
         print_error("aborted")
         sys.exit(130)
-    except BadInput as exc:
+    except (BadInput, ResultsFolderError) as exc:
         print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt as exc:

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.record import CellResult, metric_values_by_case
+from harness.record import CellResult, metric_values_by_case, overflow_safe_mean
 from harness.untrusted import markup, visible
 
 _CONSOLES: dict[bool, Console] = {}
@@ -250,7 +250,6 @@ def make_progress(out: Console) -> PlainProgress | LiveProgress:
 
 def pivot_rows(results: Sequence[CellResult]) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Environment -> (metric names, rows of [algorithm, "mean ± sd (n)" per metric]) over the ok cells."""
-    import statistics
 
     grouped: dict[str, dict[str, dict[str, list[float]]]] = {}
     for (algorithm, environment, name), sample in metric_values_by_case(results).items():
@@ -268,10 +267,19 @@ def pivot_rows(results: Sequence[CellResult]) -> dict[str, tuple[list[str], list
                 elif len(sample) == 1:
                     row.append(f"{sample[0]:.4g} (n=1)")
                 else:
-                    row.append(f"{statistics.fmean(sample):.4g} ± {statistics.stdev(sample):.2g} (n={len(sample)})")
+                    row.append(f"{overflow_safe_mean(sample):.4g} ± {_stdev(sample):.2g} (n={len(sample)})")
             rows.append(row)
         tables[environment] = (metrics, rows)
     return tables
+
+
+def _stdev(sample: list[float]) -> float:
+    """The sample standard deviation; values near the float limit (1.7e308) are scaled so that it stays finite
+    where ``statistics.stdev`` would overflow."""
+    import statistics
+
+    scale = max(abs(v) for v in sample) or 1.0
+    return statistics.stdev([v / scale for v in sample]) * scale
 
 
 def print_summary(summary: Any) -> None:

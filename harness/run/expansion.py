@@ -15,7 +15,7 @@ from harness.plugins import PluginRegistry, UnknownName
 from harness.record import Cell, ComponentRef, MetricDeclaration, make_cell
 from harness.run import DEFAULT_MAX_CELLS
 from harness.run.code_version import spec_code_version
-from harness.run.suite import Profile, Suite, check_timeout
+from harness.run.suite import Profile, Suite, check_seeds, check_timeout
 from harness.specs import ParamError
 
 
@@ -260,9 +260,11 @@ def _apply_overrides(suite: Suite, profile: Profile, overrides: Sequence[str]) -
     for text in overrides:
         key, value = parse_override(text)
         if key == "seeds":
-            if not (isinstance(value, list) and all(isinstance(v, int) for v in value)):
-                raise BadInput(f"--set seeds={value!r}: expected a list of integers, for example [0,1,2]")
-            settings["seeds"], settings["seeds_overridden"] = value, True
+            try:
+                settings["seeds"] = check_seeds(value, f"--set seeds={value!r}: seeds")
+            except ValueError as exc:
+                raise BadInput(str(exc)) from None
+            settings["seeds_overridden"] = True
         elif key == "timeout_s":
             try:
                 settings["timeout_s"] = check_timeout(value, f"--set timeout_s={value!r}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import BadInput, TrackingError
+from harness.errors import BadInput, ResultsFolderError, TrackingError
 from harness.machine import git_state, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.record import (
@@ -404,57 +404,76 @@ class SyncReport:
 
 def sync_journals(results_dir: Path, tracking_uri: str | None) -> list[SyncReport]:
     """Deliver every journaled result the store does not have yet, each configuration under its own parent in
-    that store (created there if needed); safe to run any number of times, against any number of stores."""
-    from harness.tracking.delivery import Delivery
+    that store (created there if needed); safe to run any number of times, against any number of stores.
+    A report with an ``error`` names what could not be delivered; the other journals are synced all the same."""
     from harness.tracking.store import MlflowTracker
 
     reports = []
     trackers: dict[str, MlflowTracker] = {}  # one per URI: the store's id is read once
     for journal in all_journals(results_dir):
-        state = journal.read()
-        uri = tracking_uri or _journal_store(state, results_dir)
-        if not uri:
-            if state.results:
-                reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
-            continue
-        # Without connecting: every configuration is complete in a store this journal reached by this URI.
-        if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
-            continue
-        store = uri
         try:
-            with journal.exclusive():
-                state = journal.read()
-                if uri not in trackers:
-                    trackers[uri] = MlflowTracker(uri)
-                tracker = trackers[uri]
-                store = tracker.store
-                for run in state.configurations():
-                    if not _has_pending(state, {store}, run):
-                        continue
-                    delivery = Delivery(tracker, journal, state, run)
-                    delivery.open_parent()
-                    pending, refused_before = len(delivery.pending()), len(delivery.refused)
-                    delivered = delivery.deliver_pending()
-                    refused_now = len(delivery.refused) - refused_before
-                    delivery.finish()
-                    reports.append(
-                        SyncReport(
-                            str(journal.path),
-                            delivered,
-                            pending - delivered - refused_now,
-                            delivery.parent_run_id,
-                            store=store,
-                            refused=refused_now,
-                            tracking_uri=uri,
-                        )
+            reports.extend(_sync_journal(journal, tracking_uri, results_dir, trackers))
+        except ResultsFolderError as exc:
+            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc)))
+        except Exception as exc:  # one journal's problem never keeps the others from their stores
+            reports.append(SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}"))
+    return reports
+
+
+def _sync_journal(
+    journal: Journal, tracking_uri: str | None, results_dir: Path, trackers: dict[str, Any]
+) -> list[SyncReport]:
+    from harness.tracking.delivery import Delivery
+    from harness.tracking.store import MlflowTracker
+
+    reports = []
+    state = journal.read()
+    undeliverable = _undeliverable(journal, state)
+    if undeliverable:
+        reports.append(SyncReport(str(journal.path), 0, 0, None, undeliverable))
+    uri = tracking_uri or _journal_store(state, results_dir)
+    if not uri:
+        if state.results:
+            reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
+        return reports
+    # Without connecting: every configuration is complete in a store this journal reached by this URI.
+    if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
+        return reports
+    store = uri
+    try:
+        with journal.exclusive():
+            state = journal.read()
+            if uri not in trackers:
+                trackers[uri] = MlflowTracker(uri)
+            tracker = trackers[uri]
+            store = tracker.store
+            for run in state.configurations():
+                if not _has_pending(state, {store}, run):
+                    continue
+                delivery = Delivery(tracker, journal, state, run)
+                delivery.open_parent()
+                pending, refused_before = len(delivery.pending()), len(delivery.refused)
+                delivered = delivery.deliver_pending()
+                refused_now = len(delivery.refused) - refused_before
+                delivery.finish()
+                reports.append(
+                    SyncReport(
+                        str(journal.path),
+                        delivered,
+                        pending - delivered - refused_now,
+                        delivery.parent_run_id,
+                        store=store,
+                        refused=refused_now,
+                        tracking_uri=uri,
                     )
-                journal.close()
-        except (TrackingError, BadInput) as exc:
-            reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store, tracking_uri=uri))
-        except Exception as exc:
-            reports.append(
-                SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store, tracking_uri=uri)
-            )
+                )
+            journal.close()
+    except (TrackingError, BadInput, ResultsFolderError) as exc:
+        reports.append(SyncReport(str(journal.path), 0, 0, None, str(exc), store=store, tracking_uri=uri))
+    except Exception as exc:
+        reports.append(
+            SyncReport(str(journal.path), 0, 0, None, f"{type(exc).__name__}: {exc}", store=store, tracking_uri=uri)
+        )
     return reports
 
 
@@ -472,6 +491,28 @@ def _journal_store(state: JournalState, results_dir: Path) -> str | None:
         if moved is not None and moved.exists():
             return here
     return uri
+
+
+def _undeliverable(journal: Journal, state: JournalState) -> str | None:
+    """What ``sync`` cannot deliver from this journal (its report names the journal), said for the reader;
+    None when it can deliver everything the journal holds."""
+    problems = []
+    lost = state.lost_results()
+    if lost:
+        lines = ", ".join(str(number) for number, _ in lost[:10])
+        problems.append(
+            f"{len(lost)} damaged line(s) held a cell's result (line {lines}); those results cannot be read: "
+            "their cells run again on the next `harness run` of this suite and profile"
+        )
+    orphans = state.orphans()
+    if orphans:
+        labels = ", ".join(sorted({result.cell.label for result in orphans})[:10])
+        problems.append(
+            f"{len(orphans)} result(s) belong to no run record of this journal (the line recording their "
+            f"configuration is missing or damaged), so no parent run can hold them: {labels}. Run that "
+            "configuration again (`harness run` with the same options) to record and deliver them"
+        )
+    return "could not deliver: " + "; ".join(problems) if problems else None
 
 
 def _has_pending(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:

@@ -41,6 +41,28 @@ def _timeout_field(value: Any) -> float | None:
     return check_timeout(value, "timeout_s")
 
 
+#: Seeds a cell may have: numpy's legacy seeding takes 0 to 2**32 - 1, and a seed outside would alias another
+#: (seed 2**32 would draw what seed 0 draws, under another cell key).
+MAX_SEED = 2**32 - 1
+
+
+def check_seeds(value: Any, where: str) -> list[int]:
+    """A list of seeds, each an integer from 0 to :data:`MAX_SEED`: the one check for files and ``--set``."""
+    if not isinstance(value, list) or any(isinstance(seed, bool) or not isinstance(seed, int) for seed in value):
+        raise ValueError(f"{where}: expected a list of integers, for example [0, 1, 2], got {value!r}")
+    for index, seed in enumerate(value):
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(
+                f"{where}[{index}]: seed {seed} is out of range; seeds are integers from 0 to {MAX_SEED} "
+                "(numpy's seeding range: another seed would draw what one of those draws)"
+            )
+    return value
+
+
+def _seeds_field(value: Any) -> Any:
+    return None if value is None else check_seeds(value, "seeds")
+
+
 def _thresholds_field(value: dict[str, float]) -> dict[str, float]:
     for name, threshold in value.items():
         if not math.isfinite(threshold) or threshold <= 0:
@@ -111,6 +133,7 @@ class Matrix(_Strict):
     seeds: list[int] | None = None
 
     _normalize_algorithms = field_validator("algorithms", "environments", mode="before")(_entries)
+    _check_seeds = field_validator("seeds")(_seeds_field)
 
 
 class Profile(_Strict):
@@ -122,6 +145,7 @@ class Profile(_Strict):
     description: str = ""
 
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
+    _check_seeds = field_validator("seeds")(_seeds_field)
 
 
 class ReportOptions(_Strict):
@@ -147,6 +171,7 @@ class SuiteModel(_Strict):
 
     _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
+    _check_seeds = field_validator("seeds")(_seeds_field)
     _check_thresholds = field_validator("thresholds")(_thresholds_field)
 
 

@@ -25,7 +25,8 @@ from harness.context import CellContext
 from harness.errors import CellSkipped
 from harness.machine import gpu_visible
 from harness.plugins import PluginOptions, registry_for
-from harness.record import Cell, CellResult, WorkerOptions
+from harness.record import Cell, CellResult, WorkerOptions, is_bool
+from harness.run import isolation
 from harness.specs import Resources, resolve_callable
 
 
@@ -57,10 +58,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def make_context(cell: Cell, results_dir: str | Path, started: float, device: str) -> CellContext:
+def make_context(
+    cell: Cell, results_dir: str | Path, started: float, device: str, started_monotonic: float | None = None
+) -> CellContext:
     results = Path(results_dir)
     deadline = started + cell.timeout_s if cell.timeout_s else math.inf
+    if started_monotonic is None:
+        started_monotonic = time.monotonic()
     return CellContext(
+        _monotonic_deadline=started_monotonic + cell.timeout_s if cell.timeout_s else None,
         seed=cell.seed,
         device=device,
         budget=dict(cell.budget),
@@ -112,8 +118,7 @@ def captured_output(log_path: Path | None) -> Iterator[None]:
         yield
         return
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _flush_streams()
     saved = [os.dup(1), os.dup(2)]
     with log_path.open("ab") as log:
         os.dup2(log.fileno(), 1)
@@ -121,12 +126,29 @@ def captured_output(log_path: Path | None) -> Iterator[None]:
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            _flush_streams()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for fd in saved:
                 os.close(fd)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced by a plugin: nothing left to flush
+            pass
+
+
+#: Why this worker must not run another cell (set when a cell changed state that cannot be restored).
+replace_reasons: list[str] = []
+
+
+def replace_worker_after_this_cell(reasons: list[str]) -> None:
+    """Ask for this worker to be replaced once its result is sent: the executor that runs it checks
+    :data:`replace_reasons` between cells (the local pool's workers exit; a fresh one takes the next cell)."""
+    replace_reasons.extend(reasons)
 
 
 def tail_of(path: Path) -> str:
@@ -160,8 +182,25 @@ def execute_cell(
     if progress is not None:
         _send(progress, {"key": cell.key, "done": 0.0, "total": None, "note": "starting", "started": time.time()})
     log_path = None if worker_options.show_output else Path(results_dir) / "logs" / cell.key / f"{record_id}.log"
+    before = isolation.snapshot()
     with captured_output(log_path):
-        result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress, worker_options)
+        try:
+            result = _execute(cell, plugin_options, results_dir, attempt, record_id, progress, worker_options)
+        finally:
+            # Inside the capture: a note on what could not be restored lands in the cell's own log.
+            try:
+                unrestorable = isolation.restore(before)
+            except Exception as exc:  # a restore that fails leaves the state unknown: replace the worker
+                unrestorable = [f"process state ({type(exc).__name__}: {exc})"]
+            if unrestorable:
+                print(
+                    "harness: this cell changed process state that cannot be restored: "
+                    f"{'; '.join(unrestorable)}; the worker is replaced before the next cell",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    if unrestorable:
+        replace_worker_after_this_cell(unrestorable)
     if log_path is not None and log_path.exists():
         if log_path.stat().st_size == 0:
             log_path.unlink()
@@ -170,6 +209,11 @@ def execute_cell(
             if result.status != "ok":
                 result.output_tail = tail_of(log_path)
     return result
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _send(progress: Callable[[dict[str, Any]], None], event: dict[str, Any]) -> None:
@@ -189,7 +233,8 @@ def _execute(
     worker_options: WorkerOptions,
 ) -> CellResult:
     registry = registry_for(plugin_options)
-    started = time.time()
+    started = time.time()  # when, for the record; how long is measured on the monotonic clock
+    clock = time.monotonic()
     result = CellResult(
         cell=cell,
         status="failed",
@@ -211,7 +256,7 @@ def _execute(
         make, run = resolve_callable(environment.make), resolve_callable(algorithm.run)
         computes = [(spec.name, resolve_callable(spec.compute)) for spec in metric_specs]
         result.device = choose_device(worker_options.device, algorithm.resources, environment.resources)
-        context = make_context(cell, results_dir, started, result.device)
+        context = make_context(cell, results_dir, started, result.device, clock)
         context.progress_sink = progress
         if worker_options.fresh_start and attempt == 1:
             # A checkpoint belongs to one attempt: a fresh run never continues a finished or older attempt.
@@ -228,12 +273,18 @@ def _execute(
                 raise RuntimeError(f"metric {name!r} failed: {type(exc).__name__}: {exc}") from exc
             if value is None:
                 continue
-            if isinstance(value, bool) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
+            if is_bool(value) or (not isinstance(value, (int, float)) and not hasattr(value, "__float__")):
                 raise TypeError(
                     f"metric {name!r} returned {value!r} ({type(value).__name__}); "
                     "compute() must return a float or None"
                 )
-            number = float(value)
+            try:
+                number = float(value)
+            except Exception as exc:  # e.g. an array of several values, or a __float__ that raises
+                raise TypeError(
+                    f"metric {name!r} returned {_short_repr(value)} ({type(value).__name__}), which float() "
+                    f"refuses ({type(exc).__name__}: {exc}); compute() must return a float or None"
+                ) from exc
             if not math.isfinite(number):
                 # A NaN score reported as "ok" would empty the leaderboard without a word: it is a failure.
                 raise ValueError(
@@ -261,13 +312,34 @@ def _execute(
         result.error = f"{type(exc).__name__}: {exc}"
         result.error_type = type(exc).__name__
         result.traceback = traceback.format_exc()
+    except BaseException as exc:
+        # SystemExit and KeyboardInterrupt raised by the cell's own code are the cell's failure, never the
+        # run's end: the user's Ctrl-C and SIGTERM reach the driver, and the local pool's workers ignore SIGINT.
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {describe_base_exception(exc)}"
+        result.error_type = type(exc).__name__
+        result.traceback = traceback.format_exc()
     finally:
         if context is not None:
             result.inputs = list(context.inputs)
             result.shared_setup_s = float(context.measurements.get("shared_setup_s", 0.0))
             _close(context.components.get("environment"))
-        result.finished_at = time.time()
+        # A wall clock stepped during the cell must not change its duration (finished_at - started_at).
+        result.finished_at = started + (time.monotonic() - clock)
     return result
+
+
+def describe_base_exception(exc: BaseException) -> str:
+    """Why a cell that raised ``SystemExit``, ``KeyboardInterrupt`` (or another ``BaseException``) failed."""
+    if isinstance(exc, SystemExit):
+        return (
+            f"the cell called sys.exit({exc.code!r}); a plugin must return its outcome or raise an exception, "
+            "never exit the worker process"
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        detail = f" ({exc})" if str(exc) else ""
+        return f"raised by the cell{detail}, not by a Ctrl-C of the run; the run went on with the other cells"
+    return str(exc) or "raised by the cell"
 
 
 def describe_memory_error(exc: MemoryError) -> str:
@@ -294,5 +366,5 @@ def _close(environment: Any) -> None:
     if callable(close):
         try:
             close()
-        except Exception:  # closing is best effort; the cell's result is already decided
+        except BaseException:  # closing is best effort (even a sys.exit in it); the result is already decided
             pass

@@ -125,7 +125,11 @@ class Delivery:
         if run_id is None:
             try:
                 run_id = self.tracker.log_cell(
-                    result, self.parent_run_id, self.base_tags, superseded=self._superseded(result)
+                    result,
+                    self.parent_run_id,
+                    self.base_tags,
+                    superseded=self._superseded(result),
+                    sequence=self._order[result.record_id],
                 )
             except RecordRefused as exc:
                 self.refused[result.record_id] = str(exc)

@@ -78,6 +78,10 @@ DEVICE = "harness.device"
 ATTEMPT = "harness.attempt"
 ERROR = "harness.error"
 SUPERSEDED = "harness.superseded"
+#: Order of creation, which "latest" follows (never the wall clock, which can step back): on a suite run, one
+#: more than the largest in its experiment when it was created; on a cell run, its record's position in the
+#: journal that delivered it (later attempts of a cell come later).
+SEQUENCE = "harness.sequence"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
@@ -180,6 +184,7 @@ def cell_tags(
     base_tags: Mapping[str, str],
     superseded: bool = False,
     unpaired_repeat: bool = False,
+    sequence: int | None = None,
 ) -> dict[str, str]:
     """A cell attempt's tags: ``base_tags`` (:func:`run_tags`) and everything that identifies the cell."""
     cell = result.cell
@@ -217,6 +222,8 @@ def cell_tags(
         tags[SUPERSEDED] = "true"
     if unpaired_repeat:
         tags[UNPAIRED_REPEAT] = "true"
+    if sequence is not None:
+        tags[SEQUENCE] = str(sequence)
     if result.error:
         tags[ERROR] = result.error[:MAX_TAG_LENGTH]
     return {key: value[:MAX_TAG_LENGTH] for key, value in tags.items()}
@@ -304,6 +311,7 @@ def decode_cell(
         device="" if tags.get(DEVICE, "none") == "none" else tags[DEVICE],
         attempt=_optional_int(tags.get(ATTEMPT)),
         superseded=tags.get(SUPERSEDED) == "true",
+        sequence=_optional_int(tags.get(SEQUENCE)),
         unpaired_repeat=tags.get(UNPAIRED_REPEAT) == "true",
         start_time_ms=int(run.info.start_time or 0),
         tags=tags,
@@ -377,6 +385,12 @@ def is_suite_run(run: Any) -> bool:
 
 def parent_run_id(run: Any) -> str:
     return run.data.tags.get(MLFLOW_PARENT, "")
+
+
+def run_sequence(run: Any) -> int:
+    """A stored run's :data:`SEQUENCE` (-1 for runs written before it: older than any that has one)."""
+    text = run.data.tags.get(SEQUENCE, "")
+    return int(text) if text.isdigit() else -1
 
 
 def is_running(run: Any) -> bool:

@@ -75,7 +75,7 @@ class RunStore:
         runs = self._search([self.experiment_id(suite)], " and ".join(clauses))
         if finished_only:
             runs = [run for run in runs if not layout.is_running(run)]
-        return sorted(runs, key=lambda run: run.info.start_time or 0, reverse=True)
+        return sorted(runs, key=lambda run: (layout.run_sequence(run), run.info.start_time or 0), reverse=True)
 
     def _search(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
         found: list[Any] = []
@@ -253,6 +253,8 @@ class _GuardedClient:
 
 
 def latest_cell_runs(cells: Iterable[CellRun]) -> list[CellRun]:
-    """The latest attempt of each cell key; attempts tagged superseded never count (report, compare, nightly)."""
+    """The latest attempt of each cell key (by the sequence its delivery recorded, then start time: never the
+    wall clock alone, which can step back); attempts tagged superseded never count (report, compare, nightly)."""
     live = [cell for cell in cells if not cell.superseded]
-    return list(latest_attempts(live, key=lambda c: c.cell_key or c.run_id, order=lambda c: c.start_time_ms).values())
+    order = lambda c: (-1 if c.sequence is None else c.sequence, c.start_time_ms)  # noqa: E731
+    return list(latest_attempts(live, key=lambda c: c.cell_key or c.run_id, order=order).values())

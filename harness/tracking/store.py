@@ -189,9 +189,11 @@ class MlflowTracker:
         suite_info = run.suite_info
         tags = {**layout.suite_run_tags(run), **dict(extra_tags or {})}
         started = run.started_at or time.time()
+        experiment_id = self.experiment_id(run.suite)
+        tags[layout.SEQUENCE] = str(self._next_sequence(experiment_id))
         created = self._call(
             self.client.create_run,
-            self.experiment_id(run.suite),
+            experiment_id,
             start_time=_ms(started),
             run_name=f"{run.suite}:{run.profile}:{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started))}",
             tags=tags,
@@ -200,6 +202,25 @@ class MlflowTracker:
         self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
         self._call(self.client.log_text, run_id, requirements_text(), layout.REQUIREMENTS)
         return run_id
+
+    def _next_sequence(self, experiment_id: str) -> int:
+        """One more than the largest sequence of the experiment's suite runs: "latest" follows it, not start
+        times from machines whose clocks may disagree or step back. (Two runs created at the same moment may
+        share one; start times then break the tie.)"""
+        largest, token = 0, None
+        while True:
+            page = self._call(
+                self.client.search_runs,
+                [experiment_id],
+                filter_string=layout.suite_runs_filter(),
+                max_results=5000,
+                page_token=token,
+            )
+            for found in page:
+                largest = max(largest, layout.run_sequence(found))
+            token = page.token
+            if not token:
+                return largest + 1
 
     def parent_exists(self, run_id: str) -> bool:
         """Whether ``run_id`` is a live run of this store (a journal's parent may belong to another store)."""
@@ -281,6 +302,7 @@ class MlflowTracker:
         base_tags: Mapping[str, str],
         superseded: bool = False,
         unpaired_repeat: bool = False,
+        sequence: int | None = None,
     ) -> str:
         """Log one cell attempt; raise :class:`RecordRefused` (after removing the partial run) when the store
         refuses its content, any other exception when the store cannot be reached."""
@@ -288,7 +310,7 @@ class MlflowTracker:
 
         check_record(result)
         cell = result.cell
-        tags = layout.cell_tags(result, parent_run_id, base_tags, superseded, unpaired_repeat)
+        tags = layout.cell_tags(result, parent_run_id, base_tags, superseded, unpaired_repeat, sequence)
         run = self._call(
             self.client.create_run,
             self.experiment_id(cell.suite),

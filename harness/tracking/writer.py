@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.record import CellResult, ComponentRef, MetricDeclaration, SuiteRunRecord, make_cell
+from harness.record import CellResult, ComponentRef, MetricDeclaration, SuiteRunRecord, make_cell, metric_number
 from harness.tracking import layout
 
 
@@ -87,10 +87,15 @@ def write_suite_run(
             algorithm_label=item.algorithm,
             environment_label=item.environment,
         )
-        history = [(name, int(step), float(value)) for name, points in item.curves.items() for step, value in points]
+        where = f"cell {item.algorithm}/{item.environment}/seed={item.seed}"
+        history = [
+            (name, int(step), metric_number(name, value, f"{where}, step {step}"))
+            for name, points in item.curves.items()
+            for step, value in points
+        ]
         results.append(
             CellResult(
-                cell=cell, status=item.status, metrics={k: float(v) for k, v in item.metrics.items()},  # type: ignore[arg-type]
+                cell=cell, status=item.status, metrics={k: metric_number(k, v, where) for k, v in item.metrics.items()},  # type: ignore[arg-type]
                 history=history, error=item.error or None, started_at=started + index / 1000,
                 finished_at=started + index / 1000, worker=source, record_id=uuid.uuid4().hex,
             )

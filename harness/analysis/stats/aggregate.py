@@ -82,16 +82,34 @@ def interquartile_mean(scores: np.ndarray, axis: int | None = None) -> np.ndarra
     cut = int(0.25 * n)
     ordered = np.sort(array, axis=axis)
     middle = np.take(ordered, np.arange(cut, n - cut), axis=axis)
-    result = middle.mean(axis=axis)
+    result = _without_overflow(np.mean, middle, axis)
     return float(result) if np.ndim(result) == 0 else result
 
 
+def _without_overflow(reduce: Callable[..., Any], scores: np.ndarray, axis: int | None) -> Any:
+    """``reduce(scores, axis)`` (a mean or a median), finite where the scores are: 1.7e308 twice has the mean
+    1.7e308, though their sum overflows. Where it overflowed, the scores are scaled by a power of two, which is
+    exact, so every other value stays bit for bit what ``reduce`` gives."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = reduce(scores, axis=axis)
+    overflowed = np.isinf(result)
+    if not np.any(overflowed):
+        return result
+    array = np.asarray(scores, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.max(np.abs(array), axis=axis, keepdims=True)
+        scale = np.where(np.isfinite(largest) & (largest > 0), np.ldexp(1.0, np.frexp(largest)[1] - 1), 1.0)
+        scaled = reduce(array / scale, axis=axis) * (scale if axis is None else np.squeeze(scale, axis=axis))
+    scaled = scaled.reshape(np.shape(result)) if np.ndim(scaled) else scaled
+    return np.where(overflowed, scaled, result) if np.ndim(result) else type(result)(scaled)
+
+
 def _mean(scores: np.ndarray, axis: int | None = None) -> Any:
-    return np.mean(scores, axis=axis)
+    return _without_overflow(np.mean, scores, axis)
 
 
 def _median(scores: np.ndarray, axis: int | None = None) -> Any:
-    return np.median(scores, axis=axis)
+    return _without_overflow(np.median, scores, axis)
 
 
 #: The aggregates every leaderboard shows, by name; each reduces pooled runs along ``axis``.

@@ -10,11 +10,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import CancelledError, as_completed
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,12 @@ import pebble
 
 from harness.plugins import PluginOptions, registry_for
 from harness.record import Cell, CellResult, WorkerOptions
+from harness.run import worker
 from harness.run.executors import describe_exit, failed_result
 from harness.run.worker import execute_cell
+
+#: How often the driver checks running cells against their timeouts when no result arrives.
+_POLL_S = 0.2
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -54,9 +58,28 @@ def _run_cell(
     return execute_cell(cell, plugin_options, results_dir, progress=_send_progress, worker_options=worker_options)
 
 
+def _exit_if_tainted(fetch_task: Callable[..., Any]) -> Callable[..., Any]:
+    """Pebble's worker loop calls ``fetch_task`` after it has sent a cell's result and before it takes the next
+    cell: a worker whose last cell changed state that cannot be restored exits there, cleanly, as a worker that
+    reached pebble's ``max_tasks`` does, and the pool starts a fresh one for the next cell."""
+
+    def fetch_unless_tainted(*args: Any, **kwargs: Any) -> Any:
+        if worker.replace_reasons:
+            os._exit(0)
+        return fetch_task(*args, **kwargs)
+
+    return fetch_unless_tainted
+
+
 def _initialize_worker(options: PluginOptions, threads: int, progress_queue: Any = None) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    import pebble.pool.process
+
+    if hasattr(pebble.pool.process, "fetch_task"):
+        pebble.pool.process.fetch_task = _exit_if_tainted(pebble.pool.process.fetch_task)
+    else:  # a pebble whose worker loop changed: cells still get their state restored, workers are not replaced
+        print("harness: cannot hook pebble's worker loop; workers will not be replaced", file=sys.stderr)
     threading.Thread(
         target=_exit_with_the_driver, args=(os.getppid(),), name="harness-driver-watch", daemon=True
     ).start()
@@ -119,29 +142,52 @@ class LocalExecutor:
                     pass
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellResult]:
+        # Timeouts are enforced here on the monotonic clock, not by pebble (whose timeouts use the wall clock:
+        # a clock stepped forward would kill every running cell): a cell is timed from when a worker takes it,
+        # and cancelling a running pebble task kills its worker, as pebble's own timeout does.
         futures: dict[Any, tuple[Cell, float]] = {}
         for cell in cells:
             future = self._pool.schedule(
-                _run_cell,
-                args=(cell, self.plugin_options, self.results_dir, self.worker_options),
-                timeout=cell.timeout_s,
+                _run_cell, args=(cell, self.plugin_options, self.results_dir, self.worker_options)
             )
             futures[future] = (cell, time.time())
-        for finished in as_completed(futures):
-            cell, submitted = futures[finished]
-            try:
-                yield finished.result()
-            except FutureTimeout:
-                yield failed_result(
-                    cell, f"timeout: exceeded {cell.timeout_s:g} s", "Timeout", submitted, self.results_dir
-                )
-            except pebble.ProcessExpired as exc:
-                reason = f"worker process {describe_exit(exc.exitcode)}"
-                yield failed_result(cell, reason, "WorkerDied", submitted, self.results_dir)
-            except CancelledError:
-                yield failed_result(cell, "cancelled", "Cancelled", submitted)
-            except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
-                yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
+        running_since: dict[Any, float] = {}
+        pending = set(futures)
+        while pending:
+            done, _ = wait(pending, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            for waiting in pending - done:
+                cell = futures[waiting][0]
+                if waiting not in running_since and waiting.running():
+                    running_since[waiting] = now
+                elif waiting in running_since and cell.timeout_s and now - running_since[waiting] > cell.timeout_s:
+                    waiting.cancel()
+                    pending.discard(waiting)
+                    reason = f"timeout: exceeded {cell.timeout_s:g} s"
+                    yield failed_result(cell, reason, "Timeout", futures[waiting][1], self.results_dir)
+            for finished in done:
+                pending.discard(finished)
+                yield from self._collect(finished, *futures[finished])
+
+    def _collect(self, future: Any, cell: Cell, submitted: float) -> Iterator[CellResult]:
+        """The result of a finished future, or a failed result saying why there is none."""
+        try:
+            yield future.result()
+        except pebble.ProcessExpired as exc:
+            reason = f"worker process {describe_exit(exc.exitcode)}"
+            yield failed_result(cell, reason, "WorkerDied", submitted, self.results_dir)
+        except CancelledError:
+            yield failed_result(cell, "cancelled", "Cancelled", submitted)
+        except Exception as exc:  # e.g. the cell could not be sent to or returned from the worker
+            yield failed_result(cell, f"{type(exc).__name__}: {exc}", type(exc).__name__, submitted)
+        except BaseException as exc:
+            # Raised in the worker (pebble attaches its traceback as the cause), e.g. a SystemExit from a
+            # plugin's code outside the cell's own guard: that cell's failure. The driver's own Ctrl-C or
+            # SIGTERM has no remote cause and stops the run.
+            if type(exc.__cause__).__name__ != "RemoteTraceback":
+                raise
+            reason = f"{type(exc).__name__} in the worker: {exc!r}"
+            yield failed_result(cell, reason, type(exc).__name__, submitted, self.results_dir)
 
     def close(self, cancel: bool = False) -> None:
         if cancel:

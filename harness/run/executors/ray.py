@@ -110,7 +110,8 @@ class _Attempt:
     cell: Cell
     number: int
     submitted_at: float
-    started_at: float | None = None
+    started_at: float | None = None  # wall clock, for the record
+    started_monotonic: float | None = None  # for its timeout: a stepped wall clock must not expire it
     worker: str = ""
     deaths: list[str] = field(default_factory=list)  # reasons of earlier attempts' worker deaths
 
@@ -285,6 +286,7 @@ class RayExecutor:
             item = exc
         if isinstance(item, dict):  # the task started on a worker
             attempt.started_at = time.time()
+            attempt.started_monotonic = time.monotonic()
             attempt.worker = f"{item['worker']} (node {item['node'][:12]})"
             return None
         del self._in_flight[generator]
@@ -313,10 +315,10 @@ class RayExecutor:
         return result
 
     def _expire_timeouts(self) -> Iterator[CellResult]:
-        now = time.time()
+        now = time.monotonic()
         for generator, attempt in list(self._in_flight.items()):
             timeout = attempt.cell.timeout_s
-            if not timeout or attempt.started_at is None or now - attempt.started_at <= timeout:
+            if not timeout or attempt.started_monotonic is None or now - attempt.started_monotonic <= timeout:
                 continue
             ray.cancel(generator, force=True)  # kills the worker process: a hung native call cannot hold it
             del self._in_flight[generator]
