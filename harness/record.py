@@ -184,9 +184,7 @@ class Cell:
         if metric_code and with_code:
             payload["metric_code"] = dict(sorted(metric_code.items()))
         shared = canonical_json(payload)[:-1]
-        return [
-            hashlib.sha256(f"{shared},\"seed\":{int(seed)}}}".encode()).hexdigest()[:20] for seed in seeds
-        ]
+        return [hashlib.sha256(f'{shared},"seed":{int(seed)}}}'.encode()).hexdigest()[:20] for seed in seeds]
 
     def compute_config_key(self) -> str:
         """The key this cell would have with no code versions: equal for the same configuration under old and
@@ -426,7 +424,6 @@ def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
         {"algorithm": a, "environment": e, "metric": m, "mean": overflow_safe_mean(v), "n": len(v)}
         for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
-
 
 
 @dataclass

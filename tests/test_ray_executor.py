@@ -27,6 +27,7 @@ from core_support import HARNESS, harness_env, load_json, mlflow_cell_runs, run_
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
+
 def test_progress_from_ray_workers_reaches_the_driver(tmp_path: Path, ray_head: str) -> None:
     write_suite(tmp_path, "progress", 'algorithms = [{name = "progressing", params = {steps = 40, step_s = 0.2}}]\n'
                 'environments = ["constant"]\n')  # fmt: skip

@@ -84,8 +84,9 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     )
                 )  # fmt: skip
     client = MlflowClient(tracking_uri=uri)
-    run_id = write_suite_run(client, suite="page", profile="smoke", metrics=METRICS, cells=cells, machine=MACHINE,
-                             git_commit="cafebabe1234")
+    run_id = write_suite_run(
+        client, suite="page", profile="smoke", metrics=METRICS, cells=cells, machine=MACHINE, git_commit="cafebabe1234"
+    )
     # The suite's [report] declaration as suite.json carries it (written here as the suite model would).
     suite_json = folder / "suite.json"
     suite_json.write_text(json.dumps({"suite": "page", "profile": "smoke", "metrics": METRICS,

@@ -136,7 +136,7 @@ def test_export_csv_neutralizes_formulas_in_labels_params_and_errors_and_keeps_n
 ) -> None:
     uri, run_id = planted_store(
         tmp_path,
-        algorithm="=HYPERLINK(\"http://x\",\"y\")",
+        algorithm='=HYPERLINK("http://x","y")',
         environment="@SUM(1+1)",
         metrics={"score": -1.5},
         params={"lr": -0.5, "note": "+cmd", "tabbed": "\tx", "cr": "\r=1"},
@@ -149,7 +149,7 @@ def test_export_csv_neutralizes_formulas_in_labels_params_and_errors_and_keeps_n
     rows = list(csv.DictReader(io.StringIO(out.read_bytes().decode())))
     assert len(rows) == 1
     row = rows[0]
-    assert row["algorithm"] == "'=HYPERLINK(\"http://x\",\"y\")" and row["environment"] == "'@SUM(1+1)"
+    assert row["algorithm"] == '\'=HYPERLINK("http://x","y")' and row["environment"] == "'@SUM(1+1)"
     assert row["param.algorithm.note"] == "'+cmd" and row["param.algorithm.tabbed"] == "'\tx"
     assert row["param.algorithm.cr"] == "'\r=1"
     assert row["param.algorithm.lr"] == "-0.5" and float(row["value"]) == -1.5  # numbers stay numbers

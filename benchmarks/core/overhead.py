@@ -141,9 +141,7 @@ def main() -> None:
                 flush=True,
             )
     print()
-    print(
-        "| cells | jobs | runner overhead ms/cell (median) | tracked run s | bare MLflow s | ratio (target <= 1.3) |"
-    )
+    print("| cells | jobs | runner overhead ms/cell (median) | tracked run s | bare MLflow s | ratio (target <= 1.3) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for _, per_cell, _, _, tracked, bare in rows:
         print(f"| {args.cells} | {args.jobs} | {per_cell:.2f} | {tracked:.2f} | {bare:.2f} | {tracked / bare:.2f} |")

@@ -81,9 +81,7 @@ def run_nightly(
     store = RunStore(tracking_uri)
     run = store.load(run_id)
     messages = [f"run {run_id} of {run.suite}:{run.profile}"]
-    baselines = [
-        r for r in store.suite_runs(run.suite, run.profile, baseline_filter()) if r.info.run_id != run_id
-    ]
+    baselines = [r for r in store.suite_runs(run.suite, run.profile, baseline_filter()) if r.info.run_id != run_id]
     comparison = None
     exit_code = EXIT_REGRESSION if any(cell.status == "failed" for cell in run.cells) else EXIT_OK
     if baselines:
@@ -97,8 +95,7 @@ def run_nightly(
         messages.append(f"against baseline {baseline.run_id}: {comparison.summary}")
         if comparison.hardware_differences:
             messages.append(
-                f"different hardware or software ({comparison.hardware_summary}): hardware-dependent rows are "
-                "annotated"
+                f"different hardware or software ({comparison.hardware_summary}): hardware-dependent rows are annotated"
             )
     else:
         messages.append("no baseline yet for this suite and profile")

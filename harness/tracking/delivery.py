@@ -97,9 +97,7 @@ class Delivery:
         self.state.note_store(self.tracker.tracking_uri, self.store)
 
     def pending(self) -> list[CellResult]:
-        return [
-            r for rid, r in self._results.items() if rid not in self.delivered and rid not in self.refused
-        ]
+        return [r for rid, r in self._results.items() if rid not in self.delivered and rid not in self.refused]
 
     def deliver_pending(self) -> int:
         """Deliver what the journal holds for this configuration and the store lacks; the number logged."""

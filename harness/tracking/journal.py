@@ -396,4 +396,3 @@ def _write_error(path: Path, exc: OSError, event: dict[str, Any] | None) -> Resu
 
 def all_journals(results_dir: Path) -> list[Journal]:
     return [Journal(path) for path in sorted((results_dir / "journal").glob("*.jsonl"))]
-

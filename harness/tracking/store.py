@@ -35,6 +35,7 @@ REFUSAL_CODES = {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", 
 class RecordRefused(TrackingError):
     """The store refused one record (a name or value MLflow does not accept); the others still go."""
 
+
 _MLFLOW_STATUS = {"ok": "FINISHED", "failed": "FAILED", "skipped": "FINISHED"}
 
 
@@ -177,7 +178,9 @@ class MlflowTracker:
                 experiment_id = experiment.experiment_id
                 if layout.EXPERIMENT_KIND not in (experiment.tags or {}):
                     self._call(
-                        self.client.set_experiment_tag, experiment_id, layout.EXPERIMENT_KIND,
+                        self.client.set_experiment_tag,
+                        experiment_id,
+                        layout.EXPERIMENT_KIND,
                         layout.EXPERIMENT_KIND_VALUE,
                     )
             self._experiments[suite] = experiment_id

@@ -51,9 +51,7 @@ def _send_progress(event: dict[str, Any]) -> None:
         _progress_queue.put_nowait(event)
 
 
-def _run_cell(
-    cell: Cell, plugin_options: PluginOptions, results_dir: str, worker_options: WorkerOptions
-) -> CellResult:
+def _run_cell(cell: Cell, plugin_options: PluginOptions, results_dir: str, worker_options: WorkerOptions) -> CellResult:
     """What the pool runs: the cell, with its progress events on the queue to the driver."""
     return execute_cell(cell, plugin_options, results_dir, progress=_send_progress, worker_options=worker_options)
 

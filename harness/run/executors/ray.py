@@ -225,7 +225,11 @@ class RayExecutor:
     def _submit(self, attempt: _Attempt, resources: CellResources) -> None:
         task = _run_cell_task.options(**resources.ray_options(), name=f"harness:{attempt.cell.label}")
         generator = task.remote(
-            attempt.cell, self.plugin_options, self.results_dir, attempt.number, self.worker_options,
+            attempt.cell,
+            self.plugin_options,
+            self.results_dir,
+            attempt.number,
+            self.worker_options,
             self._progress_queue,
         )
         self._in_flight[generator] = attempt
