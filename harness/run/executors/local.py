@@ -144,11 +144,13 @@ class LocalExecutor:
         # a clock stepped forward would kill every running cell): a cell is timed from when a worker takes it,
         # and cancelling a running pebble task kills its worker, as pebble's own timeout does.
         futures: dict[Any, tuple[Cell, float]] = {}
+        order: dict[Any, int] = {}
         for cell in cells:
             future = self._pool.schedule(
                 _run_cell, args=(cell, self.plugin_options, self.results_dir, self.worker_options)
             )
             futures[future] = (cell, time.time())
+            order[future] = len(order)
         running_since: dict[Any, float] = {}
         pending = set(futures)
         while pending:
@@ -163,7 +165,7 @@ class LocalExecutor:
                     pending.discard(waiting)
                     reason = f"timeout: exceeded {cell.timeout_s:g} s"
                     yield failed_result(cell, reason, "Timeout", futures[waiting][1], self.results_dir)
-            for finished in done:
+            for finished in sorted(done, key=order.__getitem__):  # cells finished together: in the suite's order
                 pending.discard(finished)
                 yield from self._collect(finished, *futures[finished])
 
