@@ -450,6 +450,9 @@ class SuiteRunRecord:
     #: Where the results came from when not from ``harness run`` (``pytest-benchmark``); "" for own runs.
     source: str = ""
     schema_version: int = SCHEMA_VERSION
+    #: Results reported elsewhere (a paper's table, ``harness import results``): never taken for a run of this
+    #: machine, never a hardware baseline; ``source`` says where they came from.
+    reported: bool = False
 
     @staticmethod
     def compute_config_id(suite: str, profile: str, cell_keys: list[str]) -> str:
@@ -691,6 +694,20 @@ class SuiteRun:
     renames: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Every tag as stored, for a user's own tags; the harness's own are decoded into the fields above.
     tags: dict[str, str] = field(default_factory=dict)
+    #: Results reported elsewhere (``harness import results``): see :attr:`SuiteRunRecord.reported`.
+    reported: bool = False
+
+    @property
+    def provenance(self) -> str:
+        """Where these results come from, as every view names it: ``reported: <source>`` for imported results,
+        else the run and its machine."""
+        if self.reported:
+            return f"reported: {self.source or 'unknown source'}"
+        machine = self.machine_facts.cpu or "unknown machine"
+        if self.machine_facts.gpu and self.machine_facts.gpu != "none":
+            machine += f" + {self.machine_facts.gpu}"
+        imported = f" (imported from {self.source})" if self.source else ""
+        return f"run {self.run_id[:8]} on {machine}, commit {self.commit_text}{imported}"
 
     def relabelled(self, renames: Mapping[str, Mapping[str, str]]) -> SuiteRun:
         """This run with cells recorded under an old label shown under the new one (``renames`` as in
@@ -740,7 +757,13 @@ class SuiteRun:
         )
 
     def machine_differences(self, other: SuiteRun) -> dict[str, tuple[str, str]]:
-        return self.machine_facts.differences(other.machine_facts)
+        """What differs between the two runs' machines; reported results (:attr:`reported`) always differ from
+        any run: their machine was not measured here, so they are never a hardware baseline."""
+        differences = self.machine_facts.differences(other.machine_facts)
+        if self.reported or other.reported:
+            origin = lambda run: run.provenance if run.reported else "measured by the harness"  # noqa: E731
+            differences = {**differences, "results": (origin(self), origin(other))}
+        return differences
 
     @property
     def metric_names(self) -> list[str]:

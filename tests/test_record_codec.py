@@ -183,6 +183,7 @@ def test_every_field_of_a_cell_and_a_suite_run_reads_back_as_written(tmp_path: P
         "report_options": {"pareto": [["wall_time_s", "score"]]},
         "tracking_uri": _uri(tmp_path),
         "renames": {"algorithm": {"iql-old": "iql[lr=3e-4]"}},
+        "reported": False,
     }
     run_fields = {f.name for f in dataclasses.fields(SuiteRun)} - {"tags"}
     assert set(expected_run) == run_fields, "a SuiteRun field has no round-trip check: add it here"

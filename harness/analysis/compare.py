@@ -46,6 +46,13 @@ MIN_RUNS_FOR_INTERVAL_RULE = 3
 
 EXIT_OK, EXIT_REGRESSION, EXIT_BAD_INPUT, EXIT_TOO_LITTLE_DATA = 0, 1, 2, 3
 _BAD_VERDICTS = ("regressed", "failed")
+_NOT_COMPARED = ("missing", "new")
+#: The metric name of a row that says a cell failed (not a metric the runs measured).
+STATUS_METRIC = "(status)"
+
+
+def _count(rows: list[Any], noun: str) -> str:
+    return f"{len(rows)} {noun}" + ("" if len(rows) == 1 else "s")
 
 
 @dataclass
@@ -107,10 +114,25 @@ class Comparison:
         return [row for row in self.rows if row.verdict == "inconclusive"]
 
     @property
+    def compared(self) -> list[CaseVerdict]:
+        """Rows both runs measured: every row but ``missing`` and ``new`` (and failed-status rows)."""
+        return [row for row in self.rows if row.verdict not in _NOT_COMPARED and row.metric != STATUS_METRIC]
+
+    @property
+    def not_compared(self) -> list[CaseVerdict]:
+        """Rows only one side measured (``missing``: only in the baseline, ``new``: only in the candidate)."""
+        return [row for row in self.rows if row.verdict in _NOT_COMPARED]
+
+    @property
+    def nothing_compared(self) -> bool:
+        """True when the runs share no (algorithm, environment, metric) row: there is nothing to pass."""
+        return not self.compared
+
+    @property
     def exit_code(self) -> int:
         if self.regressions:
             return EXIT_REGRESSION
-        if self.inconclusive:
+        if self.nothing_compared or self.inconclusive:
             return EXIT_TOO_LITTLE_DATA
         return EXIT_OK
 
@@ -119,6 +141,13 @@ class Comparison:
         if self.regressions:
             names = sorted({f"{r.metric} ({r.algorithm}/{r.environment})" for r in self.regressions})
             return f"REGRESSION in {len(names)} metric/case(s): " + ", ".join(names[:8])
+        if self.nothing_compared:
+            return (
+                "NOTHING COMPARED: the runs share no (algorithm, environment, metric) row "
+                f"({_count(self.baseline_only, 'row')} only in the baseline, "
+                f"{_count(self.candidate_only, 'row')} only in the candidate); check that both runs measured the "
+                "same algorithms, environments and metrics under the same labels"
+            )
         if self.inconclusive:
             most = max(row.repeats_needed or 0 for row in self.inconclusive)
             return (
@@ -126,7 +155,25 @@ class Comparison:
                 f"significance; rerun with at least {most} repeats a side (more seeds, or several runs) "
                 "or calibrate this machine with `harness calibrate`"
             )
-        return "no regression"
+        partial = f" ({self.not_compared_text})" if self.not_compared else ""
+        return f"no regression{partial}"
+
+    @property
+    def baseline_only(self) -> list[CaseVerdict]:
+        return [row for row in self.rows if row.verdict == "missing"]
+
+    @property
+    def candidate_only(self) -> list[CaseVerdict]:
+        return [row for row in self.rows if row.verdict == "new"]
+
+    @property
+    def not_compared_text(self) -> str:
+        """How many rows were not compared, and which (the first few): partial overlap is said, never hidden."""
+        if not self.not_compared:
+            return ""
+        names = [f"{row.metric} {row.algorithm}/{row.environment} ({row.verdict})" for row in self.not_compared]
+        more = f", and {len(names) - 6} more" if len(names) > 6 else ""
+        return f"{len(self.compared)} compared, {len(names)} not compared: " + ", ".join(names[:6]) + more
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,7 +185,14 @@ class Comparison:
             "hardware_differences": {k: list(v) for k, v in self.hardware_differences.items()},
             "calibration": self.calibration_source,
             "rows": [row.to_dict() for row in self.rows],
-        }
+            "compared": len(self.compared),
+            "nothing_compared": self.nothing_compared,
+            "not_compared": [
+                {"metric": row.metric, "algorithm": row.algorithm, "environment": row.environment,
+                 "only_in": "baseline" if row.verdict == "missing" else "candidate"}
+                for row in self.not_compared
+            ],
+        }  # fmt: skip
 
 
 def _run_facts(run: SuiteRun) -> dict[str, Any]:
@@ -212,7 +266,7 @@ def compare_runs(
         if cell.status == "failed" and baseline_status.get(cell.case) == "ok":
             rows.append(
                 CaseVerdict(
-                    "(status)",
+                    STATUS_METRIC,
                     cell.algorithm,
                     cell.environment,
                     "",

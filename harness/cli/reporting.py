@@ -480,6 +480,124 @@ def import_pytest_benchmark(
         click.echo(visible(f"{path}: run {run_id}"))
 
 
+def _metric_options(
+    units: tuple[str, ...], directions: tuple[str, ...], comparable: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """--unit, --direction and --comparable-across-tasks as metric -> declaration fields."""
+    declared: dict[str, dict[str, Any]] = {}
+    for option, values in (("--unit", units), ("--direction", directions)):
+        for value in values:
+            name, sep, text = value.partition("=")
+            if not sep or not name.strip():
+                raise BadInput(f"{option} {value!r}: expected METRIC=VALUE (e.g. {option} normalized_score=%s)"
+                               % ("1" if option == "--unit" else "higher"))  # fmt: skip
+            field_name = option.removeprefix("--")
+            if field_name == "direction" and text.strip() not in ("higher", "lower"):
+                raise BadInput(f"--direction {value!r}: the direction is 'higher' or 'lower'")
+            declared.setdefault(name.strip(), {})[field_name] = text.strip()
+    for name in comparable:
+        declared.setdefault(name.strip(), {})["comparable_across_tasks"] = True
+    return declared
+
+
+def _known_metrics(ctx: click.Context) -> dict[str, Any]:
+    """The declarations of metrics installed plugins define (empty when plugins cannot be loaded here)."""
+    state = ctx.find_root().obj
+    if state is None or not hasattr(state, "registry"):
+        return {}
+    try:
+        registry = state.registry()
+        return {name: found.spec.declaration() for name, found in registry.specs["metric"].items()}
+    except Exception:  # a broken plugin must not stop an import that declares its metrics itself
+        return {}
+
+
+@import_group.command("results")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--suite", help="Suite (experiment) the results belong to (default: the file's 'suite' column).")
+@click.option("--profile", help="Profile of the runs (default: the file's 'profile' column, else 'reported').")
+@click.option(
+    "--source",
+    help="Where the results come from, shown as 'reported: SOURCE' in every view: a citation or a URL "
+    "(default: the file's 'source' column; one of the two is required).",
+)
+@click.option("--unit", "units", multiple=True, metavar="METRIC=UNIT", help="Declare a metric's unit (repeatable).")
+@click.option(
+    "--direction", "directions", multiple=True, metavar="METRIC=higher|lower",
+    help="Declare which way a metric is better (repeatable); needed where the file has no 'direction' column "
+    "and no installed plugin defines the metric.",
+)  # fmt: skip
+@click.option(
+    "--comparable-across-tasks", "comparable", multiple=True, metavar="METRIC",
+    help="Declare a metric comparable across environments (a normalized score): reports pool it (repeatable).",
+)  # fmt: skip
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), help="Default: from the suffix.")
+@click.option("--dry-run", is_flag=True, help="Check the file and say what would be imported; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def import_results_command(
+    ctx: click.Context,
+    file: Path,
+    suite: str | None,
+    profile: str | None,
+    source: str | None,
+    units: tuple[str, ...],
+    directions: tuple[str, ...],
+    comparable: tuple[str, ...],
+    fmt: str | None,
+    dry_run: bool,
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Import per-seed results (a paper's table, a colleague's export) as reported suite runs.
+
+    \b
+    FILE is csv, parquet or json in the schema `harness export` writes; a minimal file has the columns
+        algorithm,environment,seed,metric,value
+    Optional columns: suite, profile, run_id, status, unit, direction, comparable_across_tasks, fingerprint,
+    cpu, gpu, git_commit, code_versions, inputs, error, source and param.<name> (see docs/reports.md).
+    \b
+    Every row is checked first: a missing column, a value that is not a number or a duplicate (algorithm,
+    environment, seed, metric) refuses the file with the row at fault, and nothing is imported. Imported
+    runs say "reported: SOURCE" wherever they appear, are never taken for runs of this machine and never
+    serve as a hardware baseline. Example:
+        harness import results iql_paper.csv --suite d4rl --source "Kostrikov et al. 2022, table 1" \\
+            --direction normalized_score=higher --comparable-across-tasks normalized_score
+    """
+    from harness.tracking.results_import import import_results, plan_import
+
+    directory = _results_dir(ctx, results_dir)
+    uri = _tracking_uri(directory, tracking_uri)
+    options = dict(
+        suite=suite, profile=profile, source=source, declarations=_metric_options(units, directions, comparable),
+        known_metrics=_known_metrics(ctx), fmt=fmt,
+    )  # fmt: skip
+    if dry_run:
+        found = [("", run) for run in plan_import(file, **options)]  # type: ignore[arg-type]
+    else:
+        from harness.tracking.uri import sqlite_path
+
+        database = sqlite_path(uri)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        found = import_results(file, uri, **options)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps([{"run_id": run_id or None, "dry_run": dry_run, **run.summary()}
+                               for run_id, run in found], indent=2))  # fmt: skip
+        return
+    for run_id, run in found:
+        facts = run.summary()
+        what = "would import" if dry_run else f"run {run_id}:"
+        click.echo(visible(
+            f"{file}: {what} {facts['rows']} rows as {facts['cells']} cells of {run.suite}:{run.profile} "
+            f"({facts['algorithms']} algorithms x {facts['environments']} environments x {facts['seeds']} seeds; "
+            f"metrics {', '.join(facts['metrics'])}), reported: {run.source}"
+        ))  # fmt: skip
+
+
 @click.command("export")
 @click.argument("selectors", nargs=-1, required=True, metavar="RUN_OR_SUITE...")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "json"]), default="csv", show_default=True)

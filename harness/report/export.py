@@ -21,20 +21,59 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import SuiteRun
+from harness.tracking.table_schema import COLUMNS, PARAM_PREFIX, typed_param
 
 FORMATS = ("csv", "parquet", "json")
 
 
-def tidy_rows(runs: Iterable[SuiteRun]) -> list[dict[str, Any]]:
-    """One dict per (cell, metric) of every run, with the columns listed in the module docstring."""
+def _column_type(values: list[Any]) -> str:
+    """The pyarrow type of a parameter column: bool, int64 or float64 when every value is one, else string."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return "bool"
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return "int64"
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return "float64"
+    return "string"
+
+
+def _as_column(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "string":
+        return value if isinstance(value, str) else json.dumps(value)
+    if kind == "float64":
+        return float(value)
+    return value
+
+
+def store_label(tracking_uri: str, show_paths: bool = False) -> str:
+    """A store as tables and pages name it: a server's URL as it is, a local SQLite file by its file name
+    only (its folder is a local path, shown only with ``show_paths``)."""
+    from harness.tracking.uri import sqlite_path
+
+    path = sqlite_path(tracking_uri) if tracking_uri else None
+    if path is None or show_paths:
+        return tracking_uri
+    return f"sqlite: {path.name}"
+
+
+def tidy_rows(runs: Iterable[SuiteRun], show_paths: bool = False) -> list[dict[str, Any]]:
+    """One dict per (cell, metric) of every run, with the columns of :data:`COLUMNS` and typed parameters."""
+    runs = list(runs)
     rows: list[dict[str, Any]] = []
-    param_names: set[str] = set()
+    param_values: dict[str, list[Any]] = {}
     for run in runs:
         for cell in run.cells:
-            param_names.update(cell.params)
+            for name, text in cell.params.items():
+                param_values.setdefault(name, []).append(typed_param(text))
+    param_types = {name: _column_type(values) for name, values in param_values.items()}
     for run in runs:
+        store = store_label(run.tracking_uri, show_paths)
         for cell in run.cells:
             machine = run.cell_machine(cell)
+            inputs = [{k: item[k] for k in ("name", "origin", "sha256") if item.get(k)} for item in cell.inputs]
             base = {
                 "run_id": run.run_id,
                 "suite": run.suite,
@@ -50,40 +89,50 @@ def tidy_rows(runs: Iterable[SuiteRun]) -> list[dict[str, Any]]:
                 "git_commit": run.git_commit,
                 "code_versions": json.dumps(cell.code_versions, sort_keys=True),
                 "error": cell.error,
-                **{f"param.{name}": cell.params.get(name) for name in sorted(param_names)},
+                "inputs": json.dumps(inputs, sort_keys=True) if inputs else None,
+                "source": run.source or None,
+                "reported": run.reported,
+                "store": store,
+                **{
+                    f"{PARAM_PREFIX}{name}": _as_column(typed_param(cell.params.get(name)), param_types[name])
+                    for name in sorted(param_types)
+                },
             }
             if not cell.metrics:
-                rows.append({**base, "metric": None, "value": None, "unit": None, "direction": None})
+                rows.append({**base, "metric": None, "value": None, "unit": None, "direction": None,
+                             "comparable_across_tasks": None})  # fmt: skip
             for metric, value in sorted(cell.metrics.items()):
                 info = run.info(metric)
                 rows.append({**base, "metric": metric, "value": float(value), "unit": info.unit,
-                             "direction": info.direction})  # fmt: skip
+                             "direction": info.direction,
+                             "comparable_across_tasks": info.comparable_across_tasks})  # fmt: skip
     return rows
 
 
-def to_table(rows: list[dict[str, Any]]) -> Any:
-    """The rows as a :class:`pyarrow.Table` (typed columns; params stay strings, as MLflow holds them)."""
+def _pa_type(name: str) -> Any:
     import pyarrow as pa
 
-    schema_fields = [
-        ("run_id", pa.string()), ("suite", pa.string()), ("profile", pa.string()), ("cell_run_id", pa.string()),
-        ("algorithm", pa.string()), ("environment", pa.string()), ("seed", pa.int64()), ("status", pa.string()),
-        ("metric", pa.string()), ("value", pa.float64()), ("unit", pa.string()), ("direction", pa.string()),
-        ("fingerprint", pa.string()), ("cpu", pa.string()), ("gpu", pa.string()), ("git_commit", pa.string()),
-        ("code_versions", pa.string()), ("error", pa.string()),
-    ]  # fmt: skip
-    params = sorted({key for row in rows for key in row if key.startswith("param.")})
-    schema = pa.schema([*schema_fields, *((name, pa.string()) for name in params)])
+    return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(), "bool": pa.bool_()}[name]
+
+
+def to_table(rows: list[dict[str, Any]]) -> Any:
+    """The rows as a :class:`pyarrow.Table`: the columns of :data:`COLUMNS`, then ``param.<name>`` columns typed
+    as their values are (bool, int64, float64, else string)."""
+    import pyarrow as pa
+
+    params = sorted({key for row in rows for key in row if key.startswith(PARAM_PREFIX)})
+    param_fields = [(name, _pa_type(_column_type([row.get(name) for row in rows]))) for name in params]
+    schema = pa.schema([*((name, _pa_type(kind)) for name, kind in COLUMNS), *param_fields])
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_export(runs: Iterable[SuiteRun], path: Path | None, fmt: str) -> bytes | None:
+def write_export(runs: Iterable[SuiteRun], path: Path | None, fmt: str, show_paths: bool = False) -> bytes | None:
     """Write the tidy table of ``runs`` to ``path`` in ``fmt``; with no path return the bytes (csv, json)."""
     import pyarrow as pa
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    rows = tidy_rows(list(runs))
+    rows = tidy_rows(list(runs), show_paths)
     if fmt == "csv":
         from harness.untrusted import csv_cell
 

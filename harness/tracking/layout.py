@@ -59,6 +59,8 @@ OVERRIDES = "harness.overrides"
 SELECTION = "harness.selection"
 #: Where an imported suite run came from (``pytest-benchmark``); absent on runs of ``harness run``.
 SOURCE = "harness.source"
+#: "true" on results reported elsewhere (``harness import results``): never a run of this machine.
+REPORTED = "harness.reported"
 BASELINE = "baseline"
 
 # -- tags on cell runs ---------------------------------------------------------------------------------
@@ -141,6 +143,13 @@ def machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
 CELL_MACHINE_TAGS = (FINGERPRINT, f"{MACHINE_PREFIX}cpu", f"{MACHINE_PREFIX}gpu")
 
 
+def cell_machine_tags(machine: Mapping[str, Any]) -> dict[str, str]:
+    """A cell's own machine facts (fingerprint, CPU, GPU) as its tags, where they are not its run's (an
+    imported table whose rows came from several machines)."""
+    tags = machine_tags(machine)
+    return {key: tags[key] for key in CELL_MACHINE_TAGS}
+
+
 def run_tags(run: SuiteRunRecord) -> dict[str, str]:
     """Tags every cell run of a suite run carries: what comparisons filter on (fingerprint, CPU, GPU) and
     the code's git state. The full machine facts and versions are on the parent run only: repeating a dozen
@@ -170,7 +179,9 @@ def suite_run_tags(run: SuiteRunRecord) -> dict[str, str]:
         SELECTION: json.dumps(list(run.selection))[:MAX_TAG_LENGTH],
     }
     if run.source:
-        tags[SOURCE] = run.source
+        tags[SOURCE] = run.source[:MAX_TAG_LENGTH]
+    if run.reported:
+        tags[REPORTED] = "true"
     return tags
 
 
@@ -361,6 +372,7 @@ def decode_suite_run(
         tracking_uri=tracking_uri,
         renames=_renames(suite_info.get("renames")),
         tags=tags,
+        reported=tags.get(REPORTED) == "true",
     )
 
 

@@ -1,8 +1,15 @@
 """Write suite runs into MLflow in the harness layout, for results that did not come from ``harness run``.
 
-``harness import pytest-benchmark`` uses it, so microbenchmarks appear in the same reports and comparisons
-as suite results: the same records, encoded by :mod:`harness.tracking.layout`, written by
-:class:`harness.tracking.store.MlflowTracker`.
+This is public API (docs/reports.md, "Writing results from Python"): :func:`write_suite_run` takes
+:class:`CellToWrite` rows and writes them as the same records ``harness run`` writes (encoded by
+:mod:`harness.tracking.layout`, written by :class:`harness.tracking.store.MlflowTracker`), so they appear in
+reports, comparisons and exports like any suite run. ``harness import results`` and ``harness import
+pytest-benchmark`` both write through it.
+
+Nothing is lost on the way: every cell keeps its algorithm, environment and budget parameters, its spec
+names, code versions, datasets and its own machine facts (a table whose rows came from several machines keeps
+them apart). Nothing is half-written either: when any cell fails to reach the store, the runs already
+created for this suite run are deleted and the error is raised.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from harness.tracking import layout
 class CellToWrite:
     """One cell: labels, seed, status, metric values and curves (name -> [(step, value)]).
 
-    ``params`` are the algorithm's parameters (logged as ``algorithm.<name>``); ``unpaired_repeat``: the seed
-    numbers a repeat that is not a seed (never paired across runs); ``tags`` the source's own cell tags.
+    ``params`` are the algorithm's parameters (logged as ``algorithm.<name>``), ``environment_params`` the
+    environment's (``environment.<name>``) and ``budget`` the budget profile's values (``budget.<name>``);
+    ``unpaired_repeat``: the seed numbers a repeat that is not a seed (never paired across runs); ``tags`` the
+    source's own cell tags.
     """
 
     algorithm: str
@@ -36,6 +45,48 @@ class CellToWrite:
     params: Mapping[str, Any] = field(default_factory=dict)
     unpaired_repeat: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: The environment's parameters and the budget (both part of what makes results comparable).
+    environment_params: Mapping[str, Any] = field(default_factory=dict)
+    budget: Mapping[str, Any] = field(default_factory=dict)
+    #: The specs' names behind the labels (default: the label up to its first ``[``).
+    algorithm_name: str = ""
+    environment_name: str = ""
+    #: Component -> code version (``algorithm``, ``environment``, ``metric.<name>``), as exports list them.
+    code_versions: Mapping[str, str] = field(default_factory=dict)
+    #: This cell's machine (``fingerprint``, ``cpu``, ``gpu``) where it is not the suite run's.
+    machine: Mapping[str, Any] | None = None
+    #: Datasets the cell read: ``{"name", "origin", "sha256", ...}`` (reports check the sha256 agrees).
+    inputs: Sequence[Mapping[str, Any]] = ()
+
+
+def _cell_result(item: CellToWrite, suite: str, profile: str, source: str, started: float) -> CellResult:
+    versions = dict(item.code_versions)
+    plugin = source[:100] or "import"
+    cell = make_cell(
+        suite=suite,
+        profile=profile,
+        algorithm=ComponentRef(item.algorithm_name or item.algorithm.split("[")[0], "1", plugin, "0",
+                               dict(item.params), versions.get("algorithm", "")),
+        environment=ComponentRef(item.environment_name or item.environment.split("[")[0], "1", plugin, "0",
+                                 dict(item.environment_params), versions.get("environment", "")),
+        seed=item.seed,
+        metrics=tuple(item.metrics),
+        budget=dict(item.budget),
+        algorithm_label=item.algorithm,
+        environment_label=item.environment,
+        metric_code={k.removeprefix("metric."): v for k, v in versions.items() if k.startswith("metric.")},
+    )  # fmt: skip
+    where = f"cell {item.algorithm}/{item.environment}/seed={item.seed}"
+    history = [
+        (name, int(step), metric_number(name, value, f"{where}, step {step}"))
+        for name, points in item.curves.items()
+        for step, value in points
+    ]
+    return CellResult(
+        cell=cell, status=item.status, metrics={k: metric_number(k, v, where) for k, v in item.metrics.items()},  # type: ignore[arg-type]
+        history=history, error=item.error or None, started_at=started, finished_at=started, worker=plugin,
+        record_id=uuid.uuid4().hex, inputs=[dict(i) for i in item.inputs],
+    )  # fmt: skip
 
 
 def write_suite_run(
@@ -53,15 +104,21 @@ def write_suite_run(
     start_time: float | None = None,
     source: str = "import",
     extra_tags: Mapping[str, str] | None = None,
+    reported: bool = False,
 ) -> str:
     """Write one suite run from outside ``harness run`` as the same records, through the same store writer;
     return the parent's run id.
 
-    ``metrics`` declares each metric (a :class:`MetricDeclaration`, or its ``suite.json`` dict: unit,
-    direction, threshold, ...). ``machine`` holds the source's machine facts as
+    ``client``: an :class:`mlflow.MlflowClient` (its ``tracking_uri`` is the store written to). ``metrics``
+    declares each metric (a :class:`MetricDeclaration`, or its ``suite.json`` dict: unit, direction,
+    threshold, comparable_across_tasks, ...). ``machine`` holds the run's machine facts as
     :func:`harness.machine.machine_info` does (``fingerprint``, ``cpu``, ``gpu``, ``hostname``, ``versions``);
-    ``extra_tags`` are the source's own parent tags. Names given here are external (a pytest test name, a
-    group): the algorithm's name is the label up to its first ``[``.
+    a cell's own ``machine`` overrides it for that cell. ``source`` says where the results came from (a tool,
+    a citation, a URL); ``reported=True`` marks results measured elsewhere (a paper's table): they are never
+    taken for runs of this machine nor used as a hardware baseline. ``extra_tags`` are the source's own parent
+    tags. Cells are written in the order given, which reports keep as the suite's order of environments.
+
+    All or nothing: if a cell cannot be written, the runs created so far are deleted and the error raised.
     """
     from harness.paths import safe_name
     from harness.tracking.store import MlflowTracker
@@ -75,31 +132,8 @@ def write_suite_run(
     }
     tracker = MlflowTracker(client.tracking_uri)
     started = start_time if start_time is not None else time.time()
-    results = []
-    for index, item in enumerate(cells):
-        cell = make_cell(
-            suite=suite,
-            profile=profile,
-            algorithm=ComponentRef(item.algorithm.split("[")[0], "1", source, "0", dict(item.params)),
-            environment=ComponentRef(item.environment.split("[")[0], "1", source, "0"),
-            seed=item.seed,
-            metrics=tuple(item.metrics),
-            algorithm_label=item.algorithm,
-            environment_label=item.environment,
-        )
-        where = f"cell {item.algorithm}/{item.environment}/seed={item.seed}"
-        history = [
-            (name, int(step), metric_number(name, value, f"{where}, step {step}"))
-            for name, points in item.curves.items()
-            for step, value in points
-        ]
-        results.append(
-            CellResult(
-                cell=cell, status=item.status, metrics={k: metric_number(k, v, where) for k, v in item.metrics.items()},  # type: ignore[arg-type]
-                history=history, error=item.error or None, started_at=started + index / 1000,
-                finished_at=started + index / 1000, worker=source, record_id=uuid.uuid4().hex,
-            )
-        )  # fmt: skip
+    results = [_cell_result(item, suite, profile, source, started + index / 1000) for index, item in enumerate(cells)]
+    environments = list(dict.fromkeys(item.environment for item in cells))
     run = SuiteRunRecord(
         suite=suite,
         profile=profile,
@@ -116,16 +150,37 @@ def write_suite_run(
             "thresholds": dict(thresholds or {}),
             "plugins": dict(plugins or {}),
             "cells": len(cells),
+            "environments": environments,
+            "source": source,
         },
         started_at=started,
         source=source,
+        reported=reported,
     )
     parent = tracker.start_parent(run, extra_tags=extra_tags)
-    base_tags = layout.run_tags(run)
-    for item, result in zip(cells, results, strict=True):
-        tracker.log_cell(result, parent, {**base_tags, **dict(item.tags)}, unpaired_repeat=item.unpaired_repeat)
-    tracker.finish_parent(parent, results)
+    written = [parent]
+    try:
+        base_tags = layout.run_tags(run)
+        for sequence, (item, result) in enumerate(zip(cells, results, strict=True)):
+            tags = {**base_tags, **(layout.cell_machine_tags(item.machine) if item.machine else {}), **dict(item.tags)}
+            written.append(
+                tracker.log_cell(result, parent, tags, unpaired_repeat=item.unpaired_repeat, sequence=sequence)
+            )
+        tracker.finish_parent(parent, results)
+    except BaseException:
+        _delete_runs(client, written)
+        raise
     return parent
+
+
+def _delete_runs(client: Any, run_ids: Sequence[str]) -> None:
+    """Remove a half-written suite run (readers never see deleted runs); a store that is gone keeps them, and
+    the parent is still ``running``, which readers skip."""
+    for run_id in reversed(run_ids):
+        try:
+            client.delete_run(run_id)
+        except Exception:  # the original error is what the user must hear about
+            pass
 
 
 def log_calibration(client: Any, experiment_id: str, calibration: Any) -> str:
