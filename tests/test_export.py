@@ -45,10 +45,11 @@ def test_export_writes_tidy_rows_in_csv_parquet_and_json(tmp_path):
     first = next(r for r in rows if r["environment"] == "hopper" and r["seed"] == 1 and r["metric"] == "score")
     assert first["value"] == 10.0 and first["unit"] == "1" and first["direction"] == "higher"
     assert first["run_id"] == run_id and first["cpu"] == "Test CPU" and first["git_commit"] == "cafebabe1234"
-    assert first["param.algorithm.lr"] == "0.0003" and json.loads(first["code_versions"]) is not None
+    assert first["param.algorithm.lr"] == 3e-4 and json.loads(first["code_versions"]) is not None
     failed = next(r for r in rows if r["status"] == "failed")
     assert failed["metric"] is None and failed["error"] == "boom"
     assert table.schema.field("seed").type == "int64" and table.schema.field("value").type == "double"
+    assert table.schema.field("param.algorithm.lr").type == "double"  # typed as logged, not MLflow's text
 
     path = export("tidy", "--format", "csv").strip()
     assert path.endswith(".csv")

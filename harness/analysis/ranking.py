@@ -212,13 +212,15 @@ def rank_metric(
     config: BootstrapConfig,
     *,
     comparable_across_tasks: bool = False,
+    environment_order: Sequence[str] | None = None,
 ) -> list[Ranking]:
     """Rankings of one metric: one per environment, plus a pooled one when the metric is comparable across tasks.
 
     The pooled ranking treats environments as rliable's tasks (stratified bootstrap); it only includes
-    algorithms that ran on every environment, so no algorithm wins by skipping the hard tasks.
+    algorithms that ran on every environment, so no algorithm wins by skipping the hard tasks. Environments
+    come in ``environment_order`` (the suite's), those it does not list after them alphabetically.
     """
-    environments = sorted({env for per_env in table.values() for env in per_env})
+    environments = ordered_environments({env for per_env in table.values() for env in per_env}, environment_order)
     rankings = []
     if comparable_across_tasks and len(environments) > 1:
         complete = {a: per_env for a, per_env in table.items() if all(env in per_env for env in environments)}
@@ -229,6 +231,12 @@ def rank_metric(
         group = {a: [list(per_env[env])] for a, per_env in table.items() if env in per_env}
         rankings.append(rank_group(group, higher_is_better, config, env))
     return rankings
+
+
+def ordered_environments(environments: set[str] | Sequence[str], order: Sequence[str] | None = None) -> list[str]:
+    """``environments`` in ``order`` (the suite's), any it does not list after them, alphabetically."""
+    position = {name: index for index, name in enumerate(order or [])}
+    return sorted(environments, key=lambda name: (position.get(name, len(position)), name))
 
 
 def near_zero(base: float, other: float, scale: float | None = None, relative_floor: float = 1e-2) -> bool:
@@ -252,16 +260,18 @@ def describe_change(
     Returns ``{"absolute", "relative" (None near zero), "direction" ("better"/"worse"/"same"), "text"}``.
     """
     absolute = other - base
+    if absolute == 0 or math.isclose(base, other, rel_tol=1e-12, abs_tol=0.0):
+        # An exact tie (or one within float rounding of the aggregate) is a tie, never "-0.0% worse".
+        return {"absolute": 0.0, "relative": 0.0, "direction": "same", "text": "tied"}
     relative = None if near_zero(base, other, scale) else absolute / abs(base)
-    if absolute == 0:
-        direction = "same"
-    else:
-        direction = "better" if (absolute > 0) == higher_is_better else "worse"
-    if relative is None:
+    direction = "better" if (absolute > 0) == higher_is_better else "worse"
+    if relative is not None and abs(relative) < 0.0005:
+        # Below what one decimal of a percentage shows: more digits, so it never reads "+0.0%".
+        text = f"{relative * 100:+.2g}%"
+    elif relative is None:
         shown = f"{abs(absolute):.4g}" + (f" {unit}" if unit and unit != "1" else "")
         text = f"{'+' if absolute >= 0 else '−'}{shown} (absolute; base ≈ 0)"
     else:
         text = f"{relative:+.1%}"
-    if direction != "same":
-        text += f" {direction}"
+    text += f" {direction}"
     return {"absolute": absolute, "relative": relative, "direction": direction, "text": text}

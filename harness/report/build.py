@@ -20,11 +20,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.ranking import RANKING_RULES, RankedRow, Ranking, describe_change, rank_metric
+from harness.analysis.ranking import (
+    RANKING_RULES,
+    RankedRow,
+    Ranking,
+    describe_change,
+    ordered_environments,
+    rank_metric,
+)
 from harness.analysis.stability import stability_warnings
 from harness.analysis.stats import BootstrapConfig, Estimate, performance_profile
 from harness.record import SuiteRun, with_display_labels
 from harness.report import plots
+from harness.report.combine import Origin, combine_runs
+from harness.report.paper import PaperTable, paper_tables
 from harness.tracking.reader import RunStore
 
 MAX_METRICS_PLOTTED = 12
@@ -45,6 +54,8 @@ class MetricSection:
     comparable_across_tasks: bool = False
     stability: list[str] = field(default_factory=list)  # "algorithm / environment: warning"
     plots: list[tuple[str, str]] = field(default_factory=list)  # (caption, inline SVG)
+    #: algorithm -> why its rows are not like the others (another machine, dataset or budget): shown as a mark.
+    marks: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def arrow(self) -> str:
@@ -97,10 +108,24 @@ class ReportContent:
     counts: dict[str, int]
     ranking_rules: str = RANKING_RULES
     notes: list[str] = field(default_factory=list)
+    #: Where every row comes from (one origin per selected run) and each algorithm's origin.
+    origins: list[Origin] = field(default_factory=list)
+    algorithm_origins: dict[str, Origin] = field(default_factory=dict)
+    #: The algorithm x task matrices a paper prints, one per metric.
+    paper: list[PaperTable] = field(default_factory=list)
+    #: One colour per algorithm, in every plot.
+    colours: dict[str, str] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
+        if len(self.origins) > 1:
+            suites = sorted({origin.suite for origin in self.origins})
+            return f"{', '.join(suites)}: leaderboard of {len(self.origins)} runs"
         return f"{self.run.suite} ({self.run.profile})"
+
+    @property
+    def combined(self) -> bool:
+        return len(self.origins) > 1
 
 
 def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
@@ -111,11 +136,21 @@ def _stability(run: SuiteRun, metric: str, unit: str) -> list[str]:
     return found
 
 
-def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: bool) -> MetricSection:
+def _metric_section(
+    run: SuiteRun,
+    metric: str,
+    config: BootstrapConfig,
+    plot: bool,
+    order: Sequence[str] | None = None,
+    colours: dict[str, str] | None = None,
+) -> MetricSection:
     info = run.info(metric)
     table = run.scores_by_algorithm(metric)
-    rankings = rank_metric(table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks)
-    environments = sorted({env for per_env in table.values() for env in per_env})
+    rankings = rank_metric(
+        table, info.higher_is_better, config, comparable_across_tasks=info.comparable_across_tasks,
+        environment_order=order,
+    )  # fmt: skip
+    environments = ordered_environments({env for per_env in table.values() for env in per_env}, order)
     section = MetricSection(
         metric, info.unit, info.direction, info.threshold, info.description, rankings, environments,
         info.comparable_across_tasks, _stability(run, metric, info.unit),
@@ -124,7 +159,7 @@ def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: b
         section.plots.append(
             (
                 f"IQM with {config.confidence:.0%} stratified bootstrap intervals, per ranking group",
-                plots.ranking_intervals(metric, info.unit, rankings),
+                plots.ranking_intervals(metric, info.unit, rankings, colours),
             )
         )
         pooled = [v for per in table.values() for values in per.values() for v in values]
@@ -140,14 +175,15 @@ def _metric_section(run: SuiteRun, metric: str, config: BootstrapConfig, plot: b
             section.plots.append(
                 (
                     "Performance profile (fraction of runs better than each threshold)",
-                    plots.performance_profiles(metric, info.unit, profiles, info.higher_is_better),
+                    plots.performance_profiles(metric, info.unit, profiles, info.higher_is_better, colours),
                 )
             )
     return section
 
 
-def _summary(sections: Sequence[MetricSection]) -> list[SummaryTable]:
-    """Per ranking group (the pooled one first, then each environment): algorithm x metric."""
+def _summary(sections: Sequence[MetricSection], order: Sequence[str] | None = None) -> list[SummaryTable]:
+    """Per ranking group (the pooled one first, then each environment in the suite's order): algorithm x
+    metric."""
     from harness.analysis.ranking import POOLED
 
     tables: dict[str, SummaryTable] = {}
@@ -161,10 +197,11 @@ def _summary(sections: Sequence[MetricSection]) -> list[SummaryTable]:
                 table.cells[(row.algorithm, section.name)] = row
     for table in tables.values():
         table.algorithms.sort()
-    return sorted(tables.values(), key=lambda t: (t.group != POOLED, t.group))
+    groups = ordered_environments([group for group in tables if group != POOLED], order)
+    return ([tables[POOLED]] if POOLED in tables else []) + [tables[group] for group in groups]
 
 
-def _curve_plots(run: SuiteRun) -> list[tuple[str, str]]:
+def _curve_plots(run: SuiteRun, colours: dict[str, str] | None = None) -> list[tuple[str, str]]:
     by_name: dict[str, dict[str, dict[str, list[list[tuple[int, float]]]]]] = {}
     for cell in run.ok_cells:
         for name, points in cell.curves.items():
@@ -172,10 +209,10 @@ def _curve_plots(run: SuiteRun) -> list[tuple[str, str]]:
                 by_name.setdefault(name, {}).setdefault(cell.environment, {}).setdefault(cell.algorithm, []).append(
                     points
                 )
-    return [(name, plots.score_curves(name, curves)) for name, curves in sorted(by_name.items())]
+    return [(name, plots.score_curves(name, curves, colours)) for name, curves in sorted(by_name.items())]
 
 
-def _roofline_plots(run: SuiteRun) -> list[tuple[str, str]]:
+def _roofline_plots(run: SuiteRun, colours: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """Throughput against the measured ceiling: drawn only where the run measured a ceiling metric."""
     gbps = [m for m in run.metric_names if run.info(m).unit.replace(" ", "") == "GB/s"]
     ceilings = [m for m in gbps if any(word in m for word in _CEILING_WORDS)]
@@ -187,11 +224,11 @@ def _roofline_plots(run: SuiteRun) -> list[tuple[str, str]]:
     found = []
     for metric in [m for m in gbps if m not in ceilings][:MAX_METRICS_PLOTTED]:
         values = {case: samples for case, samples in run.values_by_case(metric).items()}
-        found.append((metric, plots.roofline(metric, values, ceiling_values, ceilings[0])))
+        found.append((metric, plots.roofline(metric, values, ceiling_values, ceilings[0], colours)))
     return found
 
 
-def _pareto_plots(run: SuiteRun) -> tuple[list[tuple[str, str]], list[str]]:
+def _pareto_plots(run: SuiteRun, colours: dict[str, str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
     """Trade-off plots the suite declares (suite.json ``report.pareto``: pairs of metric names)."""
     found, notes = [], []
     pairs = run.report_options.get("pareto") or []
@@ -206,7 +243,7 @@ def _pareto_plots(run: SuiteRun) -> tuple[list[tuple[str, str]], list[str]]:
             continue
         xs, ys = run.values_by_case(x), run.values_by_case(y)
         points = {case: (float(np.median(xs[case])), float(np.median(ys[case]))) for case in xs if case in ys}
-        found.append((f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points)))
+        found.append((f"{y} against {x}", plots.pareto(run.info(x), run.info(y), points, colours)))
     return found, notes
 
 
@@ -251,6 +288,17 @@ def _machines(run: SuiteRun) -> list[dict[str, str]]:
     return list(seen.values())
 
 
+def ui_command(store: RunStore, show_paths: bool = False) -> str:
+    """The MLflow UI command for the store; a local store's folder is a local path, written only with
+    ``show_paths`` (otherwise the command is run from the store's folder)."""
+    from harness.tracking.uri import sqlite_path
+
+    path = sqlite_path(store.tracking_uri)
+    if path is None or show_paths:
+        return store.ui_command()
+    return f"mlflow ui --backend-store-uri sqlite:///{path.name}   # in the folder that holds {path.name}"
+
+
 def build_report(
     run: SuiteRun,
     store: RunStore,
@@ -258,13 +306,35 @@ def build_report(
     *,
     comparison: Any | None = None,
     trends: list[tuple[str, str, str]] | None = None,
+    others: Sequence[SuiteRun] = (),
+    show_paths: bool = False,
 ) -> ReportContent:
-    """Compute every statistic and plot of the report for ``run``."""
-    run = with_display_labels(run)
+    """Compute every statistic and plot of the report for ``run``, or of ``run`` and ``others`` as one
+    leaderboard (:func:`harness.report.combine.combine_runs`: every row with its origin, comparability
+    checked)."""
+    combined = combine_runs([run, *others], show_paths=show_paths)
+    run = with_display_labels(combined.run)
+    display = {cell.environment: cell.environment_display for cell in combined.run.cells}
+    order = [display.get(name, name) for name in combined.environments]
+    algorithms = list(dict.fromkeys(combined.algorithm_origins))
+    colours = plots.algorithm_colours(algorithms)
     names = run.metric_names
-    sections = [_metric_section(run, m, config, plot=i < MAX_METRICS_PLOTTED) for i, m in enumerate(names)]
-    summary = _summary(sections)
-    pareto_plots, notes = _pareto_plots(run)
+    sections = [
+        _metric_section(run, m, config, plot=i < MAX_METRICS_PLOTTED, order=order, colours=colours)
+        for i, m in enumerate(names)
+    ]
+    for section in sections:
+        section.marks = {
+            algorithm: list(reasons) for algorithm, reasons in combined.marks.get(section.name, {}).items()
+        }
+    summary = _summary(sections, order)
+    pareto_plots, notes = _pareto_plots(run, colours)
+    notes = [*combined.excluded, *notes]
+    if any(section.marks for section in sections):
+        notes.append(
+            "Rows marked ⚑ are not like the others (another machine for a hardware-dependent metric, another "
+            "dataset or budget profile); each mark says why."
+        )
     if comparison is not None and comparison.hardware_differences:
         dependent = sorted({row.metric for row in comparison.rows if row.note.startswith("different hardware")})
         notes.append(
@@ -273,14 +343,15 @@ def build_report(
                "no compared metric depends on the hardware.")
         )  # fmt: skip
     counts = run.status_counts()
+    provenance = {algorithm: origin.provenance for algorithm, origin in combined.algorithm_origins.items()}
     return ReportContent(
         run=run,
-        ui_command=store.ui_command(),
+        ui_command=ui_command(store, show_paths),
         ui_path=f"#/experiments/{run.experiment_id}/runs/{run.run_id}",
         metrics=sections,
         summary=summary,
-        curve_plots=_curve_plots(run),
-        roofline_plots=_roofline_plots(run),
+        curve_plots=_curve_plots(run, colours),
+        roofline_plots=_roofline_plots(run, colours),
         pareto_plots=pareto_plots,
         failures=_failures(run),
         machines=_machines(run),
@@ -292,6 +363,10 @@ def build_report(
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         counts=counts,
         notes=notes,
+        origins=combined.origins,
+        algorithm_origins=combined.algorithm_origins,
+        paper=paper_tables(sections, algorithms, provenance, {s.name: s.marks for s in sections}),
+        colours=colours,
     )
 
 

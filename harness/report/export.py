@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.record import SuiteRun
-from harness.tracking.table_schema import COLUMNS, PARAM_PREFIX, typed_param
+from harness.tracking.table_schema import COLUMNS, PARAM_PREFIX, store_label, typed_param
 
 FORMATS = ("csv", "parquet", "json")
 
@@ -46,17 +46,6 @@ def _as_column(value: Any, kind: str) -> Any:
     if kind == "float64":
         return float(value)
     return value
-
-
-def store_label(tracking_uri: str, show_paths: bool = False) -> str:
-    """A store as tables and pages name it: a server's URL as it is, a local SQLite file by its file name
-    only (its folder is a local path, shown only with ``show_paths``)."""
-    from harness.tracking.uri import sqlite_path
-
-    path = sqlite_path(tracking_uri) if tracking_uri else None
-    if path is None or show_paths:
-        return tracking_uri
-    return f"sqlite: {path.name}"
 
 
 def tidy_rows(runs: Iterable[SuiteRun], show_paths: bool = False) -> list[dict[str, Any]]:

@@ -26,6 +26,8 @@ def format_change(row: CaseVerdict) -> str:
     if test is None:
         return "–"
     difference = test.candidate_mean - test.baseline_mean
+    if difference == 0:
+        return "tied"  # an exact tie, never "+0.0%" or "-0.0% worse"
     direction = ""
     if difference != 0 and row.direction in ("higher", "lower"):
         direction = " better" if (difference > 0) == (row.direction == "higher") else " worse"

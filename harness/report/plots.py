@@ -51,13 +51,39 @@ def _encode(figure: Any) -> str:
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")  # fmt: skip
+#: After the ten tab10 colours: their light tab20 partners, so 20 algorithms still get 20 colours.
+_MORE = ("#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")
+
+Colours = Mapping[str, str]
 
 
-def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any]) -> str:
+def algorithm_colours(algorithms: Sequence[str]) -> dict[str, str]:
+    """One colour per algorithm for a whole report (every plot, every task): given once, in ``algorithms``'s
+    order, so an algorithm keeps its colour whatever its rank in a task."""
+    palette = _PALETTE + _MORE
+    return {name: palette[index % len(palette)] for index, name in enumerate(dict.fromkeys(algorithms))}
+
+
+def _colour(colours: Colours | None, name: str, index: int) -> str:
+    if colours and name in colours:
+        return colours[name]
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick values inside [low, high] (matplotlib's MaxNLocator: 1, 2, 2.5, 5 x 10^k steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ticks = MaxNLocator(nbins=count, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
+    return [float(t) for t in ticks if low - 1e-12 * abs(high - low) <= t <= high + 1e-12 * abs(high - low)]
+
+
+def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any], colours: Colours | None = None) -> str:
     """A forest plot drawn directly as SVG: per ranking group, each algorithm's IQM (tick) and interval (bar).
 
     Every row has a ``<title>`` (the hover tooltip) with the exact numbers; labels are XML-escaped. Each group
-    has its own x scale (environments are not comparable), shown by its min and max tick.
+    has its own x axis (environments are not comparable), with round ticks, grid lines and the unit. An
+    algorithm has its colour from ``colours`` (:func:`algorithm_colours`) in every group, whatever its rank.
     """
     from html import escape
 
@@ -78,16 +104,17 @@ def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any]) -> str:
         def x(value: float, low: float = low, high: float = high) -> float:
             return label_width + (value - low) / (high - low) * plot_width
 
-        parts.append(f'<text x="4" y="{y + 15}" font-weight="600" font-size="13">{escape(ranking.group)}</text>')
+        unit_text = f" ({unit})" if unit and unit != "1" else ""
         parts.append(
-            f'<text x="{label_width}" y="{y + 15}" font-size="11" fill="#666">{escape(f"{low:.4g}")}</text>'
-            f'<text x="{label_width + plot_width}" y="{y + 15}" font-size="11" fill="#666" text-anchor="end">'
-            f"{escape(f'{high:.4g}')}</text>"
+            f'<text x="4" y="{y + 15}" font-weight="600" font-size="13">{escape(ranking.group)}'
+            f'<tspan font-weight="400" fill="#666">{escape(unit_text)}</tspan></text>'
         )
         y += head
+        top = y
+        ticks = nice_ticks(low, high)
         for index, row in enumerate(ranking.rows):
             e = row.estimate
-            colour = _PALETTE[index % len(_PALETTE)]
+            colour = _colour(colours, row.algorithm, index)
             middle = y + row_height / 2
             interval = f" [{e.low:.4g}, {e.high:.4g}]" if e.has_interval else " (no interval: n<2)"
             tip = f"{row.rank_label} {row.algorithm}: IQM {e.value:.6g}{interval}, {e.n_runs} runs"
@@ -109,10 +136,20 @@ def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any]) -> str:
                 f"{escape(f'{e.value:.4g}')}</text></g>"
             )
             y += row_height
+        axis_y = y + 2
         parts.append(
-            f'<line x1="{label_width}" x2="{label_width + plot_width}" y1="{y + 2}" y2="{y + 2}" stroke="#999"/>'
+            f'<line class="axis" x1="{label_width}" x2="{label_width + plot_width}" y1="{axis_y}" y2="{axis_y}" '
+            'stroke="#999"/>'
         )
-        y += 12
+        for tick in ticks:
+            tx = x(tick)
+            parts.append(
+                f'<line class="grid" x1="{tx:.1f}" x2="{tx:.1f}" y1="{top}" y2="{axis_y}" stroke="#ddd"/>'
+                f'<line class="tick" x1="{tx:.1f}" x2="{tx:.1f}" y1="{axis_y}" y2="{axis_y + 4}" stroke="#999"/>'
+                f'<text class="tick-label" x="{tx:.1f}" y="{axis_y + 15}" font-size="10" fill="#666" '
+                f'text-anchor="middle">{escape(f"{tick:.4g}")}</text>'
+            )
+        y += 26
     axis_label = escape(f"{metric} ({unit})" if unit and unit != "1" else metric)
     parts.append(f'<text x="{label_width + plot_width / 2}" y="{y + 12}" font-size="12" text-anchor="middle">'
                  f"{axis_label}: IQM and 95% interval per ranking group</text>")  # fmt: skip
@@ -123,16 +160,17 @@ def ranking_intervals(metric: str, unit: str, rankings: Sequence[Any]) -> str:
     )
 
 
-def pareto(x_info: Any, y_info: Any, points: Mapping[tuple[str, str], tuple[float, float]]) -> str:
+def pareto(
+    x_info: Any, y_info: Any, points: Mapping[tuple[str, str], tuple[float, float]], colours: Colours | None = None
+) -> str:
     """A declared trade-off: one point per (algorithm, environment) case, the Pareto front drawn as a step line."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6.5, 4.2))
     algorithms = sorted({algorithm for algorithm, _ in points})
-    colours = plt.get_cmap("tab10")
     for index, algorithm in enumerate(algorithms):
         mine = [(x, y) for (a, _env), (x, y) in points.items() if a == algorithm]
-        axis.scatter([p[0] for p in mine], [p[1] for p in mine], color=colours(index % 10), label=_text(algorithm),
-                     s=28)  # fmt: skip
+        axis.scatter([p[0] for p in mine], [p[1] for p in mine], color=_colour(colours, algorithm, index),
+                     label=_text(algorithm), s=28)  # fmt: skip
     front = pareto_front(list(points.values()), x_info.higher_is_better, y_info.higher_is_better)
     if len(front) >= 1:
         axis.step([p[0] for p in front], [p[1] for p in front], where="post", color="black", linewidth=1.2,
@@ -179,7 +217,9 @@ def aggregate_intervals(metric: str, unit: str, estimates: Mapping[str, Mapping[
     return _encode(figure)
 
 
-def performance_profiles(metric: str, unit: str, profiles: Mapping[str, PerformanceProfile], higher: bool) -> str:
+def performance_profiles(
+    metric: str, unit: str, profiles: Mapping[str, PerformanceProfile], higher: bool, colours: Colours | None = None
+) -> str:
     """Fraction of runs better than each threshold, per algorithm, with bootstrap bands (SVG drawn directly;
     each line has a hover title)."""
     series = {name: (p.thresholds, p.fraction, p.low, p.high) for name, p in profiles.items()}
@@ -189,6 +229,7 @@ def performance_profiles(metric: str, unit: str, profiles: Mapping[str, Performa
         "fraction of runs " + ("> τ" if higher else "< τ"),
         series,
         y_range=(0.0, 1.0),
+        colours=colours,
     )
 
 
@@ -198,6 +239,7 @@ def svg_lines(
     y_label: str,
     series: Mapping[str, tuple[Any, Any, Any, Any]],
     y_range: tuple[float, float] | None = None,
+    colours: Colours | None = None,
 ) -> str:
     """A line chart with optional bands, as SVG markup: ``series`` maps a name to ``(x, y, low, high)``
     (``low``/``high`` may be all NaN: no band). Labels are XML-escaped."""
@@ -237,7 +279,7 @@ def svg_lines(
         parts.append(f'<text x="{left - 6}" y="{py(yv) + 4:.1f}" font-size="11" text-anchor="end">'
                      f"{escape(f'{yv:.3g}')}</text>")  # fmt: skip
     for index, (name, (x, y, low, high)) in enumerate(series.items()):
-        colour = _PALETTE[index % len(_PALETTE)]
+        colour = _colour(colours, str(name), index)
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
         parts.append(f"<g><title>{escape(str(name))}</title>")
@@ -257,7 +299,11 @@ def svg_lines(
     )
 
 
-def score_curves(name: str, curves: Mapping[str, Mapping[str, Sequence[Sequence[tuple[int, float]]]]]) -> str:
+def score_curves(
+    name: str,
+    curves: Mapping[str, Mapping[str, Sequence[Sequence[tuple[int, float]]]]],
+    colours: Colours | None = None,
+) -> str:
     """Curves over training: environment -> algorithm -> one curve per seed; mean line and min-max band."""
     plt = _pyplot()
     environments = list(curves)[:MAX_PANELS]
@@ -273,7 +319,7 @@ def score_curves(name: str, curves: Mapping[str, Mapping[str, Sequence[Sequence[
             steps = sorted(by_step)
             values = [np.asarray(by_step[s]) for s in steps]
             mean = np.array([v.mean() for v in values])
-            (line,) = axis.plot(steps, mean, label=_text(algorithm))
+            (line,) = axis.plot(steps, mean, label=_text(algorithm), color=colours.get(algorithm) if colours else None)
             if any(v.size > 1 for v in values):
                 axis.fill_between(
                     steps, [v.min() for v in values], [v.max() for v in values], color=line.get_color(), alpha=0.2
@@ -300,6 +346,7 @@ def roofline(
     values: Mapping[tuple[str, str], Sequence[float]],
     ceilings: Mapping[str, Sequence[float]],
     ceiling_metric: str,
+    colours: Colours | None = None,
 ) -> str:
     """Throughput per environment and algorithm (median, error bars min to max over seeds) against the
     measured ceiling of each environment (its median as a line, its min-max range shaded)."""
@@ -324,7 +371,7 @@ def roofline(
                 lows.append(0.0)
                 highs.append(0.0)
         axis.bar(positions + index * width - 0.4 + width / 2, medians, width, yerr=[lows, highs], capsize=3,
-                 label=_text(algorithm))  # fmt: skip
+                 label=_text(algorithm), color=_colour(colours, algorithm, index))  # fmt: skip
     for position, env in zip(positions, environments, strict=True):
         samples = np.asarray(ceilings.get(env, []), dtype=float)
         if samples.size:

@@ -39,3 +39,14 @@ def typed_param(text: Any) -> Any:
     except ValueError:
         return text
     return value if isinstance(value, (int, float, bool)) else text
+
+
+def store_label(tracking_uri: str, show_paths: bool = False) -> str:
+    """A store as tables and pages name it: a server's URL as it is, a local SQLite file by its file name
+    only (its folder is a local path, shown only with ``show_paths``)."""
+    from harness.tracking.uri import sqlite_path
+
+    path = sqlite_path(tracking_uri) if tracking_uri else None
+    if path is None or show_paths:
+        return tracking_uri
+    return f"sqlite: {path.name}"
