@@ -203,6 +203,8 @@ def _run_facts(run: SuiteRun) -> dict[str, Any]:
         "git_commit": run.git_commit,
         "fingerprint": run.fingerprint,
         "machine": run.machine,
+        "reported": run.reported,
+        "provenance": run.provenance,
     }
 
 

@@ -81,28 +81,78 @@ def _store(ctx: click.Context, results_dir: Path | None, tracking_uri: str | Non
 
 
 def _formats(value: str) -> list[str]:
+    from harness.report.build import REPORT_FILES
+
     formats = [part.strip().lower() for part in value.split(",") if part.strip()]
-    unknown = sorted(set(formats) - {"html", "md"})
+    unknown = sorted(set(formats) - set(REPORT_FILES))
     if unknown or not formats:
-        raise BadInput(f"--format {value!r}: choose from html, md (comma-separated)")
+        raise BadInput(f"--format {value!r}: choose from {', '.join(REPORT_FILES)} (comma-separated)")
     return formats
 
 
+#: Separates a store's URI from a selector in that store: ``sqlite:///other/mlflow.db#latest``.
+STORE_SEPARATOR = "#"
+
+
+def split_selector(selector: str) -> tuple[str | None, str]:
+    """``URI#SELECTOR`` as (URI, SELECTOR); a plain selector as (None, selector)."""
+    uri, sep, rest = selector.partition(STORE_SEPARATOR)  # a store's URI holds no '#'; a tag value may
+    if sep and ("://" in uri or uri.startswith("sqlite:")):
+        if not rest.strip():
+            raise BadInput(f"{selector!r}: nothing after {STORE_SEPARATOR!r}; write STORE_URI#RUN_OR_SUITE")
+        return uri, rest
+    return None, selector
+
+
+def _load_selected(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    suite: str | None,
+    profile: str | None,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> tuple[list[Any], Any, Path]:
+    """The suite runs the selectors name (each in the default store, or in the store its ``URI#`` names), the
+    default store and the results folder. A run named twice is loaded once."""
+    from harness.tracking.reader import RunStore
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    stores = {store.tracking_uri: store}
+    runs: list[Any] = []
+    seen: set[tuple[str, str]] = set()
+    for selector in selectors:
+        uri, name = split_selector(selector)
+        where = stores.get(uri or store.tracking_uri)
+        if where is None:
+            where = stores[uri or ""] = RunStore(uri or "")
+        default_suite = suite or (runs[0].suite if runs else None)
+        run_id = where.resolve(name, suite=default_suite, profile=profile)
+        if (where.tracking_uri, run_id) in seen:
+            continue
+        seen.add((where.tracking_uri, run_id))
+        runs.append(where.load(run_id))
+    return runs, store, directory
+
+
 @click.command()
-@click.argument("selector", metavar="SUITE_OR_RUN")
+@click.argument("selectors", nargs=-1, required=True, metavar="SUITE_OR_RUN...")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Folder for the report files.")
-@click.option("--format", "formats", default="html,md", show_default=True, help="html, md or both.")
+@click.option(
+    "--format", "formats", default="html,md", show_default=True,
+    help="Any of html, md, tex (the paper tables in LaTeX, booktabs), csv (their aggregates), comma-separated.",
+)  # fmt: skip
 @click.option("--profile", help="With a suite name: use the newest run of this profile.")
-@click.option("--suite", help="Suite to look in for selectors like 'latest' or 'baseline'.")
+@click.option("--suite", help="Suite to look in for selectors like 'latest', 'baseline' or 'source=TEXT'.")
 @click.option("--vs", "versus", metavar="RUN", help="Add a side-by-side comparison against this run (or tag).")
 @click.option("--bootstrap-resamples", default=2000, show_default=True, help="Bootstrap replicates per interval.")
 @click.option("--seed", default=0, show_default=True, help="Random state of every bootstrap (recorded).")
+@click.option("--show-paths", is_flag=True, help="Write local store paths on the page (default: file names only).")
 @_store_options
 @click.pass_context
 @_bad_input_exits_2
 def report(
     ctx: click.Context,
-    selector: str,
+    selectors: tuple[str, ...],
     out: Path | None,
     formats: str,
     profile: str | None,
@@ -110,24 +160,33 @@ def report(
     versus: str | None,
     bootstrap_resamples: int,
     seed: int,
+    show_paths: bool,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
-    """Write a leaderboard report of SUITE_OR_RUN (a suite name, run id, 'latest' or a tag).
+    """Write a leaderboard report of one run, or of several runs ranked together.
 
     \b
-    The HTML page is self-contained (plots embedded, no network needed): leaderboards with IQM and 95%
-    stratified-bootstrap intervals, per-environment tables, aggregate and performance-profile plots, score
-    curves, throughput against the roofline for GB/s metrics, hardware and versions, failed and skipped cells
-    with reasons, a side-by-side of the top two algorithms (or of two runs with --vs), and the command that
-    opens the same runs in the MLflow UI. The Markdown summary fits a pull request.
+    Each SUITE_OR_RUN is a suite name, run id, 'latest', 'baseline', KEY=VALUE or source=TEXT (imported
+    results by their --source), optionally in another store: STORE_URI#SELECTOR, e.g.
+        harness report d4rl source="Kostrikov et al. 2022" http://127.0.0.1:5000#d4rl --suite d4rl
+    Several runs give one leaderboard of every algorithm, each row with where it comes from (run, store,
+    machine, commit, or "reported: SOURCE"); an algorithm in two runs is two rows. Comparability is
+    checked: a run whose unit or direction of a metric differs is left out of it (the page says why); rows
+    from another dataset (sha256), budget profile or, for timings, another machine are marked.
+    \b
+    The HTML page is self-contained (plots embedded, no network needed): a summary, the paper tables
+    (algorithm x task per metric, best and tied in bold, pooled column where comparable), leaderboards with
+    IQM and 95% stratified-bootstrap intervals, plots with one colour per algorithm, curves, rooflines,
+    trade-offs, failed cells, hardware, and the command that opens the runs in the MLflow UI. --format adds
+    report.md (a pull request), tables.tex (LaTeX, booktabs) and aggregates.csv.
     """
     from harness.analysis.stats import BootstrapConfig
     from harness.report.build import build_report, write_report
 
-    store, directory = _store(ctx, results_dir, tracking_uri)
     chosen = _formats(formats)
-    run = store.load(store.resolve(selector, suite=suite, profile=profile))
+    runs, store, directory = _load_selected(ctx, selectors, suite, profile, results_dir, tracking_uri)
+    run, others = runs[0], runs[1:]
     comparison = None
     if versus:
         from harness.analysis.compare import compare_runs
@@ -135,13 +194,14 @@ def report(
         other = store.load(store.resolve(versus, suite=run.suite, profile=run.profile))
         comparison = compare_runs(other, run)  # different hardware is annotated on the page, never refused
     config = BootstrapConfig(n_resamples=bootstrap_resamples, seed=seed)
-    content = build_report(run, store, config, comparison=comparison)
+    content = build_report(run, store, config, comparison=comparison, others=others, show_paths=show_paths)
+    pattern = "{suite}-{profile}-{run}" if not others else "{suite}-leaderboard-{run}"
     target = out or path_for(
-        directory / "reports", "{suite}-{profile}-{run}", run.name_origin, suite=run.suite, profile=run.profile,
-        run=run.run_id[:8],
+        directory / "reports", pattern, run.name_origin, suite=run.suite, profile=run.profile, run=run.run_id[:8],
     )  # fmt: skip
     paths = write_report(content, target, chosen)
-    store.attach_report(run.run_id, paths)
+    if not others and run.tracking_uri == store.tracking_uri:
+        store.attach_report(run.run_id, paths)  # a leaderboard of several runs belongs to none of them
     for path in paths:
         click.echo(visible(path))
 
@@ -607,7 +667,8 @@ def import_results_command(
     help="File to write (default: <results-dir>/exports/<suite>-<profile>-<run>.<format>; '-' for stdout).",
 )
 @click.option("--profile", help="With a suite name: use the newest run of this profile.")
-@click.option("--suite", help="Suite to look in for selectors like 'latest' or 'baseline'.")
+@click.option("--suite", help="Suite to look in for selectors like 'latest', 'baseline' or 'source=TEXT'.")
+@click.option("--show-paths", is_flag=True, help="Write local store paths in the 'store' column (default: file names).")
 @_store_options
 @click.pass_context
 @_bad_input_exits_2
@@ -618,6 +679,7 @@ def export(
     out: Path | None,
     profile: str | None,
     suite: str | None,
+    show_paths: bool,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
@@ -625,19 +687,21 @@ def export(
 
     \b
     Each row has the run, the cell (algorithm, environment, seed, status), the metric (name, value, unit,
-    direction), the machine (fingerprint, CPU, GPU), the code (git commit, code versions) and the cell's
-    parameters as param.<name> columns. Several selectors give one table of all their runs:
+    direction), the machine (fingerprint, CPU, GPU), the code (git commit, code versions), where the row
+    comes from (source, reported, store) and the cell's parameters as typed param.<name> columns. Several
+    selectors, also in other stores (STORE_URI#SELECTOR), give one table of all their runs; `harness import
+    results` reads the same table back:
         harness export softmax --format parquet --out softmax.parquet
         harness export latest latest~1 --suite d4rl --out - | python -c "import pandas, sys; ..."
+        harness export d4rl http://127.0.0.1:5000#d4rl --format csv --out both.csv
     """
     from harness.report.export import write_export
 
-    store, directory = _store(ctx, results_dir, tracking_uri)
-    runs = [store.load(store.resolve(selector, suite=suite, profile=profile)) for selector in selectors]
+    runs, _store_read, directory = _load_selected(ctx, selectors, suite, profile, results_dir, tracking_uri)
     if out is not None and str(out) == "-":
         if fmt == "parquet":
             raise BadInput("--format parquet cannot go to stdout: pass --out FILE.parquet")
-        data = write_export(runs, None, fmt)
+        data = write_export(runs, None, fmt, show_paths)
         click.echo((data or b"").decode(), nl=False)
         return
     first = runs[0]
@@ -646,7 +710,7 @@ def export(
         profile=first.profile, run=first.run_id[:8], fmt=fmt,
     )  # fmt: skip
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_export(runs, target, fmt)
+    write_export(runs, target, fmt, show_paths)
     click.echo(visible(target))
 
 

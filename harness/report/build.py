@@ -34,6 +34,10 @@ from harness.record import SuiteRun, with_display_labels
 from harness.report import plots
 from harness.report.combine import Origin, combine_runs
 from harness.report.paper import PaperTable, paper_tables
+from harness.report.paper import to_csv as paper_csv
+from harness.report.paper import to_html as paper_html
+from harness.report.paper import to_latex as paper_latex
+from harness.report.paper import to_markdown as paper_markdown
 from harness.tracking.reader import RunStore
 
 MAX_METRICS_PLOTTED = 12
@@ -433,6 +437,8 @@ def render_html(content: ReportContent) -> str:
     environment.filters["pct"] = lambda v: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1%}"
     # Plots are SVG markup we drew (matplotlib escapes every label), so they go in unescaped.
     environment.filters["svg"] = lambda markup: markupsafe.Markup(markup)
+    # Paper tables are HTML we built with every run-provided string escaped (harness.report.paper.to_html).
+    environment.filters["paper_html"] = lambda table: markupsafe.Markup(paper_html(table))
     script_hash = base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode()
     environment.globals.update(format_change=format_change, format_p=format_p, format_value=format_value)
     start = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(content.run.start_time_ms / 1000))
@@ -465,19 +471,33 @@ def render_markdown(content: ReportContent) -> str:
     from harness.report.formats import _md_cell, to_markdown
 
     run = content.run
-    lines = [
-        f"# {_md_cell(content.title)}",
-        "",
-        f"Run `{run.run_id}` · commit {_md_cell(run.commit_text)}"
-        + f" · {content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped"
-        + (f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else "")
-        + f" · {_md_cell(run.machine.get('cpu', '?'))} / GPU {_md_cell(run.machine.get('gpu', 'none'))}",
-        "",
-        f"_{_md_cell(content.ranking_rules)}_",
-        "",
-    ]
+    counts = f"{content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped" + (
+        f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else ""
+    )
+    if content.combined:
+        heading = f"{len(content.origins)} runs ranked together · {counts}"
+    elif run.reported:
+        heading = f"Run `{run.run_id}` · {_md_cell(run.provenance)} · {counts}"
+    else:
+        heading = (
+            f"Run `{run.run_id}` · commit {_md_cell(run.commit_text)} · {counts}"
+            + f" · {_md_cell(run.machine.get('cpu', '?'))} / GPU {_md_cell(run.machine.get('gpu', 'none'))}"
+        )
+    lines = [f"# {_md_cell(content.title)}", "", heading, "", f"_{_md_cell(content.ranking_rules)}_", ""]
     for note in content.notes:
         lines += [f"> {_md_cell(note)}", ""]
+    if content.combined:
+        lines += ["## Provenance", "", "| # | run | store | machine | commit | source |", "|---|---|---|---|---|---|"]
+        for index, origin in enumerate(content.origins, start=1):
+            machine = "not measured here" if origin.reported else origin.machine
+            source = f"reported: {origin.source}" if origin.reported else (origin.source or "measured by the harness")
+            cells = [origin.run_id[:8], origin.store, machine, origin.commit, source]
+            lines.append(f"| {index} | " + " | ".join(_md_cell(cell) for cell in cells) + " |")
+        lines.append("")
+    if content.paper:
+        lines += ["## Paper tables", ""]
+        for table in content.paper:
+            lines += [paper_markdown(table), ""]
     for section in content.metrics:
         arrow = "higher is better" if section.direction == "higher" else "lower is better"
         unit = f" ({_md_cell(section.unit)})" if section.unit and section.unit != "1" else ""
@@ -490,7 +510,9 @@ def render_markdown(content: ReportContent) -> str:
                 "|---|---|---|---|",
             ]
             for row in ranking.rows:
-                lines.append(f"| {row.rank_label} | {_md_cell(row.algorithm)} | {_md_estimate(row)} | {row.n_runs} |")
+                marks = section.marks.get(row.algorithm)
+                name = _md_cell(row.algorithm) + (f" ⚑ {_md_cell('; '.join(marks))}" if marks else "")
+                lines.append(f"| {row.rank_label} | {name} | {_md_estimate(row)} | {row.n_runs} |")
             if len(ranking.rows) >= 2:
                 first, second = ranking.rows[0].algorithm, ranking.rows[1].algorithm
                 probability = ranking.probability(first, second)
@@ -531,10 +553,29 @@ def render_markdown(content: ReportContent) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: What ``harness report --format`` can write, and the file each format goes to.
+REPORT_FILES = {"html": "index.html", "md": "report.md", "tex": "tables.tex", "csv": "aggregates.csv"}
+
+
+def render_latex(content: ReportContent) -> str:
+    """Every paper table as a LaTeX ``table`` float (needs ``\\usepackage{booktabs}`` and nothing else)."""
+    head = "% Paper tables written by `harness report`; needs \\usepackage{booktabs}.\n"
+    return head + "\n".join(paper_latex(table) for table in content.paper)
+
+
 def write_report(content: ReportContent, folder: Path, formats: Sequence[str]) -> list[Path]:
-    """Write ``index.html`` and/or ``report.md`` into ``folder``; return the paths written."""
+    """Write ``index.html``, ``report.md``, ``tables.tex`` (the paper tables in LaTeX) and ``aggregates.csv``
+    (their numbers) into ``folder``, as ``formats`` asks; return the paths written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    if "tex" in formats:
+        path = folder / REPORT_FILES["tex"]
+        path.write_text(render_latex(content), encoding="utf-8")
+        written.append(path)
+    if "csv" in formats:
+        path = folder / REPORT_FILES["csv"]
+        path.write_bytes(paper_csv(content.paper))
+        written.append(path)
     if "html" in formats:
         path = folder / "index.html"
         path.write_text(render_html(content), encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ElementTree
+from typing import Any
 
 from harness.analysis.compare import CaseVerdict, Comparison
 
@@ -54,6 +55,11 @@ def _md_cell(text: object) -> str:
     return value
 
 
+def _origin(run: Any) -> str:
+    """A run's commit, or where reported results come from."""
+    return run.provenance if run.reported else f"commit {run.commit_text}"
+
+
 def to_markdown(comparison: Comparison, heading_level: int = 2) -> str:
     hashes = "#" * heading_level
     base, cand = comparison.baseline, comparison.candidate
@@ -62,8 +68,8 @@ def to_markdown(comparison: Comparison, heading_level: int = 2) -> str:
         "",
         f"**Verdict: {_md_cell(comparison.summary)}** (exit code {comparison.exit_code})",
         "",
-        f"- baseline: `{base.run_id}` (commit {_md_cell(base.commit_text)})",
-        f"- candidate: `{cand.run_id}` (commit {_md_cell(cand.commit_text)})",
+        f"- baseline: `{base.run_id}` ({_md_cell(_origin(base))})",
+        f"- candidate: `{cand.run_id}` ({_md_cell(_origin(cand))})",
         f"- significance level: {comparison.alpha}",
     ]
     if comparison.calibration_source:
@@ -176,6 +182,9 @@ def print_comparison(comparison: Comparison) -> None:
             + (f" [dim]{escape(row.note)}[/]" if row.note else ""),
         )
     console.print(table)
+    for side, run in (("baseline", comparison.baseline), ("candidate", comparison.candidate)):
+        if run.reported:
+            console.print(f"{side} {run.run_id[:8]}: [bold]{escape(run.provenance)}[/]")
     for row in comparison.rows:
         for warning in row.warnings:
             console.print(f"[yellow]unstable:[/] {escape(row.metric)} {escape(row.algorithm)}/{escape(row.environment)}"

@@ -10,7 +10,8 @@ Selectors (``harness report`` / ``compare`` arguments) name a suite run:
 * a run id (a cell's run id selects its parent);
 * ``latest`` (newest finished suite run), ``latest~N`` (the N-th before it);
 * ``baseline`` (newest run tagged ``baseline=true``);
-* ``KEY=VALUE`` (newest run with that tag, for example ``harness.git_commit=abc123``);
+* ``KEY=VALUE`` (newest run with that tag, for example ``harness.git_commit=abc123``); ``source=TEXT`` is the
+  newest run imported with ``--source TEXT`` (``harness import results``);
 * a suite name (newest run of that suite's experiment).
 
 All but run ids and suite names need a suite to look in: given with ``--suite``, or taken from the other
@@ -117,6 +118,8 @@ class RunStore:
                     raise BadInput(f"{selector}: suite {suite!r} has only {len(runs)} finished run(s)")
                 return runs[index].info.run_id
             key, value = (layout.BASELINE, "true") if selector == "baseline" else selector.split("=", 1)
+            if key.strip() == "source":  # source=TEXT: imported results by where they came from
+                key = layout.SOURCE
             runs = self.suite_runs(suite, profile, layout.tag_filter(key.strip(), value.strip()))
             if not runs:
                 where = f"suite {suite!r}" + (f" profile {profile!r}" if profile else "")
