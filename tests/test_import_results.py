@@ -30,7 +30,8 @@ def cli() -> click.Group:
 def invoke(uri: str, tmp_path: Path, *args: str, code: int = 0) -> str:
     result = CliRunner().invoke(cli(), [*args, "--tracking-uri", uri, "--results-dir", str(tmp_path)])
     assert result.exit_code == code, result.output
-    return result.stdout if code == 0 or "--json" in args else result.output  # MLflow logs its database set-up on stderr
+    # MLflow logs its database set-up on stderr: JSON and paths are read from stdout alone.
+    return result.stdout if code == 0 or "--json" in args else result.output
 
 
 def suite_runs(uri: str, suite: str) -> list:
@@ -57,8 +58,8 @@ def test_a_published_per_seed_csv_becomes_a_reported_run(tmp_path: Path) -> None
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     path = published_csv(tmp_path / "paper.csv")
     output = invoke(uri, tmp_path, "import", "results", str(path), "--suite", "d4rl", "--source",
-                    "Kostrikov et al. 2022, table 1", "--direction", "normalized_score=higher",
-                    "--unit", "normalized_score=1", "--comparable-across-tasks", "normalized_score", "--json")  # fmt: skip
+                    "Kostrikov et al. 2022, table 1", "--direction", "normalized_score=higher", "--unit",
+                    "normalized_score=1", "--comparable-across-tasks", "normalized_score", "--json")  # fmt: skip
     (summary,) = json.loads(output)
     assert summary["rows"] == 12 and summary["cells"] == 12 and summary["algorithms"] == 2
     assert summary["source"] == "Kostrikov et al. 2022, table 1" and summary["profile"] == "reported"

@@ -192,6 +192,11 @@ def combine_runs(runs: Sequence[SuiteRun], show_paths: bool = False) -> Combined
     return Combined(merged, origins, algorithm_origins, marks, excluded, environments)
 
 
+def _same(field_name: str, value: str) -> str:
+    """A declaration's field as compared: no unit and the unit ``1`` are both dimensionless."""
+    return "1" if field_name == "unit" and value.strip() in ("", "1") else value.strip()
+
+
 def _metric_definitions(
     runs: Sequence[SuiteRun], origins: Sequence[Origin]
 ) -> tuple[dict[str, MetricDeclaration], list[str], set[tuple[int, str]]]:
@@ -212,7 +217,7 @@ def _metric_definitions(
             differences = [
                 f"{name} {getattr(info, name)!r} (not {getattr(reference, name)!r})"
                 for name in ("unit", "direction")
-                if getattr(info, name) != getattr(reference, name)
+                if _same(name, getattr(info, name)) != _same(name, getattr(reference, name))
             ]
             if differences:
                 left_out.add((index, metric))

@@ -34,7 +34,9 @@ def number(value: float) -> str:
     """A value as every paper table prints it (4 significant digits; the CSV keeps the full value)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    if abs(value) < 1e4:
+        return f"{value:.4g}"
+    return f"{value:.0f}" if abs(value) < 1e7 else f"{value:.3e}"  # 90003, never 9e+04
 
 
 @dataclass
