@@ -174,12 +174,16 @@ def improvement_matrix(
     sign = 1.0 if higher_is_better else -1.0
     rng = config.rng()
     tasks = {name: [sign * np.asarray(task, dtype=float) for task in scores[name]] for name in names}
+    # Every replicate value is one of the task's observed values: each task's values are coded by their rank
+    # among all algorithms' values of that task, and the bootstrap resamples the codes (the same draws as
+    # resampling the values), so a pair's U statistic is a histogram count, linear in the runs.
+    codes, levels = _task_codes(tasks)
     replicates = {
         name: [
             task[rng.integers(0, task.size, (config.n_resamples, task.size))] if task.size >= 2 else task[None, :]
             for task in per_task
         ]
-        for name, per_task in tasks.items()
+        for name, per_task in codes.items()
     }
     alpha = (1 - config.confidence) / 2
     found = {}
@@ -189,8 +193,10 @@ def improvement_matrix(
                       if tasks[first][k].size and tasks[second][k].size]  # fmt: skip
             if not shared:
                 continue
-            point = float(np.mean([_improvement(tasks[first][k], tasks[second][k]) for k in shared]))
-            boot = np.mean([_improvement(replicates[first][k], replicates[second][k]) for k in shared], axis=0)
+            point = float(np.mean([_coded_improvement(codes[first][k], codes[second][k], levels[k]) for k in shared]))
+            boot = np.mean(
+                [_coded_improvement(replicates[first][k], replicates[second][k], levels[k]) for k in shared], axis=0
+            )
             boot = np.broadcast_to(boot, (config.n_resamples,))
             n_runs = sum(tasks[first][k].size + tasks[second][k].size for k in shared)
             found[(first, second)] = Estimate(
@@ -199,11 +205,54 @@ def improvement_matrix(
     return found
 
 
+def _task_codes(tasks: Mapping[str, Sequence[Any]]) -> tuple[dict[str, list[Any]], list[int]]:
+    """Each task's values as integer codes (dense ranks among every algorithm's values of that task: equal
+    values share a code), and the number of distinct values per task."""
+    import numpy as np
+
+    codes: dict[str, list[Any]] = {name: [] for name in tasks}
+    levels = []
+    for k in range(max(len(per_task) for per_task in tasks.values())):
+        present = [name for name in tasks if k < len(tasks[name])]
+        pooled = np.concatenate([np.asarray(tasks[name][k], dtype=float) for name in present])
+        distinct, inverse = np.unique(pooled, return_inverse=True)
+        levels.append(max(1, int(distinct.size)))
+        start = 0
+        for name in present:
+            size = np.asarray(tasks[name][k]).size
+            codes[name].append(inverse.ravel()[start : start + size])
+            start += size
+    return codes, levels
+
+
+def _coded_improvement(x: Any, y: Any, levels: int) -> Any:
+    """P(X > Y) + 0.5 P(X == Y) over all run pairs, for coded values (:func:`_task_codes`), batched along the
+    leading axis: per row, a histogram of y's codes gives for every code how many y are below it and how many
+    equal it, so every x is scored in one lookup (the Mann-Whitney U, normalized; ties count one half). Replaces
+    comparing all pairs, which took most of a report's time at 100 seeds x 26 tasks x 2000 replicates."""
+    import numpy as np
+
+    one = np.ndim(x) == 1 and np.ndim(y) == 1
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    rows = max(x.shape[0], y.shape[0])
+    x = np.broadcast_to(x, (rows, x.shape[-1]))
+    y = np.broadcast_to(y, (rows, y.shape[-1]))
+    n_x, n_y = x.shape[-1], y.shape[-1]
+    offsets = np.arange(rows)[:, None] * levels
+    counts = np.bincount((y + offsets).ravel(), minlength=rows * levels).reshape(rows, levels)
+    score = np.cumsum(counts, axis=1) - 0.5 * counts  # the y below each code, plus half of those equal to it
+    result = np.take_along_axis(score, x, axis=1).sum(axis=1) / (n_x * n_y)
+    return float(result[0]) if one else result
+
+
 def _improvement(x: Any, y: Any) -> Any:
-    """P(X > Y) + 0.5 P(X == Y) over all run pairs, batched along the leading axis."""
-    greater = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
-    ties = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
-    return greater + 0.5 * ties
+    """P(X > Y) + 0.5 P(X == Y) over all run pairs of two samples of values (1-D, or batched along the leading
+    axis)."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    codes, levels = _task_codes({"x": [x.ravel()], "y": [y.ravel()]})
+    return _coded_improvement(codes["x"][0].reshape(x.shape), codes["y"][0].reshape(y.shape), levels[0])
 
 
 def rank_metric(
