@@ -233,6 +233,36 @@ def test_an_imported_pytest_benchmark_run_reads_back_with_its_source_machine_and
     assert main.curves == {"round_s": [(0, 1e-3), (1, 2e-3), (2, 3e-3)]}
 
 
+def test_reported_results_read_back_reported_with_every_cell_fact_the_writer_was_given(tmp_path: Path) -> None:
+    """The writer's fields added for imports (reported, environment and budget params, spec names, code versions,
+    a cell's own machine, datasets) reach the store and decode back."""
+    from mlflow.tracking import MlflowClient
+
+    from harness.tracking.reader import RunStore
+    from harness.tracking.writer import CellToWrite, write_suite_run
+
+    cell = CellToWrite(
+        "iql[lr=0.1]", "hopper", 3, metrics={"score": 1.5}, params={"lr": 0.1}, environment_params={"level": 2},
+        budget={"steps": 10}, algorithm_name="iql", environment_name="hopper-v5",
+        code_versions={"algorithm": "a1", "environment": "e1", "metric.score": "m1"},
+        machine={"fingerprint": "fp-cell", "cpu": "Cell CPU", "gpu": "G"},
+        inputs=[{"name": "hopper", "origin": "d4rl", "sha256": "ab" * 32}],
+    )  # fmt: skip
+    parent = write_suite_run(MlflowClient(_uri(tmp_path)), suite="codec", profile="reported",
+                             metrics={"score": {"unit": "1", "direction": "higher"}}, cells=[cell],
+                             machine={"fingerprint": "fp-run", "cpu": "Run CPU"}, source="Paper 2021",
+                             reported=True)  # fmt: skip
+    run = RunStore(_uri(tmp_path)).load(parent)
+    assert run.reported is True and run.source == "Paper 2021" and run.provenance == "reported: Paper 2021"
+    (decoded,) = run.cells
+    assert decoded.algorithm_name == "iql" and decoded.environment_name == "hopper-v5"
+    assert decoded.params["environment.level"] == "2" and decoded.params["budget.steps"] == "10"
+    assert decoded.code_versions == {"algorithm": "a1", "environment": "e1", "metric.score": "m1"}
+    assert decoded.machine == MachineFacts("fp-cell", "Cell CPU", "G")
+    assert decoded.inputs == [{"name": "hopper", "origin": "d4rl", "sha256": "ab" * 32}]
+    assert run.machine_facts.fingerprint == "fp-run"
+
+
 def test_what_the_store_does_not_hold_stays_unknown(tmp_path: Path) -> None:
     """A cell run without a status tag or with an unreadable seed is neither "ok" nor seed 0; the report counts
     it as unknown and the export leaves its seed empty; the environment label is exported as recorded."""

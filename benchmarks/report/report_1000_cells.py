@@ -26,7 +26,7 @@ METRICS = {
     "wall_time_s": {"unit": "s", "direction": "lower", "threshold": 0.1},
     "peak_memory_mb": {"unit": "MB", "direction": "lower", "threshold": 0.1},
 }
-TAGS = {"harness.fingerprint": "bench", "harness.machine.cpu": "bench CPU", "harness.machine.gpu": "none"}
+MACHINE = {"fingerprint": "bench", "cpu": "bench CPU", "gpu": "none"}
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
 
     started = time.perf_counter()
     write_suite_run(MlflowClient(tracking_uri=uri), suite="scale", profile="bench", metrics=METRICS, cells=cells,
-                    tags=TAGS)  # fmt: skip
+                    machine=MACHINE)  # fmt: skip
     print(f"wrote {len(cells)} cells in {time.perf_counter() - started:.1f} s")
     harness = Path(sys.executable).with_name("harness")
     started = time.perf_counter()
