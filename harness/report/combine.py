@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from harness.record import CellRun, MetricDeclaration, SuiteRun
+from harness.record import CellRun, MachineFacts, MetricDeclaration, SuiteRun
 
 _BUDGET_PREFIX = "budget."
 
@@ -148,7 +148,7 @@ def combine_runs(runs: Sequence[SuiteRun], show_paths: bool = False) -> Combined
     for run, origin in zip(runs, origins, strict=True):
         for environment, digests in _datasets(run).items():
             reference_data.setdefault(environment, (digests, origin))
-    reference_machine: dict[str, SuiteRun] = {}
+    reference_machine: dict[str, tuple[SuiteRun, MachineFacts, str]] = {}
     cells: list[CellRun] = []
     algorithm_origins: dict[str, Origin] = {}
     for index, (run, origin) in enumerate(zip(runs, origins, strict=True)):
@@ -174,11 +174,14 @@ def combine_runs(runs: Sequence[SuiteRun], show_paths: bool = False) -> Combined
                 info = declarations.get(metric)
                 if info is None or not info.is_hardware_dependent:
                     continue
-                base = reference_machine.setdefault(metric, run)
-                if base is not run and run.machine_differences(base):
-                    where = origin.short if run.reported else origin.machine
-                    reference = origins[runs.index(base)].machine
-                    mark(metric, shown, f"measured on {where}, not on {reference}: {metric} depends on the hardware")
+                # Per cell: an imported table may hold rows of several machines; reported results are never
+                # taken for any measured machine.
+                machine = run.cell_machine(cell)
+                here = origin.short if run.reported else _machine_text(run, cell)
+                base_run, base_machine, base_text = reference_machine.setdefault(metric, (run, machine, here))
+                other_origin = base_run is not run and (run.reported or base_run.reported)
+                if other_origin or machine.differences(base_machine):
+                    mark(metric, shown, f"measured on {here}, not on {base_text}: {metric} depends on the hardware")
     merged = replace(
         runs[0],
         cells=cells,
