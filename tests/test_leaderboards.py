@@ -1,10 +1,10 @@
 """One leaderboard of own runs, imported published results and a colleague's runs on a real `mlflow server`.
 
-Stores: the own SQLite store (own run + the imported paper CSV) and a colleague's `mlflow server` on 127.0.0.1
-(its own SQLite backend). The report is written by the CLI, its paper tables are checked cell by cell
-(Markdown and LaTeX) against the aggregates CSV and against scipy's 25% trimmed mean, provenance and
-comparability marks are checked in every format, colours are checked to stay with their algorithm across
-tasks, and the page is loaded in real headless Chromium.
+Stores: the own SQLite store (own run), a second SQLite store (the imported paper CSV) and a colleague's
+`mlflow server` on 127.0.0.1 (its own SQLite backend). The report is written by the CLI, its paper tables are
+checked cell by cell (Markdown and LaTeX) against the aggregates CSV and against scipy's 25% trimmed mean,
+provenance and comparability marks are checked in every format, colours are checked to stay with their
+algorithm across tasks, and the page is loaded in real headless Chromium.
 """
 
 from __future__ import annotations
@@ -94,8 +94,10 @@ def leaderboard(tmp_path_factory: pytest.TempPathFactory, server: MlflowServer) 
                 lines.append(f"{algorithm},{task},{seed},normalized_score,{value:.4f}")
     paper_csv = folder / "paper.csv"
     paper_csv.write_text("\n".join(lines) + "\n")
-    cli("import", "results", str(paper_csv), "--suite", "bench", "--source", "Paper 2021, table 2", "--direction",
-        "normalized_score=higher", "--comparable-across-tasks", "normalized_score", "--tracking-uri", own)  # fmt: skip
+    papers = f"sqlite:///{folder / 'papers.db'}"  # a second SQLite store: the group's published baselines
+    cli("import", "results", str(paper_csv), "--suite", "bench", "--source", "Paper 2021, table 2",
+        "--direction", "normalized_score=higher", "--comparable-across-tasks", "normalized_score",
+        "--tracking-uri", papers)  # fmt: skip
     # The colleague: another machine, another dataset for "hard", another direction for episode_return, and
     # the label NEW too (two rows, never pooled with ours), with 3 seeds against our 10.
     theirs_metrics = {**METRICS, "episode_return": {"unit": "1", "direction": "lower"}}
@@ -105,10 +107,11 @@ def leaderboard(tmp_path_factory: pytest.TempPathFactory, server: MlflowServer) 
                              machine={"fingerprint": "fp-theirs", "cpu": "Their CPU", "gpu": "A100"},
                              git_commit="b" * 40)  # fmt: skip
     out = folder / "report"
-    cli("report", mine, "source=Paper 2021, table 2", f"{server.uri}#{theirs}", "--suite", "bench", "--format",
-        "html,md,tex,csv", "--out", str(out), "--bootstrap-resamples", "300", "--tracking-uri", own)  # fmt: skip
+    cli("report", mine, f"{papers}#source=Paper 2021, table 2", f"{server.uri}#{theirs}", "--suite", "bench",
+        "--format", "html,md,tex,csv", "--out", str(out), "--bootstrap-resamples", "300",
+        "--tracking-uri", own)  # fmt: skip
     return {"folder": folder, "out": out, "mine": mine, "theirs": theirs, "server": server.uri,
-            "paper_csv": paper_csv, "own": own}  # fmt: skip
+            "paper_csv": paper_csv, "own": own, "papers": papers}  # fmt: skip
 
 
 def aggregates(out: Path) -> list[dict]:
@@ -125,7 +128,7 @@ def test_one_leaderboard_ranks_own_imported_and_remote_runs_with_provenance(lead
     # Columns in the suite's order, the pooled aggregate last.
     assert list(dict.fromkeys(r["environment"] for r in score)) == [*TASKS, "pooled"]
     provenance = {r["algorithm"]: r["provenance"] for r in score}
-    assert provenance["IQL"].startswith("reported: Paper 2021, table 2")
+    assert provenance["IQL"].startswith("reported: Paper 2021, table 2 (imported into sqlite: papers.db")
     assert provenance["TD3BC"].startswith(f"run {leaderboard['theirs'][:8]} (bench:full) in {leaderboard['server']}")
     assert "Their CPU + A100" in provenance["TD3BC"] and "commit bbbbbbbbbbbb" in provenance["TD3BC"]
     assert "in sqlite: own.db, measured on My CPU" in provenance[mine]
@@ -276,11 +279,12 @@ def test_the_page_in_headless_chromium(leaderboard: dict, tmp_path: Path) -> Non
 
 def test_export_of_several_stores_keeps_provenance(leaderboard: dict) -> None:
     out = leaderboard["folder"] / "both.json"
-    cli("export", leaderboard["mine"], "source=Paper 2021, table 2", f"{leaderboard['server']}#{leaderboard['theirs']}",
+    cli("export", leaderboard["mine"], f"{leaderboard['papers']}#source=Paper 2021, table 2",
+        f"{leaderboard['server']}#{leaderboard['theirs']}",
         "--suite", "bench", "--format", "json", "--out", str(out), "--tracking-uri", leaderboard["own"])  # fmt: skip
     rows = json.loads(out.read_text())
     stores = {row["store"] for row in rows}
-    assert stores == {"sqlite: own.db", leaderboard["server"]}
+    assert stores == {"sqlite: own.db", "sqlite: papers.db", leaderboard["server"]}
     reported = {row["source"] for row in rows if row["reported"]}
     assert reported == {"Paper 2021, table 2"}
     assert {row["cpu"] for row in rows if row["store"] == leaderboard["server"]} == {"Their CPU"}
