@@ -74,6 +74,13 @@ def test_a_published_per_seed_csv_becomes_a_reported_run(tmp_path: Path) -> None
 
     measured = replace(run, reported=False, source="")
     assert "results" in run.machine_differences(measured)
+    # Never `latest`, a baseline or a trend point of this harness: reached by its source (or its run id).
+    from harness.errors import BadInput
+
+    store = RunStore(uri)
+    with pytest.raises(BadInput, match="only 0 finished run"):
+        store.resolve("latest", suite="d4rl")
+    assert store.resolve("source=Kostrikov et al. 2022, table 1", suite="d4rl") == summary["run_id"]
     # The dry run checks and writes nothing.
     before = len(suite_runs(uri, "d4rl"))
     invoke(uri, tmp_path, "import", "results", str(path), "--suite", "d4rl", "--source", "x", "--direction",

@@ -405,6 +405,11 @@ def run_sequence(run: Any) -> int:
     return int(text) if text.isdigit() else -1
 
 
+def is_reported(run: Any) -> bool:
+    """Whether a parent run holds results reported elsewhere (``harness import results``)."""
+    return run.data.tags.get(REPORTED) == "true"
+
+
 def is_running(run: Any) -> bool:
     """Whether a parent run is still open (its run has not finished, or was killed before it could)."""
     return run.data.tags.get(STATUS, "") == "running"

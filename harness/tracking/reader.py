@@ -67,15 +67,24 @@ class RunStore:
         return experiment.experiment_id
 
     def suite_runs(
-        self, suite: str, profile: str | None = None, extra_filter: str = "", finished_only: bool = True
+        self,
+        suite: str,
+        profile: str | None = None,
+        extra_filter: str = "",
+        finished_only: bool = True,
+        include_reported: bool = False,
     ) -> list[Any]:
-        """MLflow parent runs of ``suite``, newest first."""
+        """MLflow parent runs of ``suite``, newest first. Reported results (``harness import results``) are
+        left out unless ``include_reported``: they are not runs of this harness, so never ``latest``, a
+        baseline, a point of a trend or a calibration repeat; a selector by tag (``source=TEXT``) reaches them."""
         clauses = [layout.suite_runs_filter(profile)]
         if extra_filter:
             clauses.append(extra_filter)
         runs = self._search([self.experiment_id(suite)], " and ".join(clauses))
         if finished_only:
             runs = [run for run in runs if not layout.is_running(run)]
+        if not include_reported:
+            runs = [run for run in runs if not layout.is_reported(run)]
         return sorted(runs, key=lambda run: (layout.run_sequence(run), run.info.start_time or 0), reverse=True)
 
     def _search(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
@@ -120,7 +129,9 @@ class RunStore:
             key, value = (layout.BASELINE, "true") if selector == "baseline" else selector.split("=", 1)
             if key.strip() == "source":  # source=TEXT: imported results by where they came from
                 key = layout.SOURCE
-            runs = self.suite_runs(suite, profile, layout.tag_filter(key.strip(), value.strip()))
+            runs = self.suite_runs(
+                suite, profile, layout.tag_filter(key.strip(), value.strip()), include_reported=selector != "baseline"
+            )
             if not runs:
                 where = f"suite {suite!r}" + (f" profile {profile!r}" if profile else "")
                 hint = " (promote one with: harness nightly SUITE --promote)" if selector == "baseline" else ""
