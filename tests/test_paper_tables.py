@@ -59,3 +59,16 @@ def test_latex_and_markdown_of_a_hostile_label() -> None:
     markdown = to_markdown(table)
     assert "a\\_b & $x$ {100%} #1 ~\\\\" in markdown and "**0.5** \\[0.4, 0.6\\]" in markdown
     assert latex_escape("\x1b[31m") == "[31m" and number(90003.2) == "90003" and number(0.123456) == "0.1235"
+
+
+def test_the_probability_matrix_takes_a_task_with_one_run_a_side_beside_resampled_ones() -> None:
+    from harness.analysis.ranking import improvement_matrix
+    from harness.analysis.stats import BootstrapConfig
+
+    scores = {"a": [[3.0], [1.0, 2.0, 3.0]], "b": [[1.0], [0.0, 2.0, 2.0]]}  # task 0: one run each, never resampled
+    found = improvement_matrix(scores, True, BootstrapConfig(n_resamples=200, seed=1))
+    estimate = found[("a", "b")]
+    # Task 0: a beats b (1.0). Task 1: 3 beats all three (3); 2 beats 0 and ties 2 twice (1 + 0.5 + 0.5); 1 beats
+    # 0 (1): 6 of 9 pairs.
+    assert estimate.value == (1.0 + 6 / 9) / 2 and estimate.n_tasks == 2 and estimate.n_runs == 8
+    assert estimate.low <= estimate.value <= estimate.high

@@ -186,22 +186,36 @@ def improvement_matrix(
         for name, per_task in codes.items()
     }
     alpha = (1 - config.confidence) / 2
-    found = {}
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            shared = [k for k in range(min(len(tasks[first]), len(tasks[second])))
-                      if tasks[first][k].size and tasks[second][k].size]  # fmt: skip
-            if not shared:
+    pairs = [(first, second) for i, first in enumerate(names) for second in names[i + 1 :]]
+    shared = {
+        (first, second): [k for k in range(min(len(tasks[first]), len(tasks[second])))
+                          if tasks[first][k].size and tasks[second][k].size]
+        for first, second in pairs
+    }  # fmt: skip
+    points: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    boots: dict[tuple[str, str], list[Any]] = {pair: [] for pair in pairs}
+    # Task by task, each algorithm's histogram of codes is made once and scores every algorithm ranked above it.
+    for k in range(len(levels)):
+        for second in names:
+            firsts = [first for first, other in pairs if other == second and k in shared[(first, second)]]
+            if not firsts:
                 continue
-            point = float(np.mean([_coded_improvement(codes[first][k], codes[second][k], levels[k]) for k in shared]))
-            boot = np.mean(
-                [_coded_improvement(replicates[first][k], replicates[second][k], levels[k]) for k in shared], axis=0
-            )
-            boot = np.broadcast_to(boot, (config.n_resamples,))
-            n_runs = sum(tasks[first][k].size + tasks[second][k].size for k in shared)
-            found[(first, second)] = Estimate(
-                point, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)), n_runs, len(shared)
-            )
+            point_table = _below_and_half_equal(codes[second][k][None, :], levels[k])
+            boot_table = _below_and_half_equal(replicates[second][k], levels[k])
+            for first in firsts:
+                points[(first, second)].append(float(_score(point_table, codes[first][k][None, :])[0]))
+                boots[(first, second)].append(_score(boot_table, replicates[first][k]))
+    found = {}
+    for pair in pairs:
+        if not shared[pair]:
+            continue
+        first, second = pair
+        boot = np.broadcast_to(np.mean(np.broadcast_arrays(*boots[pair]), axis=0), (config.n_resamples,))
+        n_runs = sum(tasks[first][k].size + tasks[second][k].size for k in shared[pair])
+        found[pair] = Estimate(
+            float(np.mean(points[pair])), float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)),
+            n_runs, len(shared[pair]),
+        )  # fmt: skip
     return found
 
 
@@ -225,6 +239,30 @@ def _task_codes(tasks: Mapping[str, Sequence[Any]]) -> tuple[dict[str, list[Any]
     return codes, levels
 
 
+def _below_and_half_equal(y: Any, levels: int) -> Any:
+    """Per row of coded values ``y`` (rows x n_y), for every code: how many y are below it plus half of those
+    equal to it (a histogram's cumulative sum)."""
+    import numpy as np
+
+    y = np.atleast_2d(y)
+    rows = y.shape[0]
+    offsets = np.arange(rows)[:, None] * levels
+    counts = np.bincount((y + offsets).ravel(), minlength=rows * levels).reshape(rows, levels)
+    return (np.cumsum(counts, axis=1) - 0.5 * counts) / y.shape[-1]
+
+
+def _score(table: Any, x: Any) -> Any:
+    """P(X > Y) + 0.5 P(X == Y) per row: the mean over x of ``table`` (:func:`_below_and_half_equal` of y) at
+    x's codes; rows of one side broadcast against the other's (a task with one run is not resampled)."""
+    import numpy as np
+
+    x = np.atleast_2d(x)
+    rows = max(table.shape[0], x.shape[0])
+    table = np.broadcast_to(table, (rows, table.shape[1]))
+    x = np.broadcast_to(x, (rows, x.shape[1]))
+    return np.take_along_axis(table, x, axis=1).mean(axis=1)
+
+
 def _coded_improvement(x: Any, y: Any, levels: int) -> Any:
     """P(X > Y) + 0.5 P(X == Y) over all run pairs, for coded values (:func:`_task_codes`), batched along the
     leading axis: per row, a histogram of y's codes gives for every code how many y are below it and how many
@@ -232,17 +270,8 @@ def _coded_improvement(x: Any, y: Any, levels: int) -> Any:
     comparing all pairs, which took most of a report's time at 100 seeds x 26 tasks x 2000 replicates."""
     import numpy as np
 
-    one = np.ndim(x) == 1 and np.ndim(y) == 1
-    x, y = np.atleast_2d(x), np.atleast_2d(y)
-    rows = max(x.shape[0], y.shape[0])
-    x = np.broadcast_to(x, (rows, x.shape[-1]))
-    y = np.broadcast_to(y, (rows, y.shape[-1]))
-    n_x, n_y = x.shape[-1], y.shape[-1]
-    offsets = np.arange(rows)[:, None] * levels
-    counts = np.bincount((y + offsets).ravel(), minlength=rows * levels).reshape(rows, levels)
-    score = np.cumsum(counts, axis=1) - 0.5 * counts  # the y below each code, plus half of those equal to it
-    result = np.take_along_axis(score, x, axis=1).sum(axis=1) / (n_x * n_y)
-    return float(result[0]) if one else result
+    result = _score(_below_and_half_equal(y, levels), x)
+    return float(result[0]) if np.ndim(x) == 1 and np.ndim(y) == 1 else result
 
 
 def _improvement(x: Any, y: Any) -> Any:
