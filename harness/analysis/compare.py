@@ -16,9 +16,10 @@ When both runs measured the same seeds of a case, the test is paired (per-seed d
 :func:`harness.analysis.stats.compare_paired`); otherwise it compares the two samples.
 
 The threshold is the metric spec's default, overridden by the suite's ``[thresholds]``, overridden by
-``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a threshold to the
-machine's measured noise floor (never lowers it; an explicit command-line threshold wins) and supplies the
-noise for a calibrated z-test when either side has fewer runs than a permutation test needs.
+``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a case's threshold to
+the machine's measured noise floor for that metric and case (never lowers it; an explicit command-line
+threshold wins) and supplies the noise for a calibrated z-test when either side has fewer runs than a
+permutation test needs.
 """
 
 from __future__ import annotations
@@ -157,7 +158,6 @@ def _threshold(
     candidate: SuiteRun,
     baseline: SuiteRun,
     cli_thresholds: Mapping[str, float],
-    calibration: Calibration | None,
 ) -> tuple[float, str]:
     if metric in cli_thresholds:
         return cli_thresholds[metric], "command line"
@@ -170,10 +170,19 @@ def _threshold(
         threshold, source = info.threshold, "metric spec"
     else:
         threshold, source = 0.05, "default"
-    if calibration is not None:
-        calibrated = calibration.threshold(metric)
-        if calibrated is not None and calibrated > threshold:
-            return calibrated, "calibration"
+    return threshold, source
+
+
+def _case_threshold(
+    metric: str, case: tuple[str, str], threshold: float, source: str, calibration: Calibration | None
+) -> tuple[float, str]:
+    """The metric's threshold raised to the case's calibrated noise floor (an explicit one on the command line
+    wins): per case, so one noisy case does not blunt the metric in the others."""
+    if calibration is None or source == "command line":
+        return threshold, source
+    calibrated = calibration.threshold(metric, *case)
+    if calibrated is not None and calibrated > threshold:
+        return calibrated, "calibration"
     return threshold, source
 
 
@@ -225,7 +234,7 @@ def compare_runs(
             )
     for metric in names:
         info = candidate.info(metric) if metric in candidate.metric_info else baseline.info(metric)
-        threshold, source = _threshold(metric, candidate, baseline, cli_thresholds, calibration)
+        metric_threshold, metric_source = _threshold(metric, candidate, baseline, cli_thresholds)
         base_seeds, cand_seeds = baseline.values_by_case_and_seed(metric), candidate.values_by_case_and_seed(metric)
         base_values = {case: list(by_seed.values()) for case, by_seed in base_seeds.items()}
         cand_values = {case: list(by_seed.values()) for case, by_seed in cand_seeds.items()}
@@ -235,6 +244,7 @@ def compare_runs(
             hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
         for case in sorted(set(base_values) | set(cand_values)):
             algorithm, environment = case
+            threshold, source = _case_threshold(metric, case, metric_threshold, metric_source, calibration)
             common: dict[str, Any] = dict(
                 metric=metric,
                 algorithm=algorithm,

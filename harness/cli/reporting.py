@@ -367,13 +367,19 @@ def calibrate(
     from rich.table import Table
 
     table = Table(title=f"noise of {markup(calibration.suite)}:{markup(calibration.profile)} over {len(runs)} runs")
-    for column in ("metric", "run-to-run spread (CV)", "threshold", "configured", "repeats for effect"):
+    for column in ("metric", "run-to-run spread (CV)", "thresholds per case", "configured", "repeats for effect"):
         table.add_column(column)
     for name, entry in calibration.metrics.items():
+        stored = sorted(entry.case_thresholds.values())
+        thresholds = f"{stored[0]:.2%}" if stored else ""
+        if len(stored) > 1 and stored[-1] != stored[0]:
+            thresholds += f" to {stored[-1]:.2%}"
+        if entry.too_noisy_cases:
+            thresholds += f"{'; ' if stored else ''}[red]{len(entry.too_noisy_cases)} case(s) not stored (too noisy)[/]"
         table.add_row(
             markup(name),
             f"{entry.cv:.2%}",
-            "[red]not stored (too noisy)[/]" if entry.too_noisy else f"{entry.threshold:.2%}",
+            thresholds,
             f"{entry.configured_threshold:.2%}",
             f"{entry.repeats_needed} for {entry.effect:.1%}",
         )
