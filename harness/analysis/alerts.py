@@ -84,13 +84,13 @@ def review_alerts(comparison: Comparison, open_alerts: Iterable[Alert]) -> Alert
         if row.verdict == "regressed" and key not in open_by_identity:
             review.opened.append(alert_for(row, comparison))
     for key, alert in open_by_identity.items():
-        row = rows.get(key)
-        if row is None or row.verdict not in (*_LEVEL_RETURNED, "regressed"):
+        tonight = rows.get(key)
+        if tonight is None or tonight.verdict not in (*_LEVEL_RETURNED, "regressed"):
             review.unresolved.append(alert)
-        elif row.verdict == "regressed":
+        elif tonight.verdict == "regressed":
             review.still_open.append(alert)
         else:
-            change = row.test.relative_change if row.test is not None else float("nan")
+            change = tonight.test.relative_change if tonight.test is not None else float("nan")
             review.fixed.append(
                 replace(
                     alert,

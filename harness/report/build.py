@@ -23,7 +23,7 @@ import numpy as np
 from harness.analysis.ranking import RANKING_RULES, RankedRow, Ranking, describe_change, rank_metric
 from harness.analysis.stability import stability_warnings
 from harness.analysis.stats import BootstrapConfig, Estimate, performance_profile
-from harness.record import SuiteRun, with_display_labels
+from harness.record import NEVER_RAN, SuiteRun, with_display_labels
 from harness.report import plots
 from harness.tracking.reader import RunStore
 
@@ -97,6 +97,8 @@ class ReportContent:
     counts: dict[str, int]
     ranking_rules: str = RANKING_RULES
     notes: list[str] = field(default_factory=list)
+    #: Nightly alerts: dicts with state (new, open, fixed), metric, algorithm, environment, size, since, note.
+    alerts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -258,6 +260,7 @@ def build_report(
     *,
     comparison: Any | None = None,
     trends: list[tuple[str, str, str]] | None = None,
+    alerts: list[dict[str, str]] | None = None,
 ) -> ReportContent:
     """Compute every statistic and plot of the report for ``run``."""
     run = with_display_labels(run)
@@ -287,6 +290,7 @@ def build_report(
         side_by_side=_side_by_side(sections),
         comparison=comparison,
         trends=trends or [],
+        alerts=alerts or [],
         bootstrap=config,
         seeds=[str(s) for s in sorted({c.seed for c in run.cells if c.seed is not None})],
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -396,6 +400,11 @@ def render_markdown(content: ReportContent) -> str:
         f"Run `{run.run_id}` · commit {_md_cell(run.commit_text)}"
         + f" · {content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped"
         + (f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else "")
+        + (
+            f", **{content.counts[NEVER_RAN]} never ran: INCOMPLETE** (never a baseline, not in trends)"
+            if content.counts.get(NEVER_RAN)
+            else ""
+        )
         + f" · {_md_cell(run.machine.get('cpu', '?'))} / GPU {_md_cell(run.machine.get('gpu', 'none'))}",
         "",
         f"_{_md_cell(content.ranking_rules)}_",
@@ -444,6 +453,13 @@ def render_markdown(content: ReportContent) -> str:
         lines.append("")
     if content.comparison is not None:
         lines.append(to_markdown(content.comparison, heading_level=2))
+    if content.alerts:
+        lines += ["## Alerts", "", "| state | metric | algorithm | environment | change [95% CI] | since | note |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for alert in content.alerts:
+            keys = ("state", "metric", "algorithm", "environment", "size", "since", "note")
+            lines.append("| " + " | ".join(_md_cell(alert[k]) for k in keys) + " |")
+        lines.append("")
     for metric, _uri, summary in content.trends:
         lines.append(f"- trend of {_md_cell(metric)}: {_md_cell(summary)}")
     lines += [

@@ -489,8 +489,20 @@ def decode_alert(run: Any) -> Alert:
 
     closed_at = _optional_int(text("closed_at_ms"))
     return Alert(
-        **{name: text(name) for name in _ALERT_TEXT},
-        **{name: number(name) for name in _ALERT_NUMBERS},
+        suite=text("suite"),
+        profile=text("profile"),
+        fingerprint=text("fingerprint"),
+        metric=text("metric"),
+        algorithm=text("algorithm"),
+        environment=text("environment"),
+        relative_change=number("relative_change"),
+        low=number("low"),
+        high=number("high"),
+        opened_run_id=text("opened_run_id"),
+        baseline_run_id=text("baseline_run_id"),
+        unit=text("unit"),
+        closed_run_id=text("closed_run_id"),
+        reason=text("reason"),
         opened_commit=text("opened_commit") or None,
         opened_at_ms=_optional_int(text("opened_at_ms")) or 0,
         baseline_commit=text("baseline_commit") or None,
