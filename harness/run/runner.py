@@ -439,8 +439,9 @@ def _sync_journal(
         if state.results:
             reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
         return reports
-    # Without connecting: every configuration is complete in a store this journal reached by this URI.
-    if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
+    # Without connecting: every configuration is complete, and its parent closed, in a store this journal
+    # reached by this URI.
+    if not any(_needs_sync(state, state.stores_at(uri), run) for run in state.configurations()):
         return reports
     store = uri
     try:
@@ -451,7 +452,7 @@ def _sync_journal(
             tracker = trackers[uri]
             store = tracker.store
             for run in state.configurations():
-                if not _has_pending(state, {store}, run):
+                if not _needs_sync(state, {store}, run):
                     continue
                 delivery = Delivery(tracker, journal, state, run)
                 delivery.open_parent()
@@ -516,6 +517,11 @@ def _undeliverable(journal: Journal, state: JournalState) -> str | None:
             "configuration again (`harness run` with the same options) to record and deliver them"
         )
     return "could not deliver: " + "; ".join(problems) if problems else None
+
+
+def _needs_sync(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:
+    """Results to deliver, or a parent a kill left running (finished now, as incomplete if cells never ran)."""
+    return _has_pending(state, stores, run) or state.unclosed(stores, run)
 
 
 def _has_pending(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:

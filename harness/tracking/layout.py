@@ -188,7 +188,9 @@ def suite_run_tags(run: SuiteRunRecord) -> dict[str, str]:
     return tags
 
 
-def finished_status_tag(failed: int) -> str:
+def finished_status_tag(failed: int, never_ran: int = 0) -> str:
+    if never_ran:
+        return "incomplete"
     return "finished" if not failed else "finished with failures"
 
 
