@@ -1,6 +1,41 @@
 """Change points in a metric's history across nightly runs.
 
-DOCSTRING_PLACEHOLDER
+A single night compares against the baseline with a threshold, so a slow drift of 1% a night is never
+flagged by any one night. Segmenting the whole history finds it. :func:`detect_change_points` does, in order:
+
+1. **Outliers out.** A night more than 4 sigmas from the median of the 5 nights around it is set to that
+   median (sigma: the larger of the local noise, the MAD of the residuals around that rolling median, and the
+   whole series' middle-90% spread). A spike of one or two nights never moves the median of five, so it is
+   removed whole and can never start a segment (before, each spike was reported twice, up then down). A second
+   mode that a fifth or more of the nights fall in is within the spread and stays: it is noise. The positions
+   replaced are listed in ``outliers``; segment means and intervals are over the cleaned series.
+2. **Noise from the whole series.** Night-to-night differences are tiny on a smooth or trending series, and a
+   penalty built from them cut such series into dozens of segments. Instead a permissive first pass (PELT with
+   ``2 x`` the BIC penalty built from the whole series' standard deviation) finds the big steps, and the noise
+   is the standard deviation within its segments, but never below the whole series' standard deviation / 1.5,
+   so a trend is not cut ever finer.
+3. **PELT** (Killick et al., 2012; ruptures' C implementation, least-squares cost) with the penalty
+   ``5 x 2 sigma^2 log(n)``, segments at least 3 long; then adjacent segments whose means do not differ at
+   0.01 (Welch's t-test) are merged, weakest first (a safeguard: it changed none of the measurements below).
+4. **Sizes with intervals.** Each change point gets a :class:`LevelChange`: the adjacent segments' means, the
+   relative change and Fieller's 95% interval for it (both means' uncertainty, Welch's degrees of freedom).
+
+Measured by ``benchmarks/changepoint/run.py`` (benchmarks/RESULTS.md, "Change-point detection"; 2-core Xeon VM,
+2026-12-06), on simulated histories of 100 nights, 500 each: no change point in 100% of histories of pure
+noise (Gaussian 3%; Student t with 3 degrees of freedom, scale 3%; a timing flipping at random between two modes
+10% apart, on half or on a fifth of the nights; Gaussian with three one-night spikes of +30% to +200%), and a
+spike reported as a change in none; a 10% step under 3% noise found within 3 nights in 100%, a 5% step within
+10 nights in 85%; the 95% interval holds the true step in 95% (10%) and 96% (5%) of the steps found. On the 31
+univariate series of TCPD in its repository, with TCPDBench's protocol (F1 with a margin of 5, covering, every
+annotator): F1 0.728 and covering 0.703 (the old detector: 0.598 and 0.476; no change at all: 0.663 and 0.568);
+on the 30 series where TCPDBench's published default runs of PELT and binary segmentation have scores, 0.734
+and 0.713 against their 0.728 / 0.695 and 0.738 / 0.693 (covering above every published default; F1 above every
+one but binary segmentation's, 0.004 below it). One call on 365 nights takes about 1 ms.
+
+Limits: a step needs about 7 nights on each side (a series of fewer than 14 nights shows none); a new level in
+the last one or two nights shows only once a third night confirms it (segments are at least 3 long, and a
+large jump there may be taken for outliers until then); a steady drift comes out as one or a few steps (the
+segments' means say how far it went); a 5% step under 3% noise is missed in about one history in seven.
 """
 
 from __future__ import annotations
@@ -265,11 +300,14 @@ def detect_change_points(
 
     ``min_size`` is the shortest segment; ``penalty_scale`` multiplies the BIC penalty ``2 sigma^2 log(n)``
     (larger finds fewer); ``alpha`` is the level at which adjacent segments' means must differ (Welch) for
-    their change point to stay (1 keeps all); ``stages`` how many times the noise is re-estimated from the
-    previous stage's segments (1: the whole series' spread); ``remove_outliers`` sets single-night outliers to
-    their neighbours' median first. Non-finite values are left out and the positions refer to the series as
-    given. Series with fewer than ``2 * min_size`` finite values have no change points.
+    their change point to stay (1 keeps all); ``screen_scale`` is the penalty scale of the first, permissive
+    pass whose segments the noise is measured within; ``max_shrink`` how far below the whole series' spread that
+    noise may go; ``remove_outliers`` sets single-night outliers to their neighbours' median first (they are
+    listed in :attr:`ChangePoints.outliers`). Non-finite values are left out and every position refers to the
+    series as given. Segments are at least 2 long whatever ``min_size`` says (an interval needs two values);
+    series with fewer than ``2 * min_size`` finite values have no change points.
     """
+    min_size = max(min_size, 2)
     raw = np.asarray(series, dtype=float)
     finite = np.flatnonzero(np.isfinite(raw))
     values = raw[finite]
