@@ -384,6 +384,23 @@ def decode_suite_run(
     )
 
 
+def decode_aggregates(rows: Any) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+    """``aggregates.json`` as (algorithm, environment, metric) -> (mean, std, n); std is NaN where the run
+    predates it. Rows that are not well formed (someone else's store) are left out."""
+    found: dict[tuple[str, str, str], tuple[float, float, int]] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, Mapping):
+            continue
+        try:
+            key = (str(row["algorithm"]), str(row["environment"]), str(row["metric"]))
+            mean, n = float(row["mean"]), int(row["n"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        std = _optional_float(row.get("std"))
+        found[key] = (mean, math.nan if std is None else std, n)
+    return found
+
+
 def _renames(value: Any) -> dict[str, dict[str, str]]:
     """suite.json's ``renames``, keeping only text: it comes from a store, possibly someone else's."""
     if not isinstance(value, dict):
