@@ -135,6 +135,9 @@ def test_a_killed_then_synced_run_is_incomplete_never_a_baseline_and_not_a_night
     assert len(nights) == 2 and killed.run_id not in {run.run_id for run in nights}
     trend = (project / "results" / "reports" / "nightly-toy-life-smoke" / "report.md").read_text()
     assert "over 2 nights" in trend
+    # compare says so too, in its summary and its JSON.
+    compared = harness(project, "compare", killed.run_id, nights[-1].run_id, "--json")
+    assert "6 of 8 cell(s) never ran" in json.loads(compared.stdout)["incomplete"]["baseline"], compared.stderr
 
 
 def test_a_baseline_from_another_machine_starts_this_machines_history_without_refusing(project: Path):
