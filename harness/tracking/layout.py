@@ -94,6 +94,8 @@ SUPERSEDED = "harness.superseded"
 #: more than the largest in its experiment when it was created; on a cell run, its record's position in the
 #: journal that delivered it (later attempts of a cell come later).
 SEQUENCE = "harness.sequence"
+#: The same number as a metric on a parent run, so the largest is found by one ordered query.
+SEQUENCE_METRIC = "harness.sequence"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
