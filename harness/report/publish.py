@@ -5,11 +5,11 @@ show histories on a server. This site needs no server and works offline (one sha
 
 * ``index.html``: every suite, profile and machine with its nights, last night, open alerts;
 * one page per suite, profile and machine: each case x metric as a history over nights in run order (the
-  order nightly runs follow the code's commits), with each night's mean and interval (mean ± t·sd/√n over
-  seeds), the change points (:func:`harness.analysis.stats.detect_change_points`, with their size and
-  interval) and the alerts marked; hover shows night, commit, value, interval and seeds, a click opens the
-  night's archived report (or its MLflow run, given ``--mlflow-url``); filters by algorithm, environment and
-  metric;
+  order nightly runs follow the code's commits), with each night's mean (6 significant digits) and the half
+  width of its 95% interval (t·sd/√n over seeds, 3 digits), the change points
+  (:func:`harness.analysis.stats.detect_change_points`, with their size and interval) and the alerts marked;
+  hover shows night, commit, value, interval and seeds, a click opens the night's archived report (or its
+  MLflow run, given ``--mlflow-url``); filters by algorithm, environment and metric;
 * ``regressions.html``: every alert with its size and interval, the commit range where it appeared (the
   previous night's commit to the night's), when it was first seen, its state (open, fixed, accepted with
   the reason) and the ``harness bisect`` command that finds the commit;
@@ -142,8 +142,11 @@ def _night_link(night: Night, archived: set[str], mlflow_url: str | None) -> str
     return ""
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
+def _significant(value: float | None, digits: int) -> float | None:
+    """``value`` to ``digits`` significant digits (None when not finite): a year of nights stays a small page."""
+    if value is None or not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
 
 
 def history_data(history: History, archived: set[str], mlflow_url: str | None) -> dict[str, Any]:
@@ -164,13 +167,14 @@ def history_data(history: History, archived: set[str], mlflow_url: str | None) -
     keys = sorted({key for night in nights for key in night.values})
     series = []
     for algorithm, environment, metric in keys:
-        values, lows, highs, seeds = [], [], [], []
+        values: list[float | None] = []
+        halves: list[float | None] = []
+        seeds: list[int] = []
         for night in nights:
             mean, std, n = night.values.get((algorithm, environment, metric), (math.nan, math.nan, 0))
             low, high = _interval(mean, std, n)
-            values.append(_finite(mean))
-            lows.append(_finite(low))
-            highs.append(_finite(high))
+            values.append(_significant(mean, 6))
+            halves.append(None if low is None or high is None else _significant((high - low) / 2, 3))
             seeds.append(n)
         known = [v for v in values if v is not None]
         changes = []
@@ -202,8 +206,8 @@ def history_data(history: History, archived: set[str], mlflow_url: str | None) -
         series.append(
             {
                 "algorithm": algorithm, "environment": environment, "metric": metric, "unit": info.unit,
-                "direction": info.direction, "values": values, "low": lows, "high": highs, "seeds": seeds,
-                "changes": changes, "alerts": marks,
+                "direction": info.direction, "values": values, "half": halves,
+                "seeds": seeds[0] if len(set(seeds)) == 1 else seeds, "changes": changes, "alerts": marks,
             }
         )  # fmt: skip
     return {"nights": night_rows, "series": series}

@@ -108,17 +108,18 @@
   function draw(card) {
     var s = card.series, c = colors();
     var x = nights.map(function (_, i) { return i; });
+    var seeds = function (i) { return typeof s.seeds === "number" ? s.seeds : s.seeds[i]; };
+    var half = function (i) { return s.half[i] === null || s.values[i] === null ? null : s.half[i]; };
     var hover = nights.map(function (night, i) {
-      var interval = s.low[i] === null ? "" : " [" + format(s.low[i]) + ", " + format(s.high[i]) + "]";
+      var interval = half(i) === null ? "" : " [" + format(s.values[i] - half(i)) + ", " + format(s.values[i] + half(i)) + "]";
       return night.date + "<br>commit " + night.commit + (night.dirty ? " (dirty)" : "") + "<br>" +
-        format(s.values[i]) + interval + (s.unit && s.unit !== "1" ? " " + s.unit : "") + "<br>" + s.seeds[i] + " seed(s)";
+        format(s.values[i]) + interval + (s.unit && s.unit !== "1" ? " " + s.unit : "") + "<br>" + seeds(i) + " seed(s)";
     });
     var traces = [{
       x: x, y: s.values, type: "scatter", mode: "lines+markers", name: s.metric, hovertext: hover,
       hoverinfo: "text", marker: { size: 5, color: "#3b82f6" }, line: { width: 1.5, color: "#3b82f6" },
-      error_y: { type: "data", symmetric: false, visible: true, thickness: 1, width: 0, color: "#93c5fd",
-        array: s.high.map(function (h, i) { return h === null || s.values[i] === null ? 0 : h - s.values[i]; }),
-        arrayminus: s.low.map(function (l, i) { return l === null || s.values[i] === null ? 0 : s.values[i] - l; }) }
+      error_y: { type: "data", symmetric: true, visible: true, thickness: 1, width: 0, color: "#93c5fd",
+        array: s.half.map(function (_, i) { return half(i) === null ? 0 : half(i); }) }
     }];
     ["open", "closed"].forEach(function (kind) {
       var marks = s.alerts.filter(function (a) { return (a.state === "closed") === (kind === "closed"); });
