@@ -136,7 +136,7 @@
         line: { dash: "dot", width: 1.5, color: "#f59e0b" } };
     });
     var layout = {
-      margin: { l: 56, r: 8, t: 8, b: 40 }, showlegend: false, shapes: shapes, hovermode: "closest",
+      margin: { l: 56, r: 8, t: 8, b: 64 }, showlegend: false, shapes: shapes, hovermode: "closest",
       paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)", font: { color: c.fg, size: 11 },
       xaxis: { tickvals: tickvals, ticktext: ticktext, gridcolor: c.rule, zeroline: false, title: { text: "night" } },
       yaxis: { gridcolor: c.rule, zeroline: false, title: { text: s.unit && s.unit !== "1" ? s.metric + " (" + s.unit + ")" : s.metric } }
