@@ -87,11 +87,12 @@ def gpu_visible() -> bool:
 
 
 def git_state(directory: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the git checkout holding ``directory`` (cwd by default); ('none', False) outside one."""
+    """(full commit SHA, dirty) of the git checkout holding ``directory`` (cwd by default); ('none', False)
+    outside one. Dirty: tracked files differ from the commit (untracked files are not the code under test)."""
     cwd = str(directory or Path.cwd())
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "--verify", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
@@ -104,6 +105,29 @@ def git_state(directory: Path | None = None) -> tuple[str, bool]:
         return commit, bool(status.strip())
     except (subprocess.SubprocessError, OSError):
         return "none", False
+
+
+def code_under_test(explicit: Path | None, declared: Path | None, suite_folder: Path) -> tuple[Path, str, bool]:
+    """(repository, commit, dirty) of the code under test: ``--repo`` when given, else the suite's declared
+    ``repository``, else the suite file's checkout, else the working directory's (a suite shipped inside an
+    installed plugin, run from the library's checkout). A repository that was named but is not a git checkout
+    is an error: recording no commit for it would pass silently."""
+    from harness.errors import BadInput
+
+    for named, origin in ((explicit, "--repo"), (declared, "the suite's `repository`")):
+        if named is None:
+            continue
+        if not named.is_dir():
+            raise BadInput(f"{origin} {named}: no such folder (the repository whose code is under test)")
+        commit, dirty = git_state(named)
+        if commit == "none":
+            raise BadInput(f"{origin} {named}: not a git checkout with a commit; `git init` and commit it, or drop it")
+        return named, commit, dirty
+    for folder in (suite_folder, Path.cwd()):
+        commit, dirty = git_state(folder)
+        if commit != "none":
+            return folder, commit, dirty
+    return Path.cwd(), "none", False
 
 
 @functools.cache

@@ -39,6 +39,8 @@ from typing import Any, Literal, TypeVar
 
 #: Version 2: cells carry their labels and code versions, results their inputs and suite-run configuration.
 SCHEMA_VERSION = 2
+#: :attr:`SuiteRunRecord.purpose` of the repeats ``harness calibrate`` runs.
+PURPOSE_CALIBRATION = "calibration"
 
 Status = Literal["ok", "failed", "skipped"]
 
@@ -375,6 +377,8 @@ def overflow_safe_mean(values: Sequence[float]) -> float:
 STATUSES: tuple[Status, ...] = ("ok", "failed", "skipped")
 #: The status of a stored cell whose status tag is missing or not one of :data:`STATUSES`.
 UNKNOWN_STATUS = "unknown"
+#: The count :meth:`SuiteRun.status_counts` adds for cells of an incomplete run that have no result at all.
+NEVER_RAN = "never ran"
 
 
 def status_counts(statuses: Iterable[str]) -> dict[str, int]:
@@ -417,11 +421,33 @@ def metric_values_by_case(results: Iterable[CellResult]) -> dict[tuple[str, str,
     return grouped
 
 
+def overflow_safe_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (ddof 1) of finite values, itself finite (scaled like
+    :func:`overflow_safe_mean`); 0 for a single value, NaN for none."""
+    if not values:
+        return math.nan
+    if len(values) < 2:
+        return 0.0
+    scale = max(abs(v) for v in values) or 1.0
+    if not math.isfinite(scale):
+        return math.nan
+    scaled = [v / scale for v in values]
+    mean = sum(scaled) / len(scaled)
+    return math.sqrt(sum((v - mean) ** 2 for v in scaled) / (len(scaled) - 1)) * scale
+
+
 def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
-    """Mean and count of each metric per (algorithm label, environment label) over ok cells: the parent run's
-    aggregates."""
+    """Mean, sample standard deviation and count of each metric per (algorithm label, environment label) over
+    ok cells: the parent run's aggregates (what history pages draw without loading every cell)."""
     return [
-        {"algorithm": a, "environment": e, "metric": m, "mean": overflow_safe_mean(v), "n": len(v)}
+        {
+            "algorithm": a,
+            "environment": e,
+            "metric": m,
+            "mean": overflow_safe_mean(v),
+            "std": overflow_safe_std(v),
+            "n": len(v),
+        }
         for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
 
@@ -449,6 +475,9 @@ class SuiteRunRecord:
     started_at: float = 0.0
     #: Where the results came from when not from ``harness run`` (``pytest-benchmark``); "" for own runs.
     source: str = ""
+    #: Why the suite ran: "" for a run of its own, :data:`PURPOSE_CALIBRATION` for a ``harness calibrate`` repeat
+    #: (kept out of nightly history and trends: its repeats are not nights).
+    purpose: str = ""
     schema_version: int = SCHEMA_VERSION
     #: Results reported elsewhere (a paper's table, ``harness import results``): never taken for a run of this
     #: machine, never a hardware baseline; ``source`` says where they came from.
@@ -692,6 +721,13 @@ class SuiteRun:
     tracking_uri: str = ""
     #: The suite's declared label renames, ``{"algorithm": {old: new}, "environment": {...}}`` (suite.json).
     renames: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: How many cells the run's configuration has (suite.json); None when the store does not say.
+    expected_cells: int | None = None
+    #: :attr:`SuiteRunRecord.purpose` ("" for a run of its own, "calibration").
+    purpose: str = ""
+    #: Why it was made a baseline (``harness promote --reason``) and when (seconds since the epoch; None: never).
+    baseline_reason: str = ""
+    promoted_at: float | None = None
     #: Every tag as stored, for a user's own tags; the harness's own are decoded into the fields above.
     tags: dict[str, str] = field(default_factory=dict)
     #: Results reported elsewhere (``harness import results``): see :attr:`SuiteRunRecord.reported`.
@@ -708,6 +744,44 @@ class SuiteRun:
             machine += f" + {self.machine_facts.gpu}"
         imported = f" (imported from {self.source})" if self.source else ""
         return f"run {self.run_id[:8]} on {machine}, commit {self.commit_text}{imported}"
+
+    @property
+    def cells_never_run(self) -> int:
+        """Cells of the configuration with no result at all (a run killed before them and synced later)."""
+        if self.expected_cells is None:
+            return 0
+        return max(0, self.expected_cells - len({cell.cell_key or cell.run_id for cell in self.cells}))
+
+    @property
+    def complete(self) -> bool:
+        """Every cell of the configuration has a result (ok, failed or skipped)."""
+        return self.cells_never_run == 0
+
+    @property
+    def is_imported(self) -> bool:
+        """Results brought in from elsewhere (``harness import``): never this machine's runs."""
+        return bool(self.source)
+
+    @property
+    def history_problem(self) -> str:
+        """Why this run is not a night of the suite's history (trends, baselines), or "" when it is one."""
+        if not self.complete:
+            return f"incomplete: {self.cells_never_run} of {self.expected_cells} cell(s) never ran"
+        if self.status == "incomplete":  # read without its cells: the status its closing recorded
+            return "incomplete: some cells never ran"
+        if self.purpose == PURPOSE_CALIBRATION:
+            return "a calibration repeat"
+        if self.is_imported:
+            return f"imported from {self.source}"
+        return ""
+
+    @property
+    def night(self) -> str:
+        """The run's start date (UTC), as history captions name a night."""
+        import datetime
+
+        moment = datetime.datetime.fromtimestamp(self.start_time_ms / 1000, tz=datetime.UTC)
+        return moment.strftime("%Y-%m-%d %H:%M")
 
     def relabelled(self, renames: Mapping[str, Mapping[str, str]]) -> SuiteRun:
         """This run with cells recorded under an old label shown under the new one (``renames`` as in
@@ -782,7 +856,11 @@ class SuiteRun:
         return [cell for cell in self.cells if cell.status == "ok"]
 
     def status_counts(self) -> dict[str, int]:
-        return status_counts(cell.status for cell in self.cells)
+        """ok, failed, skipped (and any other status seen), plus ``never ran`` when the run is incomplete."""
+        counts = status_counts(cell.status for cell in self.cells)
+        if self.cells_never_run:
+            counts[NEVER_RAN] = self.cells_never_run
+        return counts
 
     @property
     def label(self) -> str:
@@ -821,6 +899,71 @@ class SuiteRun:
             for cell in self.ok_cells
             if metric in cell.metrics and (cell.unpaired_repeat or cell.seed is None)
         }
+
+
+#: An alert's states: open until the level returns (``fixed``) or a run with it is promoted (``accepted``).
+ALERT_STATES = ("open", "fixed", "accepted")
+
+
+@dataclass
+class Alert:
+    """A regression a nightly comparison found, followed until it is fixed or accepted.
+
+    One alert per (suite, profile, machine, metric, case) is open at a time: later nights that still show the
+    regression report it as open, not as new. ``relative_change`` and its interval ``[low, high]`` are the
+    change the opening night measured against ``baseline_run_id``.
+    """
+
+    suite: str
+    profile: str
+    fingerprint: str
+    metric: str
+    algorithm: str
+    environment: str
+    relative_change: float
+    low: float
+    high: float
+    opened_run_id: str
+    opened_commit: str | None
+    opened_at_ms: int
+    baseline_run_id: str
+    baseline_commit: str | None = None
+    unit: str = ""
+    state: str = "open"
+    closed_run_id: str = ""
+    closed_commit: str | None = None
+    closed_at_ms: int | None = None
+    reason: str = ""
+    #: The MLflow run that holds the alert ("" until it is stored).
+    alert_id: str = ""
+
+    @property
+    def case(self) -> tuple[str, str]:
+        return self.algorithm, self.environment
+
+    @property
+    def identity(self) -> tuple[str, str, str, str, str, str]:
+        """What makes two nights' regressions the same alert."""
+        return self.suite, self.profile, self.fingerprint, self.metric, self.algorithm, self.environment
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def size_text(self) -> str:
+        """``+20.1% [+18.0%, +22.3%]``: the change with its interval."""
+        if math.isnan(self.relative_change):
+            return "size unknown"
+        interval = "" if math.isnan(self.low) else f" [{self.low:+.1%}, {self.high:+.1%}]"
+        return f"{self.relative_change:+.1%}{interval}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("relative_change", "low", "high"):
+            if isinstance(data[key], float) and math.isnan(data[key]):
+                data[key] = None
+        return data
 
 
 def metric_union(runs: Iterable[SuiteRun]) -> list[str]:

@@ -113,7 +113,7 @@ def test_calibrate_refuses_a_threshold_that_would_disable_detection(store):
     calibration = calibrate_from_runs([reader.load(r) for r in runs])
     noisy, quiet = calibration.metrics["work_time_s"], calibration.metrics["score"]
     assert noisy.too_noisy and noisy.threshold == noisy.configured_threshold <= MAX_SANE_THRESHOLD
-    assert calibration.threshold("work_time_s") is None and noisy.repeats_needed > 10
+    assert calibration.threshold("work_time_s", "algo", "env") is None and noisy.repeats_needed > 10
     assert "work" not in "".join(calibration.too_noisy).replace("work_time_s", "") and not quiet.too_noisy
     code, output = invoke(store, "calibrate", "t-noisy", "--profile", "smoke", "--from-existing", "--repeats", "3")
     assert code == 0, output
@@ -121,6 +121,55 @@ def test_calibrate_refuses_a_threshold_that_would_disable_detection(store):
     stored = json.loads((store[1] / "calibration" / "t-noisy-smoke.json").read_text())
     assert stored["metrics"]["work_time_s"]["threshold"] <= MAX_SANE_THRESHOLD
     assert stored["metrics"]["work_time_s"]["too_noisy"] is True
+
+
+def _write_cases(store, suite: str, levels: dict[str, list[float]]) -> str:
+    """A run of one algorithm in several environments: ``levels`` maps environment -> work_time_s per seed."""
+    from mlflow.tracking import MlflowClient
+
+    cells = [
+        CellToWrite("algo", environment, seed, metrics={"work_time_s": value})
+        for environment, values in levels.items()
+        for seed, value in enumerate(values)
+    ]
+    return write_suite_run(MlflowClient(tracking_uri=store[0]), suite=suite, profile="smoke",
+                           metrics={"work_time_s": METRICS["work_time_s"]}, cells=cells, machine=MACHINE,
+                           git_commit="0123456789ab")  # fmt: skip
+
+
+def test_calibration_is_per_case_so_one_noisy_case_does_not_blind_the_others(store):
+    from harness.analysis.compare import compare_runs
+
+    rng = np.random.default_rng(5)
+    # "quiet" moves 1% run to run; "noisy" moves 25% (the issue's case): its threshold is its own.
+    levels = [{"quiet": list(1 + rng.normal(0, 0.01, 4)), "noisy": list(1 + rng.normal(0, 0.25, 4))} for _ in range(4)]
+    runs = [_write_cases(store, "t-cases", level) for level in levels]
+    reader = RunStore(store[0])
+    calibration = calibrate_from_runs([reader.load(r) for r in runs])
+    entry = calibration.metrics["work_time_s"]
+    assert entry.too_noisy_cases == ["algo/noisy"] and "algo/quiet" in entry.case_thresholds
+    assert calibration.threshold("work_time_s", "algo", "noisy") is None
+    quiet_threshold = calibration.threshold("work_time_s", "algo", "quiet")
+    assert quiet_threshold is not None and quiet_threshold < 0.15
+    # A 20% slowdown of the quiet case is caught with the calibration in place.
+    base = _write_cases(store, "t-cases", {"quiet": [1.0, 1.01, 0.99, 1.0, 1.0, 1.01], "noisy": [1.0] * 6})
+    slow = _write_cases(store, "t-cases", {"quiet": [1.2, 1.21, 1.19, 1.2, 1.2, 1.21], "noisy": [1.0] * 6})
+    comparison = compare_runs(reader.load(base), reader.load(slow), calibration=calibration)
+    rows = {row.environment: row for row in comparison.rows}
+    assert rows["quiet"].verdict == "regressed" and rows["quiet"].threshold == pytest.approx(quiet_threshold)
+    assert rows["noisy"].threshold_source != "calibration"
+
+
+def test_a_version_1_calibration_file_is_read_with_per_case_thresholds():
+    from harness.analysis.calibration import Calibration
+
+    old = {"suite": "s", "profile": "p", "fingerprint": "f", "runs": ["a", "b"], "alpha": 0.05, "created": 0.0,
+           "version": 1, "metrics": {"m": {"cv": 0.2, "threshold": 0.05, "configured_threshold": 0.05, "effect": 0.05,
+                                           "repeats_needed": 30, "too_noisy": True,
+                                           "cases": {"a/quiet": 0.01, "a/noisy": 0.3}}}}  # fmt: skip
+    calibration = Calibration.from_dict(old, source="old.json")
+    assert calibration.threshold("m", "a", "quiet") == pytest.approx(0.05)
+    assert calibration.threshold("m", "a", "noisy") is None and calibration.too_noisy == ["m"]
 
 
 def test_different_hardware_is_refused_only_for_hardware_dependent_metrics(store):

@@ -9,6 +9,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
+
+from harness.errors import BadInput
 from harness.record import (
     UNKNOWN_STATUS,
     CellResult,
@@ -97,7 +100,9 @@ def _write(tmp_path: Path) -> tuple[str, SuiteRunRecord, list[CellResult]]:
             "plugins": {"harness-rl": "1.0"},
             "report": {"pareto": [["wall_time_s", "score"]]},
             "renames": {"algorithm": {"iql-old": "iql[lr=3e-4]"}},
+            "cells": 4,  # one more than were delivered: a run killed before its last cell
         },
+        purpose="calibration",
         started_at=1_700_000_000.0,
     )
     tracker = MlflowTracker(_uri(tmp_path))
@@ -183,13 +188,19 @@ def test_every_field_of_a_cell_and_a_suite_run_reads_back_as_written(tmp_path: P
         "report_options": {"pareto": [["wall_time_s", "score"]]},
         "tracking_uri": _uri(tmp_path),
         "renames": {"algorithm": {"iql-old": "iql[lr=3e-4]"}},
+        "expected_cells": 4,
+        "purpose": "calibration",
+        "baseline_reason": "",  # never promoted: unknown stays empty
+        "promoted_at": None,
         "reported": False,
     }
     run_fields = {f.name for f in dataclasses.fields(SuiteRun)} - {"tags"}
     assert set(expected_run) == run_fields, "a SuiteRun field has no round-trip check: add it here"
     assert {name: getattr(run, name) for name in expected_run} == expected_run
     assert run.run_name.startswith("codec:smoke:")
-    assert run.status_counts() == {"ok": 1, "failed": 1, "skipped": 1}
+    assert run.status_counts() == {"ok": 1, "failed": 1, "skipped": 1, "never ran": 1}
+    assert run.cells_never_run == 1 and not run.complete
+    assert run.history_problem == "incomplete: 1 of 4 cell(s) never ran"
     assert run.info("peak_mb").is_hardware_dependent is False  # declared, not guessed from the unit
     assert run.info("wall_time_s").is_hardware_dependent is True
     assert run.machine == {"cpu": "Test CPU", "gpu": "none", "hostname": "bench-1", "harness": "9.9.9",
@@ -342,3 +353,40 @@ def test_the_tag_scan_sees_a_stray_tag_name(tmp_path: Path) -> None:
     planted.write_text('TAG = "harness.status"\nWHERE = f"harness.machine.{1}"\nOK = "harness.tracking.layout"\n')
     found = _stray_tag_strings(planted, _module_names())
     assert len(found) == 2 and "harness.status" in found[0] and "harness.machine." in found[1]
+
+
+def test_a_promotion_reads_back_with_its_reason_and_time_and_alerts_round_trip(tmp_path: Path) -> None:
+    import math
+
+    from harness.record import Alert
+    from harness.tracking.reader import RunStore
+
+    parent, _record, _results = _write(tmp_path)
+    store = RunStore(_uri(tmp_path))
+    run = store.load(parent)
+    with pytest.raises(BadInput, match="incomplete: 1 of 4"):
+        store.promote(run, "never: incomplete")
+    complete = dataclasses.replace(run, expected_cells=3, purpose="")
+    store.promote(complete, "accepted: the new allocator is slower by design", when=1_800_000_000.5)
+    promoted = store.load(parent)
+    assert promoted.is_baseline and promoted.promoted_at == 1_800_000_000.5
+    assert promoted.baseline_reason == "accepted: the new allocator is slower by design"
+
+    alert = Alert(suite="codec", profile="smoke", fingerprint="fp-123", metric="wall_time_s", algorithm="iql",
+                  environment="hopper", relative_change=0.2, low=0.18, high=math.nan, opened_run_id=parent,
+                  opened_commit=None, opened_at_ms=1_700_000_000_000, baseline_run_id="b" * 32,
+                  baseline_commit="c" * 40, unit="s")  # fmt: skip
+    stored = store.open_alert(alert, run.experiment_id)
+    (read,) = store.alerts("codec")
+    fields = {f.name for f in dataclasses.fields(Alert)}
+    assert {name: getattr(read, name) for name in fields if name != "high"} == {
+        name: getattr(stored, name) for name in fields if name != "high"
+    }
+    assert math.isnan(read.high) and read.is_open
+    closed = dataclasses.replace(read, state="fixed", closed_run_id=parent, closed_commit="d" * 40,
+                                 closed_at_ms=1_700_000_100_000, reason="level returned")  # fmt: skip
+    store.close_alert(closed)
+    (after,) = store.alerts("codec", state="fixed")
+    assert after.closed_commit == "d" * 40 and after.reason == "level returned"
+    assert after.closed_at_ms == 1_700_000_100_000
+    assert store.alerts("codec", state="open") == []

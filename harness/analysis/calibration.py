@@ -3,11 +3,12 @@
 ``harness calibrate SUITE`` runs the suite's profile several times and measures, per metric and case, the
 run-to-run relative spread (coefficient of variation) of each cell's value with its seed held fixed. From it:
 
-* ``threshold`` = max(the configured threshold, ``NOISE_MULTIPLIER`` x the metric's pooled spread): a change
-  smaller than three run-to-run standard deviations is this machine's noise, not a regression. A threshold
-  above :data:`MAX_SANE_THRESHOLD` would turn regression detection off, so it is not stored: the metric is
-  marked ``too_noisy``, keeps its configured threshold, and ``repeats_needed`` says how many repeats a side
-  would detect a change of the configured size through the noise;
+* a threshold per metric and case (algorithm, environment): max(the configured threshold,
+  ``NOISE_MULTIPLIER`` x that case's spread): a change smaller than three run-to-run standard deviations is
+  this machine's noise, not a regression. Per case, so one noisy case raises its own threshold, not its
+  metric's in every case. A threshold above :data:`MAX_SANE_THRESHOLD` would turn regression detection off,
+  so it is not stored: the case is marked too noisy, keeps its configured threshold, and ``repeats_needed``
+  says how many repeats a side would detect a change of the configured size through the noise;
 * ``repeats_needed`` = runs a side to detect a change of ``effect`` (default: the configured threshold) at
   ``alpha`` with 80% power;
 * the spreads themselves, which ``compare`` uses for a z-test when a side has too few runs for a permutation
@@ -37,7 +38,8 @@ from harness.record import SuiteRun, metric_union
 NOISE_MULTIPLIER = 3.0
 #: A calibrated threshold above this relative change would hide every realistic regression.
 MAX_SANE_THRESHOLD = 0.5
-CALIBRATION_VERSION = 1
+#: Version 2: thresholds per (metric, case); version 1 files (per metric) are read by deriving them.
+CALIBRATION_VERSION = 2
 
 
 @dataclass
@@ -49,25 +51,35 @@ class MetricCalibration:
     configured_threshold: float
     effect: float
     repeats_needed: int
+    #: Run-to-run spread per case ("algorithm/environment").
     cases: dict[str, float] = field(default_factory=dict)
-    #: The noise would have raised the threshold above MAX_SANE_THRESHOLD: none was stored.
+    #: The noise would have raised every case's threshold above MAX_SANE_THRESHOLD: none was stored.
     too_noisy: bool = False
+    #: Threshold per case; a too-noisy case has none (it keeps the configured threshold).
+    case_thresholds: dict[str, float] = field(default_factory=dict)
+    #: Cases whose noise would have raised their threshold above MAX_SANE_THRESHOLD.
+    too_noisy_cases: list[str] = field(default_factory=list)
+
+    def case_advice(self, case: str) -> str:
+        """What to do about a too-noisy case ("" when it is not one)."""
+        if case not in self.too_noisy_cases:
+            return ""
+        cv = self.cases[case]
+        return (
+            f"{case}: run-to-run spread {cv:.0%} would need a threshold of {NOISE_MULTIPLIER * cv:.0%} "
+            f"(> {MAX_SANE_THRESHOLD:.0%}), which would switch regression detection off; kept "
+            f"{self.configured_threshold:.1%} for this case and stored no threshold. Compare with at least "
+            f"{repeats_needed(cv, self.effect)} repeats a side (seeds or runs), or make the measurement quieter"
+        )
 
     @property
     def advice(self) -> str:
-        if not self.too_noisy:
-            return ""
-        return (
-            f"run-to-run spread {self.cv:.0%} would need a threshold of {NOISE_MULTIPLIER * self.cv:.0%} "
-            f"(> {MAX_SANE_THRESHOLD:.0%}), which would switch regression detection off; kept "
-            f"{self.configured_threshold:.1%} and stored no threshold. Compare with at least "
-            f"{self.repeats_needed} repeats a side (seeds or runs), or make the measurement quieter"
-        )
+        return "; ".join(self.case_advice(case) for case in self.too_noisy_cases)
 
 
 @dataclass
 class Calibration:
-    """Per-metric noise of one suite and profile on one machine."""
+    """Per-metric and per-case noise of one suite and profile on one machine."""
 
     suite: str
     profile: str
@@ -79,16 +91,21 @@ class Calibration:
     source: str = ""
     version: int = CALIBRATION_VERSION
 
-    def threshold(self, metric: str) -> float | None:
+    def threshold(self, metric: str, algorithm: str, environment: str) -> float | None:
+        """The calibrated threshold of ``metric`` in this case; None when the case was not measured or is too
+        noisy for one (the configured threshold applies)."""
         entry = self.metrics.get(metric)
-        if entry is None or entry.too_noisy or math.isnan(entry.threshold):
+        if entry is None:
             return None
-        return min(entry.threshold, MAX_SANE_THRESHOLD)
+        value = entry.case_thresholds.get(case_key(algorithm, environment))
+        if value is None or math.isnan(value):
+            return None
+        return min(value, MAX_SANE_THRESHOLD)
 
     @property
     def too_noisy(self) -> list[str]:
-        """Metrics whose noise was too large for a threshold (see :attr:`MetricCalibration.advice`)."""
-        return [name for name, entry in self.metrics.items() if entry.too_noisy]
+        """Metrics with a case whose noise was too large for a threshold (see :attr:`MetricCalibration.advice`)."""
+        return [name for name, entry in self.metrics.items() if entry.too_noisy_cases]
 
     def noise(self, metric: str, algorithm: str, environment: str) -> float | None:
         """The case's measured spread, else the metric's pooled spread, else None."""
@@ -105,13 +122,21 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "") -> Calibration:
-        if data.get("version") != CALIBRATION_VERSION:
-            raise BadInput(f"{source}: calibration version {data.get('version')!r}, expected {CALIBRATION_VERSION}")
-        metrics = {
-            name: MetricCalibration(**{k: (math.nan if v is None else v) for k, v in entry.items()})  # type: ignore[arg-type]
-            for name, entry in data["metrics"].items()
-        }
-        values = {k: v for k, v in data.items() if k != "metrics"}
+        version = data.get("version")
+        if version not in (1, CALIBRATION_VERSION):
+            raise BadInput(
+                f"{source}: calibration version {version!r}, this harness reads 1 and {CALIBRATION_VERSION}; "
+                "rerun `harness calibrate`"
+            )
+        metrics = {}
+        for name, entry in data["metrics"].items():
+            metric = MetricCalibration(**{k: (math.nan if v is None else v) for k, v in entry.items()})  # type: ignore[arg-type]
+            if version == 1:  # per-metric thresholds: derive the per-case ones from the stored spreads
+                metric.case_thresholds, metric.too_noisy_cases = _case_thresholds(
+                    metric.cases, metric.configured_threshold
+                )
+            metrics[name] = metric
+        values = {k: v for k, v in data.items() if k not in ("metrics", "version")}
         return cls(**values, metrics=metrics, source=source)
 
     def save(self, results_dir: Path) -> Path:
@@ -197,16 +222,18 @@ def calibrate_from_runs(
         cv = _root_mean_square(list(cases.values()))
         configured = first.info(metric).threshold
         target = effect if effect is not None else configured
+        case_thresholds, too_noisy_cases = _case_thresholds(cases, configured)
         raised = max(configured, NOISE_MULTIPLIER * cv)
-        too_noisy = raised > MAX_SANE_THRESHOLD
         metrics[metric] = MetricCalibration(
             cv=cv,
-            threshold=configured if too_noisy else raised,
+            threshold=min(raised, MAX_SANE_THRESHOLD) if case_thresholds else configured,
             configured_threshold=configured,
             effect=target,
-            repeats_needed=repeats_needed(cv, target, alpha, power),
+            repeats_needed=repeats_needed(max(cases.values()), target, alpha, power),
             cases=cases,
-            too_noisy=too_noisy,
+            too_noisy=not case_thresholds,
+            case_thresholds=case_thresholds,
+            too_noisy_cases=too_noisy_cases,
         )
     return Calibration(
         suite=first.suite,
@@ -216,6 +243,21 @@ def calibrate_from_runs(
         alpha=alpha,
         metrics=metrics,
     )
+
+
+def _case_thresholds(cases: Mapping[str, float], configured: float) -> tuple[dict[str, float], list[str]]:
+    """Per case: max(configured, NOISE_MULTIPLIER x spread); cases that would exceed MAX_SANE_THRESHOLD get none."""
+    thresholds: dict[str, float] = {}
+    too_noisy: list[str] = []
+    for case, cv in sorted(cases.items()):
+        if math.isnan(cv):
+            continue
+        raised = max(configured, NOISE_MULTIPLIER * cv)
+        if raised > MAX_SANE_THRESHOLD:
+            too_noisy.append(case)
+        else:
+            thresholds[case] = raised
+    return thresholds, too_noisy
 
 
 def _root_mean_square(values: Sequence[float]) -> float:

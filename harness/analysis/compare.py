@@ -16,9 +16,10 @@ When both runs measured the same seeds of a case, the test is paired (per-seed d
 :func:`harness.analysis.stats.compare_paired`); otherwise it compares the two samples.
 
 The threshold is the metric spec's default, overridden by the suite's ``[thresholds]``, overridden by
-``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a threshold to the
-machine's measured noise floor (never lowers it; an explicit command-line threshold wins) and supplies the
-noise for a calibrated z-test when either side has fewer runs than a permutation test needs.
+``--threshold`` on the command line. A calibration file (``harness calibrate``) raises a case's threshold to
+the machine's measured noise floor for that metric and case (never lowers it; an explicit command-line
+threshold wins) and supplies the noise for a calibrated z-test when either side has fewer runs than a
+permutation test needs.
 """
 
 from __future__ import annotations
@@ -137,7 +138,21 @@ class Comparison:
         return EXIT_OK
 
     @property
+    def incomplete(self) -> dict[str, str]:
+        """Side ("baseline", "candidate") -> why it is not a complete run (cells that never ran), if it is not."""
+        found = {}
+        for side, run in (("baseline", self.baseline), ("candidate", self.candidate)):
+            if not run.complete or run.status == "incomplete":
+                found[side] = run.history_problem
+        return found
+
+    @property
     def summary(self) -> str:
+        caveat = "; ".join(f"the {side} is {why}" for side, why in self.incomplete.items())
+        return f"{self._verdict_summary} ({caveat})" if caveat else self._verdict_summary
+
+    @property
+    def _verdict_summary(self) -> str:
         if self.regressions:
             names = sorted({f"{r.metric} ({r.algorithm}/{r.environment})" for r in self.regressions})
             return f"REGRESSION in {len(names)} metric/case(s): " + ", ".join(names[:8])
@@ -183,6 +198,7 @@ class Comparison:
             "exit_code": self.exit_code,
             "summary": self.summary,
             "hardware_differences": {k: list(v) for k, v in self.hardware_differences.items()},
+            "incomplete": self.incomplete,
             "calibration": self.calibration_source,
             "rows": [row.to_dict() for row in self.rows],
             "compared": len(self.compared),
@@ -213,7 +229,6 @@ def _threshold(
     candidate: SuiteRun,
     baseline: SuiteRun,
     cli_thresholds: Mapping[str, float],
-    calibration: Calibration | None,
 ) -> tuple[float, str]:
     if metric in cli_thresholds:
         return cli_thresholds[metric], "command line"
@@ -226,10 +241,19 @@ def _threshold(
         threshold, source = info.threshold, "metric spec"
     else:
         threshold, source = 0.05, "default"
-    if calibration is not None:
-        calibrated = calibration.threshold(metric)
-        if calibrated is not None and calibrated > threshold:
-            return calibrated, "calibration"
+    return threshold, source
+
+
+def _case_threshold(
+    metric: str, case: tuple[str, str], threshold: float, source: str, calibration: Calibration | None
+) -> tuple[float, str]:
+    """The metric's threshold raised to the case's calibrated noise floor (an explicit one on the command line
+    wins): per case, so one noisy case does not blunt the metric in the others."""
+    if calibration is None or source == "command line":
+        return threshold, source
+    calibrated = calibration.threshold(metric, *case)
+    if calibrated is not None and calibrated > threshold:
+        return calibrated, "calibration"
     return threshold, source
 
 
@@ -281,7 +305,7 @@ def compare_runs(
             )
     for metric in names:
         info = candidate.info(metric) if metric in candidate.metric_info else baseline.info(metric)
-        threshold, source = _threshold(metric, candidate, baseline, cli_thresholds, calibration)
+        metric_threshold, metric_source = _threshold(metric, candidate, baseline, cli_thresholds)
         base_seeds, cand_seeds = baseline.values_by_case_and_seed(metric), candidate.values_by_case_and_seed(metric)
         base_values = {case: list(by_seed.values()) for case, by_seed in base_seeds.items()}
         cand_values = {case: list(by_seed.values()) for case, by_seed in cand_seeds.items()}
@@ -291,6 +315,7 @@ def compare_runs(
             hardware_note = "different hardware: this metric depends on it, the change may be the machine's"
         for case in sorted(set(base_values) | set(cand_values)):
             algorithm, environment = case
+            threshold, source = _case_threshold(metric, case, metric_threshold, metric_source, calibration)
             common: dict[str, Any] = dict(
                 metric=metric,
                 algorithm=algorithm,

@@ -57,6 +57,42 @@ def _state(ctx: click.Context) -> State:
     return state
 
 
+#: Root options a user may also give after the command name (``harness run smoke --results-dir r``), with
+#: whether each takes a value. They mean the same wherever they stand, so they are moved before the command.
+_ROOT_OPTIONS_ANYWHERE = {"--results-dir": True, "--disable": True, "--strict": False}
+#: Root options that take a value: skipped over when looking for the command name.
+_ROOT_VALUE_OPTIONS = ("-p", "--disable", "--results-dir")
+
+
+def hoist_root_options(args: list[str]) -> list[str]:
+    """``args`` with the root options found after the command name moved before it (up to a ``--``)."""
+    index = 0
+    while index < len(args) and args[index].startswith("-") and args[index] != "--":
+        index += 2 if args[index] in _ROOT_VALUE_OPTIONS else 1
+    if index >= len(args) or args[index] == "--":
+        return args
+    before, command, rest = args[:index], args[index], args[index + 1 :]
+    moved: list[str] = []
+    kept: list[str] = []
+    position = 0
+    while position < len(rest):
+        token = rest[position]
+        if token == "--":
+            kept.extend(rest[position:])
+            break
+        name = token.split("=", 1)[0]
+        takes_value = _ROOT_OPTIONS_ANYWHERE.get(name)
+        if takes_value is None:
+            kept.append(token)
+        elif takes_value and "=" not in token and position + 1 < len(rest):
+            moved.extend(rest[position : position + 2])
+            position += 1
+        else:
+            moved.append(token)
+        position += 1
+    return [*before, *moved, command, *kept]
+
+
 class HarnessGroup(click.Group):
     """The root group: core commands plus those plugins contribute through ``harness_cli_commands``."""
 
@@ -121,6 +157,9 @@ class HarnessGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._extra_commands(ctx)})
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_root_options(args))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
@@ -328,6 +367,13 @@ def list_command(ctx: click.Context, kind: str, as_json: bool) -> None:
     "(results/logs/<key>/), and the end of it is shown for cells that fail.",
 )
 @click.option(
+    "--repo",
+    "repository",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="The git checkout of the code under test: its full commit SHA and dirty flag are recorded with the run "
+    "(default: the suite's `repository`, else the suite file's checkout, else the working directory's).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout (and nothing else there)."
 )
 @click.pass_context
@@ -348,6 +394,7 @@ def run(
     dry_run: bool,
     max_cells: int,
     show_output: bool,
+    repository: Path | None,
     as_json: bool,
 ) -> None:
     """Run SUITE (a suite name or a path to a .toml file) and track every cell in MLflow.
@@ -390,6 +437,7 @@ def run(
         max_cells=max_cells,
         show_output=show_output,
         only=only,
+        repository=repository,
     )
     err = console(stderr=True)
     # With --json, stdout holds the JSON alone: whatever the driver's libraries write to file descriptor 1
@@ -551,14 +599,37 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated
 
 
-def _exit_interrupted(interrupt: KeyboardInterrupt) -> None:
-    print_error("interrupted; finished results are in the journal (run again to resume)")
+def interrupted_message(argv: list[str]) -> str:
+    """What happened to an interrupted command's results, and what running it again will really do."""
+    args = hoist_root_options(list(argv))
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        index += 2 if args[index] in _ROOT_VALUE_OPTIONS else 1
+    command = args[index] if index < len(args) else ""
+    if command in ("nightly", "calibrate"):
+        return (
+            f"interrupted; finished results are in the journal, and `harness sync` delivers them as an incomplete "
+            f"run (never a baseline, left out of trends). `harness {command}` does not resume: running it again "
+            "runs every cell from scratch as a new run."
+        )
+    if command == "run":
+        return (
+            "interrupted; finished results are in the journal. Running the same command again resumes: finished "
+            "cells are skipped, an interrupted cell continues from its last checkpoint (or restarts if it wrote "
+            "none), the rest run, all under the same MLflow run. Until then that run is incomplete."
+        )
+    return "interrupted"
+
+
+def _exit_interrupted(interrupt: KeyboardInterrupt, argv: list[str]) -> None:
+    print_error(interrupted_message(argv))
     sys.exit(143 if isinstance(interrupt, Terminated) else 130)  # 128 + SIGTERM or SIGINT
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: turns BadInput into exit code 2 with the message, never a traceback."""
     signal.signal(signal.SIGTERM, _terminate)
+    arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         code = cli.main(args=argv, prog_name="harness", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
@@ -570,14 +641,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort as exc:
         # Click turns Ctrl-C (and our SIGTERM) into Abort; say what happened to the run.
         if isinstance(exc.__cause__, KeyboardInterrupt):
-            _exit_interrupted(exc.__cause__)
+            _exit_interrupted(exc.__cause__, arguments)
         print_error("aborted")
         sys.exit(130)
     except (BadInput, ResultsFolderError) as exc:
         print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        _exit_interrupted(exc)
+        _exit_interrupted(exc, arguments)
 
 
 if __name__ == "__main__":

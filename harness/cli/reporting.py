@@ -17,6 +17,7 @@ import click
 
 from harness.errors import BadInput
 from harness.paths import path_for
+from harness.record import PURPOSE_CALIBRATION
 from harness.untrusted import markup, visible
 
 _TRACKING_HELP = "MLflow tracking URI (default: $HARNESS_TRACKING_URI, else sqlite:///<results-dir>/mlflow.db)."
@@ -308,10 +309,26 @@ def _run_suite_in_process(
     jobs: int = 1,
     executor: str = "local",
     address: str | None = None,
+    repository: Path | None = None,
+    purpose: str = "",
 ) -> str:
     """Run the suite through the runner API (plugins as the root command loaded them); return the run id."""
-    from harness.run.discovery import resolve_suite
     from harness.run.runner import RunOptions, run_suite
+
+    suite_obj, registry = _resolve(ctx, suite)
+    options = RunOptions(
+        profile=profile, tracking_uri=tracking_uri, results_dir=results_dir, resume=False, overrides=overrides,
+        jobs=jobs, executor=executor, ray_address=address, repository=repository, purpose=purpose,
+    )  # fmt: skip
+    summary = run_suite(suite_obj, registry, options, notify=lambda message: click.echo(message, err=True))
+    if summary.parent_run_id is None or summary.tracking_error:
+        raise BadInput(f"the run of {suite!r} did not reach MLflow: {summary.tracking_error}")
+    return summary.parent_run_id
+
+
+def _resolve(ctx: click.Context, suite: str) -> tuple[Any, Any]:
+    """(the suite, the plugin registry as the root command loaded it)."""
+    from harness.run.discovery import resolve_suite
 
     state = ctx.find_root().obj
     if state is None or not hasattr(state, "registry"):
@@ -320,19 +337,18 @@ def _run_suite_in_process(
         registry = load_plugins(PluginOptions())
     else:
         registry = state.registry()
-    suite_obj = resolve_suite(suite, registry)
-    options = RunOptions(
-        profile=profile, tracking_uri=tracking_uri, results_dir=results_dir, resume=False, overrides=overrides,
-        jobs=jobs, executor=executor, ray_address=address,
-    )  # fmt: skip
-    summary = run_suite(suite_obj, registry, options, notify=lambda message: click.echo(message, err=True))
-    if summary.parent_run_id is None or summary.tracking_error:
-        raise BadInput(f"the run of {suite!r} did not reach MLflow: {summary.tracking_error}")
-    return summary.parent_run_id
+    return resolve_suite(suite, registry), registry
 
 
 def _runner_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--jobs, --executor and --address, as `harness run` takes them, for commands that run the suite."""
+    """--jobs, --executor, --address and --repo, as `harness run` takes them, for commands that run the suite."""
+    command = click.option(
+        "--repo",
+        "repository",
+        type=click.Path(path_type=Path, file_okay=False, exists=True),
+        help="The git checkout of the code under test: its full commit SHA and dirty flag are recorded "
+        "(default: the suite's `repository`, else the suite file's checkout, else the working directory's).",
+    )(command)
     command = click.option("--address", help="Ray cluster address for --executor ray (default: start a local one).")(
         command
     )
@@ -374,18 +390,20 @@ def calibrate(
     jobs: int,
     executor: str,
     address: str | None,
+    repository: Path | None,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
     """Measure each metric's run-to-run noise on this machine and store noise-calibrated thresholds.
 
     \b
-    Runs SUITE --repeats times (every cell, --no-resume), then per metric and (algorithm, environment) case
-    measures the spread of each cell's value across the runs. Stored in
+    Runs SUITE --repeats times (every cell, --no-resume; the repeats are recorded as calibration runs, kept
+    out of nightly history), then per metric and (algorithm, environment) case measures the spread of each
+    cell's value across the runs; each case gets its own threshold. Stored in
     <results-dir>/calibration/<suite>-<profile>.json and as an MLflow run tagged harness.kind=calibration;
     `harness compare` and `harness nightly` use it: thresholds are raised to 3x the measured spread and
-    single runs can be judged against the known noise. A metric so noisy that its threshold would exceed
-    50% gets none (that would switch detection off): the output names it and the repeats it needs.
+    single runs can be judged against the known noise. A case so noisy that its threshold would exceed 50%
+    gets none (that would switch detection off): the output names it and the repeats it needs.
     """
     from harness.analysis.calibration import calibrate_from_runs
     from harness.tracking.reader import RunStore
@@ -410,7 +428,17 @@ def calibrate(
             click.echo(f"calibration run {index + 1} of {repeats}", err=True)
             run_ids.append(
                 _run_suite_in_process(
-                    ctx, suite, profile, uri, directory, overrides, jobs=jobs, executor=executor, address=address
+                    ctx,
+                    suite,
+                    profile,
+                    uri,
+                    directory,
+                    overrides,
+                    jobs=jobs,
+                    executor=executor,
+                    address=address,
+                    repository=repository,
+                    purpose=PURPOSE_CALIBRATION,
                 )
             )
         store = RunStore(uri)
@@ -427,13 +455,19 @@ def calibrate(
     from rich.table import Table
 
     table = Table(title=f"noise of {markup(calibration.suite)}:{markup(calibration.profile)} over {len(runs)} runs")
-    for column in ("metric", "run-to-run spread (CV)", "threshold", "configured", "repeats for effect"):
+    for column in ("metric", "run-to-run spread (CV)", "thresholds per case", "configured", "repeats for effect"):
         table.add_column(column)
     for name, entry in calibration.metrics.items():
+        stored = sorted(entry.case_thresholds.values())
+        thresholds = f"{stored[0]:.2%}" if stored else ""
+        if len(stored) > 1 and stored[-1] != stored[0]:
+            thresholds += f" to {stored[-1]:.2%}"
+        if entry.too_noisy_cases:
+            thresholds += f"{'; ' if stored else ''}[red]{len(entry.too_noisy_cases)} case(s) not stored (too noisy)[/]"
         table.add_row(
             markup(name),
             f"{entry.cv:.2%}",
-            "[red]not stored (too noisy)[/]" if entry.too_noisy else f"{entry.threshold:.2%}",
+            thresholds,
             f"{entry.configured_threshold:.2%}",
             f"{entry.repeats_needed} for {entry.effect:.1%}",
         )
@@ -447,15 +481,18 @@ def calibrate(
 @click.command()
 @click.argument("suite")
 @click.option("--profile", help="Budget profile (default: the suite's default profile).")
-@click.option("--promote", is_flag=True, help="Tag the new run baseline=true if nothing regressed.")
+@click.option(
+    "--promote", is_flag=True, help="Make the new run this machine's baseline if it is clean (no alert open)."
+)
+@click.option("--fail-on-open", is_flag=True, help="Exit 1 while any alert is open, not only on the night it opens.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Report folder.")
-@click.option("--history", default=60, show_default=True, help="Nightly runs shown in the trend plots.")
+@click.option("--history", default=60, show_default=True, help="Nights shown in the trend plots.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Passed to the runner, as for run.")
 @click.option("--alpha", default=0.05, show_default=True, help="Significance level of the comparison.")
 @click.option(
     "--allow-different-hardware",
     is_flag=True,
-    help="Compare with a baseline from another machine even for hardware-dependent metrics (annotated).",
+    help="With no baseline on this machine, compare with another machine's (hardware-dependent rows annotated).",
 )
 @_runner_options
 @_store_options
@@ -466,6 +503,7 @@ def nightly(
     suite: str,
     profile: str | None,
     promote: bool,
+    fail_on_open: bool,
     out: Path | None,
     history: int,
     overrides: tuple[str, ...],
@@ -474,31 +512,204 @@ def nightly(
     jobs: int,
     executor: str,
     address: str | None,
+    repository: Path | None,
     results_dir: Path | None,
     tracking_uri: str | None,
 ) -> None:
-    """Run SUITE, compare with its baseline, write the report with trends, and optionally promote.
+    """Run SUITE, compare with this machine's baseline, track alerts, write the report with trends.
 
     \b
-    The new run is compared with the newest run tagged baseline=true for the same suite and profile (the
-    first night has none: it is promoted with --promote). The report adds a trend plot per metric over the
-    last --history runs, with change points (PELT) so that a slow drift no single night flags is seen.
-    Exit codes as for compare; a failing run also exits 1.
+    The baseline is the newest promotion of the suite and profile on this machine (hardware fingerprint),
+    found before any cell runs; a machine without one starts its own history. Each regression opens an
+    alert; later nights list it as open, not new, until the level returns (fixed) or a run with the new
+    level is promoted (harness promote RUN --reason TEXT: accepted). Trends cover complete nights of this
+    machine only (killed runs and calibration repeats are left out), with change points by night and commit.
+
+    \b
+    Exit codes: 0 no new alert; 1 a new alert opened (or, with --fail-on-open, any is open) or a cell failed;
+    2 bad input; 3 too little data to decide.
+
+    \b
+    A cron job:
+      harness nightly my-suite --repo ~/src/my-library --promote
+      harness alerts my-suite          what is open, since which commit
     """
-    from harness.report.nightly import run_nightly
+    from harness.machine import machine_info
+    from harness.report.nightly import find_baseline, run_nightly
 
     directory = _results_dir(ctx, results_dir)
     uri = _tracking_uri(directory, tracking_uri)
-    run_id = _run_suite_in_process(
-        ctx, suite, profile, uri, directory, overrides, jobs=jobs, executor=executor, address=address
+    suite_obj, _registry = _resolve(ctx, suite)
+    profile_name = profile or suite_obj.model.default_profile
+    fingerprint = str(machine_info()["fingerprint"])
+    baseline = find_baseline(
+        uri, suite_obj.name, profile_name, fingerprint, allow_different_hardware=allow_different_hardware
     )
+    click.echo(visible(baseline.message), err=True)
+    run_id = _run_suite_in_process(
+        ctx, suite, profile, uri, directory, overrides, jobs=jobs, executor=executor, address=address,
+        repository=repository,
+    )  # fmt: skip
     outcome = run_nightly(
         run_id, uri, directory, promote=promote, out=out, history=history, alpha=alpha,
-        allow_different_hardware=allow_different_hardware,
+        allow_different_hardware=allow_different_hardware, baseline=baseline, fail_on_open=fail_on_open,
     )  # fmt: skip
     for line in outcome.messages:
         click.echo(visible(line, keep_newlines=True))
     ctx.exit(outcome.exit_code)
+
+
+@click.command()
+@click.argument("run_selector", metavar="RUN")
+@click.option("--reason", default="", help="Why this level is accepted (recorded in MLflow with the promotion).")
+@click.option("--suite", help="Suite to look in for selectors like 'latest' (a run id or commit needs none).")
+@click.option("--profile", help="Profile for selectors like 'latest'.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was promoted and the alerts closed as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def promote(
+    ctx: click.Context,
+    run_selector: str,
+    reason: str,
+    suite: str | None,
+    profile: str | None,
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Make RUN the baseline of its suite, profile and machine: accept its level.
+
+    \b
+    RUN is a run id, a commit SHA (7+ characters), 'latest' or 'latest~N' with --suite. Open alerts of that
+    suite, profile and machine close as 'accepted' with --reason; later nights compare with RUN. Refused for
+    an incomplete run, a calibration repeat or imported results.
+      harness promote latest --suite my-suite --reason "new allocator: 20% slower, 3x less memory"
+    """
+    from harness.report.nightly import promote_run
+
+    store, _directory = _store(ctx, results_dir, tracking_uri)
+    run = store.load(store.resolve(run_selector, suite, profile))
+    closed = promote_run(store, run, reason)
+    if as_json:
+        data = {"run_id": run.run_id, "suite": run.suite, "profile": run.profile, "fingerprint": run.fingerprint,
+                "git_commit": run.git_commit, "reason": reason, "closed": [a.to_dict() for a in closed]}  # fmt: skip
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        visible(f"promoted {run.run_id} ({run.suite}:{run.profile}, commit {run.commit_text}) to baseline of machine ")
+        + visible(f"{run.fingerprint}" + (f": {reason}" if reason else ""))
+    )
+    for alert in closed:
+        click.echo(visible(f"accepted: {alert.metric} {alert.algorithm}/{alert.environment} {alert.size_text}"))
+
+
+@click.command()
+@click.argument("suite", required=False)
+@click.option("--profile", help="Only this profile.")
+@click.option(
+    "--state", type=click.Choice(["open", "fixed", "accepted", "all"]), default="open", show_default=True,
+    help="Which alerts to list.",
+)  # fmt: skip
+@click.option("--machine", "fingerprint", help="Only this machine (hardware fingerprint).")
+@click.option("--json", "as_json", is_flag=True, help="Print the alerts as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def alerts(
+    ctx: click.Context,
+    suite: str | None,
+    profile: str | None,
+    state: str,
+    fingerprint: str | None,
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """List the regressions nightly runs opened (of SUITE, or of every suite), newest first.
+
+    \b
+    Each alert: metric, case, the change with its interval, the commit and run where it appeared, and its
+    state (open; fixed when the level returned; accepted by harness promote, with the reason).
+    """
+    store, _directory = _store(ctx, results_dir, tracking_uri)
+    found = store.alerts(suite, profile, fingerprint, None if state == "all" else state)
+    if as_json:
+        click.echo(json.dumps([alert.to_dict() for alert in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no {'' if state == 'all' else state + ' '}alerts" + (f" for {visible(suite)}" if suite else ""))
+        return
+    from harness.cli.output import print_table
+
+    rows = [
+        [
+            alert.state + (f": {alert.reason}" if alert.reason else ""),
+            f"{alert.suite}:{alert.profile}",
+            alert.metric,
+            f"{alert.algorithm}/{alert.environment}",
+            alert.size_text,
+            f"{(alert.opened_commit or 'no commit')[:12]} (run {alert.opened_run_id[:8]})",
+            alert.fingerprint,
+        ]
+        for alert in found
+    ]
+    print_table(
+        f"{len(found)} alert(s)",
+        ["state", "suite", "metric", "case", "change [95% CI]", "appeared at", "machine"],
+        rows,
+    )
+
+
+@click.command()
+@click.argument("suites", nargs=-1, metavar="[SUITE]...")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder to write the site into."
+)
+@click.option(
+    "--mlflow-url",
+    help="The tracking server's UI address: points link to their MLflow run where no report is archived.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the pages written, their sizes and the histories as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def publish(
+    ctx: click.Context,
+    suites: tuple[str, ...],
+    out: Path,
+    mlflow_url: str | None,
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Write a static site of every benchmark's history (SUITEs, or every suite in the store) into --out.
+
+    \b
+    index.html          every suite, profile and machine: nights, last night, open alerts
+    <suite>-<profile>-<machine>.html
+                        each case x metric over the nights, with intervals, change points and alerts;
+                        filters by algorithm, environment and metric; click a point for that night's report
+    regressions.html    every alert: size and interval, commit range, first seen, state, bisect command
+    nights/<run>/       each night's report as harness nightly archived it
+
+    The site needs no server (open index.html, or copy the folder to any static host). A cron job:
+      harness nightly my-suite --repo ~/src/lib --promote && harness publish --out /var/www/bench
+    """
+    from harness.report.publish import publish as publish_site
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    site = publish_site(store, out, suites, results_dir=directory, mlflow_url=mlflow_url,
+                        notify=lambda message: click.echo(visible(message), err=True))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(site.to_dict(), indent=2))
+        return
+    nights = sum(len(history.nights) for history in site.histories)
+    opened = sum(len(history.open_alerts) for history in site.histories)
+    click.echo(
+        f"published {len(site.histories)} history page(s), {nights} night(s), {opened} open alert(s) in "
+        f"{site.seconds:.1f} s: {visible(out / 'index.html')}"
+    )
 
 
 @click.group("import")
@@ -714,4 +925,4 @@ def export(
     click.echo(visible(target))
 
 
-COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, import_group, export]
+COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, promote, alerts, publish, import_group, export]

@@ -30,7 +30,7 @@ from harness.analysis.ranking import (
 )
 from harness.analysis.stability import stability_warnings
 from harness.analysis.stats import BootstrapConfig, Estimate, performance_profile
-from harness.record import SuiteRun, with_display_labels
+from harness.record import NEVER_RAN, SuiteRun, with_display_labels
 from harness.report import plots
 from harness.report.combine import Origin, combine_runs
 from harness.report.paper import PaperTable, paper_tables
@@ -112,6 +112,8 @@ class ReportContent:
     counts: dict[str, int]
     ranking_rules: str = RANKING_RULES
     notes: list[str] = field(default_factory=list)
+    #: Nightly alerts: dicts with state (new, open, fixed), metric, algorithm, environment, size, since, note.
+    alerts: list[dict[str, str]] = field(default_factory=list)
     #: Where every row comes from (one origin per selected run) and each algorithm's origin.
     origins: list[Origin] = field(default_factory=list)
     algorithm_origins: dict[str, Origin] = field(default_factory=dict)
@@ -310,6 +312,7 @@ def build_report(
     *,
     comparison: Any | None = None,
     trends: list[tuple[str, str, str]] | None = None,
+    alerts: list[dict[str, str]] | None = None,
     others: Sequence[SuiteRun] = (),
     show_paths: bool = False,
 ) -> ReportContent:
@@ -362,6 +365,7 @@ def build_report(
         side_by_side=_side_by_side(sections),
         comparison=comparison,
         trends=trends or [],
+        alerts=alerts or [],
         bootstrap=config,
         seeds=[str(s) for s in sorted({c.seed for c in run.cells if c.seed is not None})],
         generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -471,8 +475,14 @@ def render_markdown(content: ReportContent) -> str:
     from harness.report.formats import _md_cell, to_markdown
 
     run = content.run
-    counts = f"{content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped" + (
-        f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else ""
+    counts = (
+        f"{content.counts['ok']} ok, {content.counts['failed']} failed, {content.counts['skipped']} skipped"
+        + (f", {content.counts['unknown']} of unknown status" if content.counts.get("unknown") else "")
+        + (
+            f", **{content.counts[NEVER_RAN]} never ran: INCOMPLETE** (never a baseline, not in trends)"
+            if content.counts.get(NEVER_RAN)
+            else ""
+        )
     )
     if content.combined:
         heading = f"{len(content.origins)} runs ranked together · {counts}"
@@ -541,6 +551,13 @@ def render_markdown(content: ReportContent) -> str:
         lines.append("")
     if content.comparison is not None:
         lines.append(to_markdown(content.comparison, heading_level=2))
+    if content.alerts:
+        lines += ["## Alerts", "", "| state | metric | algorithm | environment | change [95% CI] | since | note |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for alert in content.alerts:
+            keys = ("state", "metric", "algorithm", "environment", "size", "since", "note")
+            lines.append("| " + " | ".join(_md_cell(alert[k]) for k in keys) + " |")
+        lines.append("")
     for metric, _uri, summary in content.trends:
         lines.append(f"- trend of {_md_cell(metric)}: {_md_cell(summary)}")
     lines += [

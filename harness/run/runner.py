@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import BadInput, ResultsFolderError, TrackingError
-from harness.machine import git_state, machine_info
+from harness.machine import code_under_test, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.record import (
     DEVICES,
@@ -80,6 +80,8 @@ class RunOptions:
     max_cells: int = DEFAULT_MAX_CELLS
     only: Sequence[str] = ()  # --only expressions: run the matching cells (part of the run's record)
     show_output: bool = False  # cells' output on the terminal instead of only in their logs
+    repository: Path | None = None  # the code under test (--repo); None: the suite's, else found (see machine)
+    purpose: str = ""  # "calibration" for harness calibrate's repeats (SuiteRunRecord.purpose)
 
     @property
     def worker_options(self) -> WorkerOptions:
@@ -296,7 +298,7 @@ def run_suite(
         finished = state.finished_keys() if options.resume else set()
         todo = [cell for cell in cells if cell.key not in finished]
         machine = machine_info()
-        git = git_state(suite.path.parent)
+        _, commit, dirty = code_under_test(options.repository, suite.repository, suite.path.parent)
         keys = [cell.key for cell in cells]
         run_record = SuiteRunRecord(
             suite=suite.name,
@@ -307,10 +309,11 @@ def run_suite(
             overrides=list(options.overrides),
             selection=list(options.only),
             machine=machine,
-            git_commit=git[0],
-            git_dirty=git[1],
+            git_commit=commit,
+            git_dirty=dirty,
             suite_info=_suite_info(suite, profile, registry, cells),
             started_at=time.time(),
+            purpose=options.purpose,
         )
         journal.append_run(run_record)
         state.runs.append(run_record)
@@ -436,8 +439,9 @@ def _sync_journal(
         if state.results:
             reports.append(SyncReport(str(journal.path), 0, 0, None, "no tracking URI: pass --tracking-uri"))
         return reports
-    # Without connecting: every configuration is complete in a store this journal reached by this URI.
-    if not any(_has_pending(state, state.stores_at(uri), run) for run in state.configurations()):
+    # Without connecting: every configuration is complete, and its parent closed, in a store this journal
+    # reached by this URI.
+    if not any(_needs_sync(state, state.stores_at(uri), run) for run in state.configurations()):
         return reports
     store = uri
     try:
@@ -448,7 +452,7 @@ def _sync_journal(
             tracker = trackers[uri]
             store = tracker.store
             for run in state.configurations():
-                if not _has_pending(state, {store}, run):
+                if not _needs_sync(state, {store}, run):
                     continue
                 delivery = Delivery(tracker, journal, state, run)
                 delivery.open_parent()
@@ -513,6 +517,11 @@ def _undeliverable(journal: Journal, state: JournalState) -> str | None:
             "configuration again (`harness run` with the same options) to record and deliver them"
         )
     return "could not deliver: " + "; ".join(problems) if problems else None
+
+
+def _needs_sync(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:
+    """Results to deliver, or a parent a kill left running (finished now, as incomplete if cells never ran)."""
+    return _has_pending(state, stores, run) or state.unclosed(stores, run)
 
 
 def _has_pending(state: JournalState, stores: set[str], run: SuiteRunRecord) -> bool:

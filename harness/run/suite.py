@@ -168,6 +168,9 @@ class SuiteModel(_Strict):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
     report: ReportOptions = Field(default_factory=ReportOptions)
+    #: The git checkout of the code under test, relative to the suite file (default: the suite file's own
+    #: checkout, else the working directory's): its commit is recorded with every run.
+    repository: str | None = None
 
     _normalize = field_validator("algorithms", "environments", mode="before")(_entries)
     _check_timeout = field_validator("timeout_s", mode="before")(_timeout_field)
@@ -185,6 +188,13 @@ class Suite:
     @property
     def name(self) -> str:
         return self.model.name
+
+    @property
+    def repository(self) -> Path | None:
+        """The declared repository under test (``repository = "..."``, relative to the suite file), or None."""
+        if self.model.repository is None:
+            return None
+        return (self.path.parent / self.model.repository).resolve()
 
     def _check_threshold_metrics(self, registry: PluginRegistry) -> None:
         import difflib

@@ -152,7 +152,10 @@ class Delivery:
     def finish(self) -> None:
         assert self.parent_run_id is not None
         refused = sum(1 for r in self.latest_results() if r.record_id in self.refused)
-        self.tracker.finish_parent(self.parent_run_id, self.latest_results(), refused=refused)
+        expected = len(self.run.cell_keys) or None  # a version-1 run record names no cells
+        self.tracker.finish_parent(self.parent_run_id, self.latest_results(), refused=refused, expected=expected)
+        self.journal.mark_closed(self.store, self.parent_run_id)
+        self.state.closed.add((self.store, self.parent_run_id))
 
     def summary(self) -> dict[str, Any]:
         return {"store": self.store, "parent_run_id": self.parent_run_id, "refused": len(self.refused)}

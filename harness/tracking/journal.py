@@ -14,6 +14,9 @@ One JSON-lines file per suite and profile under ``results/journal/``. Lines are 
   parent, as run ``run_id``.
 * ``{"type": "refused", "record_id", "store", "parent", "reason"}``: that store refused the record (a name it
   does not accept); it is not retried there, and it never holds back the others.
+* ``{"type": "closed", "store", "parent"}``: that parent was finished in that store with the counts of what it
+  holds (``incomplete`` when cells never ran). A parent with no such event was left running by a kill:
+  ``sync`` finishes it, so a killed run is shown as incomplete, never as running forever or as complete.
 
 A run killed at any point (or a full disk) leaves at most a truncated last line, which is ignored on reading;
 the next append starts on a fresh line, so the cut line never swallows the event after it (an event glued onto
@@ -70,6 +73,7 @@ class JournalState:
     deliveries: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> run
     refused: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (store, parent) -> rid -> why
     store_ids: dict[str, set[str]] = field(default_factory=dict)  # URI spelling -> ids of stores reached by it
+    closed: set[tuple[str, str]] = field(default_factory=set)  # (store, parent) finished with their counts
     unreadable_lines: int = 0
     #: (line number, why) of each line that could not be read and was skipped (a line cut short is not listed).
     damaged: list[tuple[int, str]] = field(default_factory=list)
@@ -115,6 +119,14 @@ class JournalState:
         done = {rid for (_, known), marks in self.deliveries.items() if known == parent for rid in marks}
         refused = {rid for (_, known), marks in self.refused.items() if known == parent for rid in marks}
         return [r for r in self.results_of(run) if r.record_id not in done and r.record_id not in refused]
+
+    def unclosed(self, stores: set[str], run: SuiteRunRecord) -> bool:
+        """Whether ``run``'s configuration has a parent in one of ``stores`` that was never finished (a kill)."""
+        for store in stores:
+            parent = self.parents.get((store, run.config_id))
+            if parent is not None and not any(known == parent for _, known in self.closed):
+                return True
+        return False
 
     def lost_results(self) -> list[tuple[int, str | None]]:
         """The damaged result lines whose cell has no readable result elsewhere in the journal: results lost
@@ -228,6 +240,9 @@ class Journal:
 
     def append_result(self, result: CellResult) -> None:
         self.append({"type": "result", "record": result.to_dict()})
+
+    def mark_closed(self, store: str, parent: str) -> None:
+        self.append({"type": "closed", "store": store, "parent": parent})
 
     def mark_synced(self, record_id: str, run_id: str, store: str, parent: str) -> None:
         self.append({"type": "synced", "record_id": record_id, "run_id": run_id, "store": store, "parent": parent})
@@ -353,6 +368,8 @@ def _fold(state: JournalState, event: dict[str, Any], current: dict[str, str]) -
         elif kind == "refused":
             where = (event["store"], event["parent"])
             state.refused.setdefault(where, {})[str(event["record_id"])] = str(event.get("reason", ""))
+        elif kind == "closed":
+            state.closed.add((str(event["store"]), str(event["parent"])))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise ValueError(f"a {kind!r} event that cannot be read ({detail})"[:300]) from None

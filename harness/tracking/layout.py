@@ -29,6 +29,7 @@ from harness.record import (
     NAME_PREFIX_RESERVE,
     STATUSES,
     UNKNOWN_STATUS,
+    Alert,
     CellResult,
     CellRun,
     MachineFacts,
@@ -42,6 +43,7 @@ KIND = "harness.kind"
 KIND_SUITE_RUN = "suite-run"
 KIND_CELL = "cell"
 KIND_CALIBRATION = "calibration"
+KIND_ALERT = "alert"
 SUITE = "harness.suite"
 PROFILE = "harness.profile"
 STATUS = "harness.status"
@@ -59,9 +61,19 @@ OVERRIDES = "harness.overrides"
 SELECTION = "harness.selection"
 #: Where an imported suite run came from (``pytest-benchmark``); absent on runs of ``harness run``.
 SOURCE = "harness.source"
+#: Why the suite ran when not as a run of its own (``calibration``: a ``harness calibrate`` repeat).
+PURPOSE = "harness.purpose"
 #: "true" on results reported elsewhere (``harness import results``): never a run of this machine.
 REPORTED = "harness.reported"
 BASELINE = "baseline"
+#: ``harness promote --reason`` and when it was promoted (seconds since the epoch): the newest promotion of a
+#: suite, profile and machine is its baseline, whatever the order the runs were made in.
+BASELINE_REASON = "harness.baseline.reason"
+PROMOTED_AT = "harness.baseline.promoted_at"
+
+# -- tags on alert runs (one MLflow run per alert, in the suite's experiment) ----------------------------
+ALERT_PREFIX = "harness.alert."
+ALERT_STATE = "harness.alert.state"
 
 # -- tags on cell runs ---------------------------------------------------------------------------------
 CELL_KEY = "harness.cell_key"
@@ -84,6 +96,8 @@ SUPERSEDED = "harness.superseded"
 #: more than the largest in its experiment when it was created; on a cell run, its record's position in the
 #: journal that delivered it (later attempts of a cell come later).
 SEQUENCE = "harness.sequence"
+#: The same number as a metric on a parent run, so the largest is found by one ordered query.
+SEQUENCE_METRIC = "harness.sequence"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
@@ -180,12 +194,16 @@ def suite_run_tags(run: SuiteRunRecord) -> dict[str, str]:
     }
     if run.source:
         tags[SOURCE] = run.source[:MAX_TAG_LENGTH]
+    if run.purpose:
+        tags[PURPOSE] = run.purpose
     if run.reported:
         tags[REPORTED] = "true"
     return tags
 
 
-def finished_status_tag(failed: int) -> str:
+def finished_status_tag(failed: int, never_ran: int = 0) -> str:
+    if never_ran:
+        return "incomplete"
     return "finished" if not failed else "finished with failures"
 
 
@@ -371,9 +389,30 @@ def decode_suite_run(
         report_options=dict(report) if isinstance(report, dict) else {},
         tracking_uri=tracking_uri,
         renames=_renames(suite_info.get("renames")),
+        expected_cells=_optional_int(suite_info.get("cells")),
+        purpose=tags.get(PURPOSE, ""),
+        baseline_reason=tags.get(BASELINE_REASON, ""),
+        promoted_at=_optional_float(tags.get(PROMOTED_AT)),
         tags=tags,
         reported=tags.get(REPORTED) == "true",
     )
+
+
+def decode_aggregates(rows: Any) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+    """``aggregates.json`` as (algorithm, environment, metric) -> (mean, std, n); std is NaN where the run
+    predates it. Rows that are not well formed (someone else's store) are left out."""
+    found: dict[tuple[str, str, str], tuple[float, float, int]] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, Mapping):
+            continue
+        try:
+            key = (str(row["algorithm"]), str(row["environment"]), str(row["metric"]))
+            mean, n = float(row["mean"]), int(row["n"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        std = _optional_float(row.get("std"))
+        found[key] = (mean, math.nan if std is None else std, n)
+    return found
 
 
 def _renames(value: Any) -> dict[str, dict[str, str]]:
@@ -431,8 +470,107 @@ def suite_runs_filter(profile: str | None = None) -> str:
     return " and ".join(clauses)
 
 
-def baseline_filter() -> str:
-    return tag_filter(BASELINE, "true")
+def baseline_filter(fingerprint: str | None = None) -> str:
+    """Runs promoted to baseline; with ``fingerprint``, those of that machine only."""
+    clause = tag_filter(BASELINE, "true")
+    return f"{clause} and {tag_filter(FINGERPRINT, fingerprint)}" if fingerprint else clause
+
+
+def commit_prefix_filter(prefix: str) -> str:
+    """Suite runs whose recorded commit starts with ``prefix`` (lower-case hex, checked by the caller)."""
+    return f"{tag_filter(KIND, KIND_SUITE_RUN)} and tags.`{GIT_COMMIT}` LIKE '{_quote(prefix)}%'"
+
+
+def promotion_order(run: Any) -> tuple[float, int, int]:
+    """Newest promotion first when sorted in reverse: promoted_at, then sequence, then start time."""
+    promoted = _optional_float(run.data.tags.get(PROMOTED_AT))
+    return (promoted if promoted is not None else 0.0, run_sequence(run), int(run.info.start_time or 0))
+
+
+def baseline_tags(reason: str, promoted_at: float) -> dict[str, str]:
+    return {BASELINE: "true", BASELINE_REASON: reason[:MAX_TAG_LENGTH], PROMOTED_AT: repr(promoted_at)}
+
+
+# == alerts ================================================================================================
+_ALERT_TEXT = (
+    "suite", "profile", "fingerprint", "metric", "algorithm", "environment", "opened_run_id", "baseline_run_id",
+    "unit", "closed_run_id", "reason",
+)  # fmt: skip
+_ALERT_NUMBERS = ("relative_change", "low", "high")
+
+
+def alert_tags(alert: Alert) -> dict[str, str]:
+    """An alert as the tags of its MLflow run (every field; the state is searchable)."""
+    tags = {KIND: KIND_ALERT, SUITE: alert.suite, PROFILE: alert.profile, FINGERPRINT: alert.fingerprint}
+    for name in _ALERT_TEXT:
+        tags[f"{ALERT_PREFIX}{name}"] = str(getattr(alert, name))[:MAX_TAG_LENGTH]
+    for name in _ALERT_NUMBERS:
+        tags[f"{ALERT_PREFIX}{name}"] = repr(float(getattr(alert, name)))
+    tags[f"{ALERT_PREFIX}opened_commit"] = alert.opened_commit or ""
+    tags[f"{ALERT_PREFIX}baseline_commit"] = alert.baseline_commit or ""
+    tags[f"{ALERT_PREFIX}closed_commit"] = alert.closed_commit or ""
+    tags[f"{ALERT_PREFIX}opened_at_ms"] = str(alert.opened_at_ms)
+    tags[f"{ALERT_PREFIX}closed_at_ms"] = "" if alert.closed_at_ms is None else str(alert.closed_at_ms)
+    tags[ALERT_STATE] = alert.state
+    return tags
+
+
+def decode_alert(run: Any) -> Alert:
+    tags = run.data.tags
+
+    def text(name: str) -> str:
+        return str(tags.get(f"{ALERT_PREFIX}{name}", ""))
+
+    def number(name: str) -> float:
+        value = _optional_float(tags.get(f"{ALERT_PREFIX}{name}"))
+        return math.nan if value is None else value
+
+    closed_at = _optional_int(text("closed_at_ms"))
+    return Alert(
+        suite=text("suite"),
+        profile=text("profile"),
+        fingerprint=text("fingerprint"),
+        metric=text("metric"),
+        algorithm=text("algorithm"),
+        environment=text("environment"),
+        relative_change=number("relative_change"),
+        low=number("low"),
+        high=number("high"),
+        opened_run_id=text("opened_run_id"),
+        baseline_run_id=text("baseline_run_id"),
+        unit=text("unit"),
+        closed_run_id=text("closed_run_id"),
+        reason=text("reason"),
+        opened_commit=text("opened_commit") or None,
+        opened_at_ms=_optional_int(text("opened_at_ms")) or 0,
+        baseline_commit=text("baseline_commit") or None,
+        state=str(tags.get(ALERT_STATE, "open")),
+        closed_commit=text("closed_commit") or None,
+        closed_at_ms=closed_at,
+        alert_id=run.info.run_id,
+    )
+
+
+def alerts_filter(profile: str | None = None, fingerprint: str | None = None, state: str | None = None) -> str:
+    clauses = [tag_filter(KIND, KIND_ALERT)]
+    if profile:
+        clauses.append(tag_filter(PROFILE, profile))
+    if fingerprint:
+        clauses.append(tag_filter(FINGERPRINT, fingerprint))
+    if state:
+        clauses.append(tag_filter(ALERT_STATE, state))
+    return " and ".join(clauses)
+
+
+def alert_closing_tags(alert: Alert) -> dict[str, str]:
+    """The tags that change when an alert closes."""
+    return {
+        ALERT_STATE: alert.state,
+        f"{ALERT_PREFIX}closed_run_id": alert.closed_run_id,
+        f"{ALERT_PREFIX}closed_commit": alert.closed_commit or "",
+        f"{ALERT_PREFIX}closed_at_ms": "" if alert.closed_at_ms is None else str(alert.closed_at_ms),
+        f"{ALERT_PREFIX}reason": alert.reason[:MAX_TAG_LENGTH],
+    }
 
 
 def cells_of_filter(parent: str) -> str:
@@ -446,6 +584,13 @@ def children_filter(parent: str) -> str:
 def _optional_int(value: Any) -> int | None:
     try:
         return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _optional_float(value: Any) -> float | None:
+    try:
+        return float(str(value))
     except (TypeError, ValueError):
         return None
 

@@ -9,13 +9,15 @@ Selectors (``harness report`` / ``compare`` arguments) name a suite run:
 
 * a run id (a cell's run id selects its parent);
 * ``latest`` (newest finished suite run), ``latest~N`` (the N-th before it);
-* ``baseline`` (newest run tagged ``baseline=true``);
+* ``baseline`` (the newest promotion, ``harness promote``, of the suite and profile);
 * ``KEY=VALUE`` (newest run with that tag, for example ``harness.git_commit=abc123``); ``source=TEXT`` is the
   newest run imported with ``--source TEXT`` (``harness import results``);
+* a git commit of the code under test: its full SHA or a unique prefix of at least 7 characters (the newest
+  run of that commit; a prefix that two commits share is refused with both named);
 * a suite name (newest run of that suite's experiment).
 
-All but run ids and suite names need a suite to look in: given with ``--suite``, or taken from the other
-side of a comparison.
+``latest``, ``baseline`` and tags need a suite to look in: given with ``--suite``, or taken from the other
+side of a comparison. A commit is looked for in the suite when one is given, else in every suite.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
-from harness.record import CellRun, SuiteRun, latest_attempts
+from harness.record import Alert, CellRun, SuiteRun, latest_attempts
 from harness.tracking import layout
 from harness.tracking.uri import sqlite_path
 from harness.untrusted import visible
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
+#: A commit of the code under test: git abbreviates to 7 hex digits, so a shorter prefix is not a commit.
+_COMMIT = re.compile(r"^[0-9a-fA-F]{7,40}$")
 
 
 class RunStore:
@@ -106,6 +110,10 @@ class RunStore:
             try:
                 run = self.client.get_run(selector)
             except Exception as exc:
+                # 32 hex digits may also be a commit prefix.
+                found = self._by_commit(selector, suite, profile, required=False)
+                if found:
+                    return found
                 raise BadInput(f"no run {selector} in {self.tracking_uri}: {exc}") from None
             if layout.is_cell_run(run):
                 return layout.parent_run_id(run)
@@ -126,21 +134,127 @@ class RunStore:
                 if index >= len(runs):
                     raise BadInput(f"{selector}: suite {suite!r} has only {len(runs)} finished run(s)")
                 return runs[index].info.run_id
-            key, value = (layout.BASELINE, "true") if selector == "baseline" else selector.split("=", 1)
+            if selector == "baseline":
+                baseline = self.baseline_run_id(suite, profile)
+                if baseline is None:
+                    where = f"suite {suite!r}" + (f" profile {profile!r}" if profile else "")
+                    raise BadInput(
+                        f"no baseline in {where} (make one with: harness promote RUN, or harness nightly SUITE "
+                        "--promote)"
+                    )
+                return baseline
+            key, value = selector.split("=", 1)
             if key.strip() == "source":  # source=TEXT: imported results by where they came from
                 key = layout.SOURCE
-            runs = self.suite_runs(
-                suite, profile, layout.tag_filter(key.strip(), value.strip()), include_reported=selector != "baseline"
-            )
+            runs = self.suite_runs(suite, profile, layout.tag_filter(key.strip(), value.strip()), include_reported=True)
             if not runs:
                 where = f"suite {suite!r}" + (f" profile {profile!r}" if profile else "")
-                hint = " (promote one with: harness nightly SUITE --promote)" if selector == "baseline" else ""
-                raise BadInput(f"no run tagged {key.strip()}={value.strip()} in {where}{hint}")
+                raise BadInput(f"no run tagged {key.strip()}={value.strip()} in {where}")
             return runs[0].info.run_id
+        if _COMMIT.match(selector):
+            found = self._by_commit(selector, suite, profile, required=not self._is_suite(selector))
+            if found:
+                return found
         runs = self.suite_runs(selector, profile)
         if not runs:
             raise BadInput(f"suite {selector!r} has no finished runs in {self.tracking_uri}")
         return runs[0].info.run_id
+
+    def _is_suite(self, name: str) -> bool:
+        return self.client.get_experiment_by_name(name) is not None
+
+    def _experiments(self, suite: str | None) -> list[str]:
+        """The suite's experiment, or every suite's when ``suite`` is None."""
+        if suite:
+            return [self.experiment_id(suite)]
+        skip = {"Default", layout.STORE_EXPERIMENT}
+        return [e.experiment_id for e in self.client.search_experiments() if e.name not in skip]
+
+    def _by_commit(self, prefix: str, suite: str | None, profile: str | None, *, required: bool) -> str | None:
+        """The newest suite run of the commit that ``prefix`` names (None when none has it and not ``required``)."""
+        prefix = prefix.lower()
+        experiments = self._experiments(suite)
+        clauses = [layout.commit_prefix_filter(prefix)]
+        if profile:
+            clauses.append(layout.tag_filter(layout.PROFILE, profile))
+        runs = self._search(experiments, " and ".join(clauses)) if experiments else []
+        runs = [run for run in runs if not layout.is_running(run)]
+        commits = sorted({run.data.tags.get(layout.GIT_COMMIT, "") for run in runs})
+        where = f"suite {suite!r}" if suite else f"any suite in {self.tracking_uri}"
+        if not runs:
+            if required:
+                raise BadInput(
+                    f"no finished run of a commit starting {prefix} in {where} (a selector is a run id, latest, "
+                    "baseline, KEY=VALUE, a suite name or a commit SHA of 7 or more hex digits)"
+                )
+            return None
+        if len(commits) > 1:
+            raise BadInput(
+                f"commit prefix {prefix} is ambiguous in {where}: it starts {', '.join(commits)}; give more digits"
+            )
+        runs.sort(key=lambda run: (layout.run_sequence(run), run.info.start_time or 0), reverse=True)
+        return str(runs[0].info.run_id)
+
+    # -- baselines ------------------------------------------------------------------------------------
+    def baseline_run_id(self, suite: str, profile: str | None = None, fingerprint: str | None = None) -> str | None:
+        """The suite and profile's baseline (on the machine ``fingerprint``, if given): the newest promotion."""
+        runs = self.suite_runs(suite, profile, layout.baseline_filter(fingerprint))
+        if not runs:
+            return None
+        return str(max(runs, key=layout.promotion_order).info.run_id)
+
+    def baseline_machines(self, suite: str, profile: str | None = None) -> dict[str, str]:
+        """Fingerprint -> CPU of every machine that has a baseline of this suite and profile."""
+        return {
+            run.data.tags.get(layout.FINGERPRINT, ""): run.data.tags.get(f"{layout.MACHINE_PREFIX}cpu", "")
+            for run in self.suite_runs(suite, profile, layout.baseline_filter())
+        }
+
+    def promote(self, run: SuiteRun, reason: str, when: float | None = None) -> None:
+        """Make ``run`` the baseline of its suite, profile and machine, recording ``reason`` in MLflow.
+
+        Refused for a run that is not a night of this machine's history (incomplete, a calibration repeat,
+        imported results): its level is not one to compare against."""
+        import time
+
+        problem = run.history_problem
+        if problem:
+            raise BadInput(f"run {run.run_id} cannot be a baseline: it is {problem}")
+        for key, value in layout.baseline_tags(reason, when if when is not None else time.time()).items():
+            self.client.set_tag(run.run_id, key, value)
+
+    def mark_baseline(self, run_id: str, reason: str = "") -> None:
+        """Make ``run_id`` a baseline (the ``baseline`` selector takes the newest promotion)."""
+        self.promote(self.load(run_id), reason)
+
+    # -- alerts ---------------------------------------------------------------------------------------
+    def alerts(
+        self,
+        suite: str | None = None,
+        profile: str | None = None,
+        fingerprint: str | None = None,
+        state: str | None = None,
+    ) -> list[Alert]:
+        """Alerts (newest first) of ``suite`` (every suite when None), filtered by profile, machine and state."""
+        experiments = self._experiments(suite)
+        if not experiments:
+            return []
+        runs = self._search(experiments, layout.alerts_filter(profile, fingerprint, state))
+        alerts = [layout.decode_alert(run) for run in runs]
+        return sorted(alerts, key=lambda alert: (alert.opened_at_ms, alert.alert_id), reverse=True)
+
+    def open_alert(self, alert: Alert, experiment_id: str) -> Alert:
+        """Store a new alert (state open) in the suite's experiment; returns it with its id."""
+        name = f"alert {alert.metric} {alert.algorithm}/{alert.environment}"[:250]
+        created = self.client.create_run(experiment_id, tags=layout.alert_tags(alert), run_name=name)
+        self.client.set_terminated(created.info.run_id, "FINISHED")
+        alert.alert_id = created.info.run_id
+        return alert
+
+    def close_alert(self, alert: Alert) -> None:
+        """Record ``alert``'s closing (its state, the run that closed it, the reason)."""
+        for key, value in layout.alert_closing_tags(alert).items():
+            self.client.set_tag(alert.alert_id, key, value)
 
     # -- loading --------------------------------------------------------------------------------------
     def load(self, run_id: str) -> SuiteRun:
@@ -178,7 +292,7 @@ class RunStore:
 
         return load
 
-    def _artifact_json(self, run_id: str, path: str) -> dict[str, Any] | None:
+    def _artifact_json(self, run_id: str, path: str) -> Any:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 local = self.client.download_artifacts(run_id, path, tmp)
@@ -186,10 +300,42 @@ class RunStore:
         except Exception:  # absent artifact: the caller falls back to tags and metrics
             return None
 
-    def history(self, suite: str, profile: str | None, limit: int = 60) -> list[SuiteRun]:
-        """The newest ``limit`` finished runs of a suite and profile, oldest first (for trend plots)."""
-        runs = self.suite_runs(suite, profile)[:limit]
-        return [self.load(run.info.run_id) for run in reversed(runs)]
+    def history(
+        self, suite: str, profile: str | None, limit: int = 60, fingerprint: str | None = None
+    ) -> list[SuiteRun]:
+        """The newest ``limit`` nights of a suite and profile (on the machine ``fingerprint``, if given), oldest
+        first: finished, complete runs of its own (:attr:`SuiteRun.history_problem` names what is left out)."""
+        clause = layout.tag_filter(layout.FINGERPRINT, fingerprint) if fingerprint else ""
+        nights: list[SuiteRun] = []
+        for found in self.suite_runs(suite, profile, clause):
+            if len(nights) >= limit:
+                break
+            tags = found.data.tags
+            if tags.get(layout.PURPOSE) or tags.get(layout.SOURCE):
+                continue  # calibration repeats and imported results: known without loading the cells
+            run = self.load(found.info.run_id)
+            if not run.history_problem:
+                nights.append(run)
+        return nights[::-1]
+
+    def suite_names(self) -> list[str]:
+        """The suites (experiments) this store holds, sorted."""
+        skip = {"Default", layout.STORE_EXPERIMENT}
+        return sorted(e.name for e in self.client.search_experiments() if e.name not in skip)
+
+    def summaries(self, suite: str) -> list[SuiteRun]:
+        """Every finished suite run of ``suite``, oldest first, decoded from the parent runs alone (no cells:
+        fast enough for a year of nights); :meth:`aggregates` has each one's per-case values."""
+        runs = self.suite_runs(suite)
+        return [layout.decode_suite_run(run, {}, [], tracking_uri=self.tracking_uri) for run in reversed(runs)]
+
+    def aggregates(self, run_id: str) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+        """(algorithm, environment, metric) -> (mean, std, n) of a finished suite run (its ``aggregates.json``)."""
+        return layout.decode_aggregates(self._artifact_json(run_id, layout.AGGREGATES_JSON))
+
+    def suite_info(self, run_id: str) -> dict[str, Any]:
+        """A suite run's ``suite.json`` (metric declarations, thresholds, ...); empty when it has none."""
+        return self._artifact_json(run_id, layout.SUITE_JSON) or {}
 
     def attach_report(self, run_id: str, paths: Iterable[Path]) -> None:
         """Keep a written report with its suite run (artifacts under ``report/``); a store that refuses
@@ -199,10 +345,6 @@ class RunStore:
                 self.client.log_artifact(run_id, str(path), layout.REPORT_DIR)
             except Exception as exc:
                 logging.getLogger("harness").warning("report not attached to run %s: %s", run_id, visible(exc))
-
-    def mark_baseline(self, run_id: str) -> None:
-        """Make ``run_id`` a baseline (the ``baseline`` selector takes the newest such run)."""
-        self.client.set_tag(run_id, layout.BASELINE, "true")
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.tracking_uri}"

@@ -193,7 +193,8 @@ class MlflowTracker:
         tags = {**layout.suite_run_tags(run), **dict(extra_tags or {})}
         started = run.started_at or time.time()
         experiment_id = self.experiment_id(run.suite)
-        tags[layout.SEQUENCE] = str(self._next_sequence(experiment_id))
+        sequence = self._next_sequence(experiment_id)
+        tags[layout.SEQUENCE] = str(sequence)
         created = self._call(
             self.client.create_run,
             experiment_id,
@@ -202,6 +203,7 @@ class MlflowTracker:
             tags=tags,
         )
         run_id = created.info.run_id
+        self._call(self.client.log_metric, run_id, layout.SEQUENCE_METRIC, float(sequence), _ms(started), 0)
         self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
         self._call(self.client.log_text, run_id, requirements_text(), layout.REQUIREMENTS)
         return run_id
@@ -209,7 +211,20 @@ class MlflowTracker:
     def _next_sequence(self, experiment_id: str) -> int:
         """One more than the largest sequence of the experiment's suite runs: "latest" follows it, not start
         times from machines whose clocks may disagree or step back. (Two runs created at the same moment may
-        share one; start times then break the tie.)"""
+        share one; start times then break the tie.)
+
+        Parents also carry their sequence as a metric, so the largest is one ordered query, not a scan of every
+        run (a year of nightly runs with hundreds of aggregate metrics each made the scan the slowest step of a
+        new run). A store whose parents predate the metric is scanned once; the parent then created has it."""
+        newest = self._call(
+            self.client.search_runs,
+            [experiment_id],
+            filter_string=layout.suite_runs_filter(),
+            max_results=1,
+            order_by=[f"metrics.`{layout.SEQUENCE_METRIC}` DESC"],
+        )
+        if newest and layout.SEQUENCE_METRIC in newest[0].data.metrics:
+            return int(newest[0].data.metrics[layout.SEQUENCE_METRIC]) + 1
         largest, token = 0, None
         while True:
             page = self._call(
@@ -243,13 +258,19 @@ class MlflowTracker:
         if suite_info is not None:
             self._call(self.client.log_text, run_id, json.dumps(suite_info, indent=2), layout.SUITE_JSON)
 
-    def finish_parent(self, run_id: str, results: Iterable[CellResult], refused: int = 0) -> None:
+    def finish_parent(
+        self, run_id: str, results: Iterable[CellResult], refused: int = 0, expected: int | None = None
+    ) -> None:
         """Close the parent with its cell counts and the per-(algorithm, environment, metric) aggregates of
-        the latest attempt of every cell (also as ``aggregates.json``)."""
+        the latest attempt of every cell (also as ``aggregates.json``); with fewer results than the
+        ``expected`` cells, its status says ``incomplete`` (a killed run, finished by ``sync``)."""
         from mlflow.entities import Metric, RunTag
 
         latest = list(results)
         counts = status_counts(result.status for result in latest)
+        never_ran = max(0, expected - len({result.cell.key for result in latest})) if expected else 0
+        if never_ran:
+            counts["never_ran"] = never_ran
         now = _ms(time.time())
         aggregates = aggregate_results(latest)
         metrics = [Metric(f"cells_{k}", float(v), now, 0) for k, v in counts.items()]
@@ -260,12 +281,14 @@ class MlflowTracker:
             if name_problem(base + "/mean") is None:
                 metrics += [Metric(f"{base}/mean", row["mean"], now, 0), Metric(f"{base}/n", row["n"], now, 0)]
         failed = counts.get("failed", 0)
-        tags = [RunTag(layout.STATUS, layout.finished_status_tag(failed))]
+        tags = [RunTag(layout.STATUS, layout.finished_status_tag(failed, never_ran))]
         for start in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
             batch_tags = tags if start == 0 else []
             self._call(self.client.log_batch, run_id, metrics=metrics[start : start + 900], tags=batch_tags)
         self._call(self.client.log_text, run_id, json.dumps(aggregates, indent=2), layout.AGGREGATES_JSON)
-        self._call(self.client.set_terminated, run_id, status="FINISHED" if not failed else "FAILED")
+        # MLflow's own status too: KILLED for a run whose cells did not all run, so its UI does not show it done.
+        status = "KILLED" if never_ran else "FAILED" if failed else "FINISHED"
+        self._call(self.client.set_terminated, run_id, status=status)
 
     def logged_record_ids(self, suite: str, parent_run_id: str) -> dict[str, str]:
         """Record id -> run id of every cell already logged under ``parent_run_id`` (for de-duplication).

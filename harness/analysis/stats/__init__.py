@@ -16,7 +16,13 @@ from harness.analysis.stats.aggregate import (
     probability_of_improvement,
     stratified_bootstrap,
 )
-from harness.analysis.stats.changepoint import ChangePoints, ChangePointUnavailable, Segment, detect_change_points
+from harness.analysis.stats.changepoint import (
+    ChangePoints,
+    ChangePointUnavailable,
+    LevelChange,
+    Segment,
+    detect_change_points,
+)
 from harness.analysis.stats.significance import (
     ChangeTest,
     compare_paired,
@@ -33,6 +39,7 @@ __all__ = [
     "ChangePoints",
     "ChangeTest",
     "Estimate",
+    "LevelChange",
     "PerformanceProfile",
     "Segment",
     "aggregate_all",
