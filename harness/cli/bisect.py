@@ -21,7 +21,7 @@ from harness.untrusted import visible
 
 
 def _say(message: str) -> None:
-    click.echo(visible(f"bisect: {message}"), err=True)
+    click.echo(visible(f"bisect: {message}", keep_newlines=True), err=True)
 
 
 def _suite_and_repo(ctx: click.Context, suite: str, repo: Path | None, modules: tuple[str, ...],
@@ -242,14 +242,15 @@ def _evaluated(levels: dict[int, Any], decisions: list[Any], commit_at: Any, pos
     for index, level in sorted(levels.items()):
         commit = commit_at(index)
         decision = verdicts.get(index)
-        place = positions.get(index) or (decision.position if decision else None)
+        # A decided commit shows where it stood when it was decided; the given ends, where they stand.
+        place = (decision.position if decision else None) or positions.get(index)
         role = "good (given)" if index == -1 else "bad (given)" if index == max(levels) and decision is None else ""
         rows.append({
             **commit.to_dict(),
             "verdict": role or (decision.side if decision else ("skipped" if level.problem else "")),
             "level": None if place is None or math.isnan(place.t) else round(place.t, 4),
             "level_se": None if place is None or math.isnan(place.se) else round(place.se, 4),
-            "confidence": None if decision is None or decision.position is None else round(place.confidence, 4),
+            "confidence": None if decision is None or place is None else round(place.confidence, 4),
             "intermediate": bool(place and place.intermediate),
             "means": {f"{a}/{e}": sum(v) / len(v) for (a, e), v in sorted(level.values.items()) if v},
             "runs": level.run_ids,
@@ -320,7 +321,8 @@ def _print(result: dict[str, Any]) -> None:
         reused = f" reused {', '.join(r[:8] for r in row['reused_runs'])}" if row["reused_runs"] else ""
         problem = f" cannot be evaluated: {row['problem'][:200]}" if row["problem"] else ""
         lines.append(f"  {row['sha'][:12]} {row['verdict']:<12}{level}{sure}{runs}{reused}{problem}  {row['subject'][:60]}")
-    click.echo(visible("\n".join(lines)))
+    for line in lines:
+        click.echo(visible(line))
 
 
 def bisect_command(alert: Any) -> str | None:

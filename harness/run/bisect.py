@@ -253,8 +253,7 @@ class Evaluator:
                 raise CannotEvaluate(f"the run took longer than {self.timeout_s:g} s") from None
         result = _child_result(done.stdout)
         if result is None or not result.get("run_id"):
-            tail = done.stderr.strip()[-_TAIL:]
-            raise CannotEvaluate(f"the run stopped with exit {done.returncode}: {tail or 'no output'}")
+            raise CannotEvaluate(f"the run stopped with exit {done.returncode}: {_what_went_wrong(done.stderr)}")
         run = self._store().load(result["run_id"])
         self._declared(run)
         values = values_of(run, self.metric, ()) or {}
@@ -274,6 +273,13 @@ class Evaluator:
     def _declared(self, run: Any) -> None:
         if self.declared_threshold is None and self.metric in run.metric_info:
             self.declared_threshold = float(run.info(self.metric).threshold)
+
+
+def _what_went_wrong(stderr: str) -> str:
+    """The lines of a failed evaluation's stderr that say why (its errors and plugin problems), else its end."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    told = [line for line in lines if line.startswith(("error:", "plugin problem:"))]
+    return " | ".join(told or lines[-5:])[-_TAIL:] or "no output"
 
 
 def _child_result(stdout: str) -> dict[str, Any] | None:
