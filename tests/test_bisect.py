@@ -249,5 +249,5 @@ def test_a_commit_too_close_to_call_is_measured_again():
 def test_no_change_and_unmeasurable_endpoints_are_undecided():
     with pytest.raises(Undecided, match="no change between good and bad"):
         search([1.0] * 8, noise=0.01)[0].run()
-    with pytest.raises(Undecided, match="the good commit .* cannot be evaluated"):
+    with pytest.raises(Undecided, match=r"the good commit .* cannot be evaluated"):
         search([1.0] * 4 + [1.2] * 4, broken=frozenset({0}))[0].run()

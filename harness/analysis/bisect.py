@@ -361,7 +361,9 @@ class Search:
             return Decision(index, "skipped", None, level.evaluations, level.problem)
         place = position(level, good, bad, self.cases, self.noise())
         while place.confidence < CONFIDENT and level.evaluations + bool(level.reused_run_ids) < self.repeats:
-            self.notify(f"{self.name(index)}: level {place.t:.2f} of the change, {place.confidence:.0%} sure: measuring again")
+            self.notify(
+                f"{self.name(index)}: level {place.t:.2f} of the change, {place.confidence:.0%} sure: measuring again"
+            )
             level = self.level(index, at_least=level.evaluations + bool(level.reused_run_ids) + 1)
             if level.problem:
                 return Decision(index, "skipped", None, level.evaluations, level.problem)

@@ -33,10 +33,10 @@ def _suite_and_repo(ctx: click.Context, suite: str, repo: Path | None, modules: 
     from harness.run.suite import load_suite_file
 
     registry = ctx.find_root().obj.registry(modules)
+    suite_obj: Any = None
     try:
         suite_obj = resolve_suite(suite, registry)
     except BadInput:
-        suite_obj = None
         try:
             from harness.tracking.reader import RunStore
 
@@ -144,7 +144,8 @@ def bisect(
 
     \b
     From an alert (`harness alerts` prints this command):
-      harness bisect toy-life --good 1a2b3c4 --bad 9f8e7d6 --metric wall_time_s --only 'algorithm=work,environment=bench'
+      harness bisect toy-life --good 1a2b3c4 --bad 9f8e7d6 --metric wall_time_s \\
+          --only 'algorithm=work,environment=bench'
 
     Exit 0 found, 2 bad input, 3 cannot be decided (no change between good and bad, commits that cannot be
     evaluated): never a commit it is not sure of without saying so.
@@ -262,7 +263,10 @@ def _evaluated(levels: dict[int, Any], decisions: list[Any], commit_at: Any, pos
 
 def _result(outcome: Any, commits: list[Any], commit_at: Any, metric: str, bound: int, good: Any,
             bad: Any) -> dict[str, Any]:  # fmt: skip
-    step = max(outcome.step, key=lambda change: abs(change.relative_change) if change.relative_change == change.relative_change else 0)  # noqa: E501
+    # The case that moved most stands for the effect; every case is listed beside it.
+    step = max(
+        outcome.step, key=lambda change: 0 if math.isnan(change.relative_change) else abs(change.relative_change)
+    )
     total = {change.case: change for change in outcome.changes}[step.case]
     effect = {
         "metric": metric,
@@ -298,8 +302,9 @@ def _print(result: dict[str, Any]) -> None:
         f"first bad commit: {first['sha']} {first['subject']}",
         f"  {result['metric']} {effect['algorithm']}/{effect['environment']}: {_percent(effect['relative_change'])} "
         f"[{_percent(effect['low'])}, {_percent(effect['high'])}] from its parent {result['last_good']['sha'][:12]} "
-        f"({effect['before']:.4g} -> {effect['after']:.4g}); good -> bad: {_percent(effect['total']['relative_change'])} "
-        f"[{_percent(effect['total']['low'])}, {_percent(effect['total']['high'])}]",
+        f"({effect['before']:.4g} -> {effect['after']:.4g}); good -> bad: "
+        f"{_percent(effect['total']['relative_change'])} [{_percent(effect['total']['low'])}, "
+        f"{_percent(effect['total']['high'])}]",
     ]
     if result["clean_step"]:
         lines.append(f"  a clean step: this commit makes {result['step_fraction']:.0%} of the change")
@@ -320,7 +325,9 @@ def _print(result: dict[str, Any]) -> None:
         runs = f" runs {', '.join(r[:8] for r in row['runs'])}" if row["runs"] else ""
         reused = f" reused {', '.join(r[:8] for r in row['reused_runs'])}" if row["reused_runs"] else ""
         problem = f" cannot be evaluated: {row['problem'][:200]}" if row["problem"] else ""
-        lines.append(f"  {row['sha'][:12]} {row['verdict']:<12}{level}{sure}{runs}{reused}{problem}  {row['subject'][:60]}")
+        lines.append(
+            f"  {row['sha'][:12]} {row['verdict']:<12}{level}{sure}{runs}{reused}{problem}  {row['subject'][:60]}"
+        )
     for line in lines:
         click.echo(visible(line))
 

@@ -242,8 +242,8 @@ class Evaluator:
             command = [sys.executable, "-m", "harness.run.bisect", str(self.suite_path), "--repo", str(checkout),
                        "--profile", self.profile, "--tracking-uri", self.tracking_uri,
                        "--results-dir", str(self.results_dir / "bisect")]  # fmt: skip
-            for flag, values in (("--only", self.only), ("-p", self.modules), ("--set", self.overrides)):
-                for value in values:
+            for flag, given in (("--only", self.only), ("-p", self.modules), ("--set", self.overrides)):
+                for value in given:
                     command += [flag, value]
             try:
                 done = subprocess.run(
@@ -268,7 +268,6 @@ class Evaluator:
                 + ")"
             )
         return values, run.run_id
-
 
     def _declared(self, run: Any) -> None:
         if self.declared_threshold is None and self.metric in run.metric_info:
