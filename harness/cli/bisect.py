@@ -58,6 +58,21 @@ def _suite_and_repo(ctx: click.Context, suite: str, repo: Path | None, modules: 
     return suite_obj, Path(top).resolve() if top else repo.resolve()
 
 
+def _configuration(ctx: click.Context, suite: Any, profile: str, overrides: tuple[str, ...], only: tuple[str, ...],
+                   modules: tuple[str, ...]) -> Any:  # fmt: skip
+    """The cells a stored run must hold to be reused (see harness.run.bisect), or None when the suite cannot be
+    expanded here (its plugin not importable in this process): then every commit is measured afresh."""
+    from harness.run.bisect import expected_cells
+    from harness.run.selection import select_cells
+
+    try:
+        _, cells = suite.expand(ctx.find_root().obj.registry(modules), profile, overrides)
+    except BadInput as exc:
+        _say(f"stored runs are not reused: the suite does not expand here ({exc})")
+        return None
+    return expected_cells(select_cells(cells, only, str(suite.path)))
+
+
 def _declared_metrics(suite: Any) -> set[str]:
     names = set(suite.model.metrics)
     for matrix in suite.matrices(None):
@@ -180,16 +195,16 @@ def bisect(
         metric = next(iter(declared))
     elif declared and metric not in declared:
         raise BadInput(f"--metric {metric!r}: {suite_obj.name} measures {', '.join(sorted(declared))}")
-    if only:
-        from harness.run.selection import parse_selection
+    from harness.run.selection import parse_selection
 
-        parse_selection(only)  # a malformed --only is bad input before anything runs
+    parse_selection(only)  # a malformed --only is bad input before anything runs
+    expected = None if no_reuse else _configuration(ctx, suite_obj, profile_name, overrides, only, modules)
 
     evaluator = Evaluator(
         repo=repo, suite_path=suite_obj.path.resolve(), suite=suite_obj.name, profile=profile_name, metric=metric,
         tracking_uri=uri, results_dir=directory, fingerprint=str(machine_info()["fingerprint"]), only=only,
-        modules=all_modules, overrides=overrides, install_cmd=install_cmd, timeout_s=timeout_s, reuse=not no_reuse,
-        notify=_say,
+        expected=expected, modules=all_modules, overrides=overrides, install_cmd=install_cmd, timeout_s=timeout_s,
+        reuse=not no_reuse, notify=_say,
     )  # fmt: skip
 
     def commit_at(index: int) -> Any:

@@ -13,11 +13,12 @@
   worktree, so MLflow records that commit's SHA; its purpose is :data:`harness.record.PURPOSE_BISECT`, which
   keeps it out of nightly history and trends. Its journal and logs go to ``<results-dir>/bisect/``.
 * **Reuse**: a stored run of the same suite and profile whose ``git_commit`` is that SHA, clean (not dirty),
-  complete, of a run of its own or an earlier bisect (not calibration, not imported), on this machine (same
-  fingerprint), with the selected cells ok: its values count as one evaluation. Code versions are not compared:
-  the commit pins the code under test, and the harness cannot compute the plugin's code versions at an old
-  commit without checking it out; a stored run made with another harness or plugin version of the same commit
-  is reused (the run ids are printed so it can be checked).
+  complete, a run of its own or an earlier bisect (not a calibration repeat, not imported), on this machine
+  (same fingerprint), holding every selected cell ok with the same params (the suite expanded here with this
+  bisect's profile, ``--set`` and ``--only``): its values count as one evaluation. Code versions are not
+  compared: the commit pins the code under test, and the plugin's code versions at an old commit cannot be
+  computed without checking it out; so a stored run of the same commit and configuration made by another
+  harness version is reused (its run id is printed so it can be checked).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -137,34 +137,39 @@ def import_path(checkout: Path, repo: Path) -> str:
     return os.pathsep.join(first + kept)
 
 
-def selected(cell: Any, expressions: Sequence[str]) -> bool | None:
-    """Whether a stored cell matches ``--only`` (None: the expressions name a parameter, not decidable here)."""
-    if not expressions:
-        return True
-    from harness.run.selection import parse_selection
-
-    for conditions in parse_selection(expressions):
-        if any(name not in ("algorithm", "environment", "seed") for name in conditions):
-            return None
-        fields = {
-            "algorithm": [cell.algorithm, cell.algorithm_name],
-            "environment": [cell.environment, cell.environment_name],
-            "seed": [str(cell.seed)],
-        }
-        if all(any(fnmatchcase(v, pattern) for v in fields[name] if v) for name, pattern in conditions.items()):
-            return True
-    return False
+#: A cell of the configuration being bisected: (algorithm label, environment label, seed).
+CellSlot = tuple[str, str, int | None]
 
 
-def values_of(run: Any, metric: str, only: Sequence[str]) -> dict[tuple[str, str], list[float]] | None:
-    """The selected ok cells' values of ``metric`` by case (None: the selection cannot be applied)."""
+def expected_cells(cells: Sequence[Any]) -> dict[CellSlot, dict[str, str]]:
+    """The params a stored run's cells must carry to measure the configuration of ``cells`` (the suite expanded
+    with the profile, ``--set`` and ``--only`` of this bisect)."""
+    from harness.tracking.layout import cell_config_params
+
+    return {(cell.algorithm_label, cell.environment_label, cell.seed): dict(cell_config_params(cell)) for cell in cells}
+
+
+def values_of(
+    run: Any, metric: str, expected: dict[CellSlot, dict[str, str]] | None
+) -> dict[tuple[str, str], list[float]] | None:
+    """The ok cells' values of ``metric`` by case: every cell of ``run`` (``expected`` None), or the cells of
+    the expected configuration, provided the run holds all of them with the same params (else None)."""
     values: dict[tuple[str, str], list[float]] = {}
+    found: set[CellSlot] = set()
     for cell in run.ok_cells:
-        chosen = selected(cell, only)
-        if chosen is None:
-            return None
-        if chosen and metric in cell.metrics:
-            values.setdefault(cell.case, []).append(float(cell.metrics[metric]))
+        if metric not in cell.metrics:
+            continue
+        if expected is not None:
+            slot = (cell.algorithm, cell.environment, cell.seed)
+            params = expected.get(slot)
+            if params is None:
+                continue
+            if any(cell.params.get(key) != value for key, value in params.items()):
+                return None  # the same cell with other params: another configuration
+            found.add(slot)
+        values.setdefault(cell.case, []).append(float(cell.metrics[metric]))
+    if expected is not None and found != set(expected):
+        return None
     return values
 
 
@@ -181,6 +186,8 @@ class Evaluator:
     results_dir: Path
     fingerprint: str
     only: tuple[str, ...] = ()
+    #: The configuration a stored run must have measured to be reused (None: stored runs are not reused).
+    expected: dict[CellSlot, dict[str, str]] | None = None
     modules: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
     install_cmd: str | None = None
@@ -197,7 +204,7 @@ class Evaluator:
 
     def stored(self, commit: Commit) -> tuple[dict[tuple[str, str], list[float]], list[str]]:
         """Values of the stored runs this bisect may reuse for ``commit`` (see the module docstring)."""
-        if not self.reuse:
+        if not self.reuse or not self.expected:
             return {}, []
         from harness.record import PURPOSE_BISECT
         from harness.tracking import layout
@@ -215,7 +222,7 @@ class Evaluator:
                 continue
             if run.fingerprint != self.fingerprint:
                 continue
-            own = values_of(run, self.metric, self.only)
+            own = values_of(run, self.metric, self.expected)
             if not own:
                 continue
             self._declared(run)
@@ -256,7 +263,7 @@ class Evaluator:
             raise CannotEvaluate(f"the run stopped with exit {done.returncode}: {_what_went_wrong(done.stderr)}")
         run = self._store().load(result["run_id"])
         self._declared(run)
-        values = values_of(run, self.metric, ()) or {}
+        values = values_of(run, self.metric, None) or {}
         if not values:
             failed = [cell for cell in run.cells if cell.status != "ok"]
             why = failed[0].error.strip().splitlines()[-1] if failed and failed[0].error.strip() else ""
