@@ -111,6 +111,8 @@ def test_bisect_names_the_commit_of_a_slowdown_within_the_bound_reusing_nightly_
         if number in (1, 6, 12, 16):  # nightly history on some commits; night 12 opens the alert
             night = harness(project, "nightly", "toy.toml", "--promote")
             assert night.returncode == (1 if number == 12 else 0), night.stdout + night.stderr
+            if number == 12:
+                opened_night = night.stdout
     before = git(repo, "status", "--porcelain"), git(repo, "rev-parse", "HEAD")
 
     # The alert names the command that finds its commit: good = the baseline's commit (night 6), bad = night 12.
@@ -123,6 +125,10 @@ def test_bisect_names_the_commit_of_a_slowdown_within_the_bound_reusing_nightly_
     )
     table = harness(project, "alerts", "toy-bisect")
     assert alert["bisect"] in table.stdout
+    assert f"find its commit: {alert['bisect']}" in opened_night  # the night that opened it says so too
+    pages = project / "results" / "reports" / "nightly-toy-bisect-smoke"
+    assert alert["bisect"] in (pages / "index.html").read_text()  # and the regressions page of the nights since
+    assert alert["bisect"].replace("_", "\\_") in (pages / "report.md").read_text()
 
     from_alert = harness(project, *alert["bisect"].split()[1:], "--json")
     assert from_alert.returncode == 0, from_alert.stdout + from_alert.stderr

@@ -29,6 +29,7 @@ bad commit makes. Below :data:`CLEAN_STEP`, or with an intermediate commit seen,
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -406,6 +407,17 @@ class Search:
             step_fraction=fraction,
             confidence=confidence,
         )
+
+
+def bisect_command(alert: Any) -> str | None:
+    """The exact ``harness bisect`` command that finds the commit an alert (:class:`harness.record.Alert`)
+    appeared at: good is the baseline's commit, bad the commit of the night that opened it (None without both)."""
+    if not alert.baseline_commit or not alert.opened_commit or alert.baseline_commit == alert.opened_commit:
+        return None
+    parts = ["harness", "bisect", alert.suite, "--profile", alert.profile, "--good", alert.baseline_commit,
+             "--bad", alert.opened_commit, "--metric", alert.metric,
+             "--only", f"algorithm={alert.algorithm},environment={alert.environment}"]  # fmt: skip
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 class CannotEvaluate(Exception):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -345,16 +344,6 @@ def _print(result: dict[str, Any]) -> None:
         )
     for line in lines:
         click.echo(visible(line))
-
-
-def bisect_command(alert: Any) -> str | None:
-    """The `harness bisect` command that looks for the commit an alert appeared at (None without both commits)."""
-    if not alert.baseline_commit or not alert.opened_commit or alert.baseline_commit == alert.opened_commit:
-        return None
-    parts = ["harness", "bisect", alert.suite, "--profile", alert.profile, "--good", alert.baseline_commit,
-             "--bad", alert.opened_commit, "--metric", alert.metric,
-             "--only", f"algorithm={alert.algorithm},environment={alert.environment}"]  # fmt: skip
-    return " ".join(shlex.quote(part) for part in parts)
 
 
 COMMANDS = [bisect]

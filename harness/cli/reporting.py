@@ -574,7 +574,7 @@ def alerts(
     """
     store, _directory = _store(ctx, results_dir, tracking_uri)
     found = store.alerts(suite, profile, fingerprint, None if state == "all" else state)
-    from harness.cli.bisect import bisect_command
+    from harness.analysis.bisect import bisect_command
 
     if as_json:
         click.echo(json.dumps([{**alert.to_dict(), "bisect": bisect_command(alert)} for alert in found], indent=2))
