@@ -315,7 +315,8 @@ def _print(result: dict[str, Any]) -> None:
     lines = [
         f"first bad commit: {first['sha']} {first['subject']}",
         f"  {result['metric']} {effect['algorithm']}/{effect['environment']}: {_percent(effect['relative_change'])} "
-        f"[{_percent(effect['low'])}, {_percent(effect['high'])}] from its parent {result['last_good']['sha'][:12]} "
+        f"[{_percent(effect['low'])}, {_percent(effect['high'])}] from the last good commit "
+        f"{result['last_good']['sha'][:12]} "
         f"({effect['before']:.4g} -> {effect['after']:.4g}); good -> bad: "
         f"{_percent(effect['total']['relative_change'])} [{_percent(effect['total']['low'])}, "
         f"{_percent(effect['total']['high'])}]",
