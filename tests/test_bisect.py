@@ -205,9 +205,12 @@ def test_bisect_says_when_nothing_changed_between_good_and_bad(project: Path):
     good = commit(repo, TOYLIB.format(seconds=FAST), "one")
     for number in range(2, 5):
         bad = commit(repo, TOYLIB.format(seconds=FAST), f"commit {number}")
-    result = bisect(project, "--good", good, "--bad", bad)
+    # --install-cmd runs in each commit's worktree before it is measured.
+    installed = project / "installed.txt"
+    result = bisect(project, "--good", good, "--bad", bad, "--install-cmd", f"git rev-parse HEAD >> {installed}")
     assert result.returncode == 3, result.stdout + result.stderr
     assert "no change between good and bad" in result.stderr and "first bad commit" not in result.stdout
+    assert installed.read_text().split() == [good, bad]
 
 
 # -- the decision rule on hand-made numbers ----------------------------------------------------------------
@@ -257,3 +260,22 @@ def test_no_change_and_unmeasurable_endpoints_are_undecided():
         search([1.0] * 8, noise=0.01)[0].run()
     with pytest.raises(Undecided, match=r"the good commit .* cannot be evaluated"):
         search([1.0] * 4 + [1.2] * 4, broken=frozenset({0}))[0].run()
+
+
+def test_a_stored_run_is_reused_only_with_every_selected_cell_and_the_same_params():
+    from types import SimpleNamespace
+
+    from harness.run.bisect import values_of
+
+    def cell(seed: int, size: str, value: float) -> SimpleNamespace:
+        params = {"algorithm": "work", "environment": "bench", "seed": str(seed), "algorithm.size": size}
+        return SimpleNamespace(algorithm="work", environment="bench", seed=seed, case=CASE, params=params,
+                               metrics={"wall_time_s": value})  # fmt: skip
+
+    expected = {("work", "bench", seed): {"seed": str(seed), "algorithm.size": "8"} for seed in (0, 1)}
+    same = SimpleNamespace(ok_cells=[cell(0, "8", 1.0), cell(1, "8", 1.1), cell(2, "8", 9.0)])
+    assert values_of(same, "wall_time_s", expected) == {CASE: [1.0, 1.1]}  # seed 2 is not selected
+    other_params = SimpleNamespace(ok_cells=[cell(0, "16", 1.0), cell(1, "16", 1.1)])
+    assert values_of(other_params, "wall_time_s", expected) is None
+    missing_a_cell = SimpleNamespace(ok_cells=[cell(0, "8", 1.0)])
+    assert values_of(missing_a_cell, "wall_time_s", expected) is None
