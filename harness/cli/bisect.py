@@ -329,6 +329,11 @@ def _print(result: dict[str, Any]) -> None:
             "evaluated commits below (0 good, 1 bad): look for a second step or a drift"
         )
     lines.append(f"  confidence of the decisions together: {result['confidence']:.1%}")
+    if result["confidence"] < 0.8:
+        lines.append(
+            "  LOW CONFIDENCE: the metric is noisy at this size of change; measure the commits around it again "
+            "(--repeats, more seeds) before trusting the answer"
+        )
     over = result["evaluations"] > result["evaluation_bound"]
     lines.append(
         f"evaluated ({result['evaluations']} run(s) made; a clean step needs at most {result['evaluation_bound']}"
