@@ -409,13 +409,15 @@ class Search:
         )
 
 
-def bisect_command(alert: Any) -> str | None:
+def bisect_command(alert: Any, good: str | None = None, repo: str | None = None) -> str | None:
     """The exact ``harness bisect`` command that finds the commit an alert (:class:`harness.record.Alert`)
-    appeared at: good is the baseline's commit, bad the commit of the night that opened it (None without both)."""
-    if not alert.baseline_commit or not alert.opened_commit or alert.baseline_commit == alert.opened_commit:
+    appeared at: good is ``good`` (e.g. the previous night's commit, a narrower range) or the baseline's commit,
+    bad the commit of the night that opened it (None without both). ``repo`` adds ``--repo``."""
+    good = good or alert.baseline_commit
+    if not good or not alert.opened_commit or good == alert.opened_commit:
         return None
-    parts = ["harness", "bisect", alert.suite, "--profile", alert.profile, "--good", alert.baseline_commit,
-             "--bad", alert.opened_commit, "--metric", alert.metric,
+    parts = ["harness", "bisect", alert.suite, "--profile", alert.profile, *(["--repo", repo] if repo else []),
+             "--good", good, "--bad", alert.opened_commit, "--metric", alert.metric,
              "--only", f"algorithm={alert.algorithm},environment={alert.environment}"]  # fmt: skip
     return " ".join(shlex.quote(part) for part in parts)
 
