@@ -423,11 +423,33 @@ def metric_values_by_case(results: Iterable[CellResult]) -> dict[tuple[str, str,
     return grouped
 
 
+def overflow_safe_std(values: Sequence[float]) -> float:
+    """The sample standard deviation (ddof 1) of finite values, itself finite (scaled like
+    :func:`overflow_safe_mean`); 0 for a single value, NaN for none."""
+    if not values:
+        return math.nan
+    if len(values) < 2:
+        return 0.0
+    scale = max(abs(v) for v in values) or 1.0
+    if not math.isfinite(scale):
+        return math.nan
+    scaled = [v / scale for v in values]
+    mean = sum(scaled) / len(scaled)
+    return math.sqrt(sum((v - mean) ** 2 for v in scaled) / (len(scaled) - 1)) * scale
+
+
 def aggregate_results(results: Iterable[CellResult]) -> list[dict[str, Any]]:
-    """Mean and count of each metric per (algorithm label, environment label) over ok cells: the parent run's
-    aggregates."""
+    """Mean, sample standard deviation and count of each metric per (algorithm label, environment label) over
+    ok cells: the parent run's aggregates (what history pages draw without loading every cell)."""
     return [
-        {"algorithm": a, "environment": e, "metric": m, "mean": overflow_safe_mean(v), "n": len(v)}
+        {
+            "algorithm": a,
+            "environment": e,
+            "metric": m,
+            "mean": overflow_safe_mean(v),
+            "std": overflow_safe_std(v),
+            "n": len(v),
+        }
         for (a, e, m), v in sorted(metric_values_by_case(results).items())
     ]
 
@@ -731,6 +753,8 @@ class SuiteRun:
         """Why this run is not a night of the suite's history (trends, baselines), or "" when it is one."""
         if not self.complete:
             return f"incomplete: {self.cells_never_run} of {self.expected_cells} cell(s) never ran"
+        if self.status == "incomplete":  # read without its cells: the status its closing recorded
+            return "incomplete: some cells never ran"
         if self.purpose == PURPOSE_CALIBRATION:
             return "a calibration repeat"
         if self.purpose == PURPOSE_BISECT:

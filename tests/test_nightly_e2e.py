@@ -92,6 +92,13 @@ def test_calibrate_reruns_the_suite_and_stores_thresholds_that_compare_uses(tmp_
     assert len(suite_runs) == 2
     kinds = client.search_runs([experiment.experiment_id], "tags.`harness.kind` = 'calibration'")
     assert len(kinds) == 1
+    # The repeats are calibration runs: never nights of the history, never a baseline.
+    from harness.tracking.reader import RunStore
+
+    store = RunStore(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    assert store.history("toy-nightly", "smoke") == []
+    repeat = store.load(suite_runs[0].info.run_id)
+    assert repeat.purpose == "calibration" and repeat.history_problem == "a calibration repeat"
 
     # The two calibration runs are the same code: compare must not flag them, and judges with the calibration.
     baseline, candidate = (run.info.run_id for run in sorted(suite_runs, key=lambda r: r.info.start_time))

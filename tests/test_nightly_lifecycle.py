@@ -17,93 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-TOYLIB = '''
-"""The library under test: its speed and quality are constants a commit changes."""
-SECONDS = {seconds}
-QUALITY = {quality}
-'''
-
-PLUGIN = """
-import time
-
-from harness import AlgorithmSpec, EnvironmentSpec, MetricSpec, hookimpl, outcome_value
-
-HARNESS_API_VERSION = "1.0"
-
-
-def run_work(*, environment, params, context):
-    import toylib
-
-    time.sleep(toylib.SECONDS)
-    return {"quality": toylib.QUALITY}
-
-
-def make_env(*, params, context):
-    return None
-
-
-@hookimpl
-def harness_algorithms():
-    return [AlgorithmSpec(name="work", version="1", description="calls the library", task_kinds=("toy",),
-                          run="toylib_plugin:run_work")]
-
-
-@hookimpl
-def harness_environments():
-    return [EnvironmentSpec(name="bench", version="1", description="nothing", task_kind="toy",
-                            make="toylib_plugin:make_env")]
-
-
-@hookimpl
-def harness_metrics():
-    return [MetricSpec(name="quality", version="1", description="the library's quality", unit="1",
-                       direction="higher", threshold=0.05, compute=outcome_value("quality"))]
-"""
-
-SUITE = """
-name = "toy-life"
-description = "a library's speed and quality, nightly"
-seeds = [0, 1, 2, 3, 4, 5]
-metrics = ["wall_time_s", "quality"]
-algorithms = ["work"]
-environments = ["bench"]
-repository = "repo"
-
-[profiles.smoke]
-"""
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, seconds: float, quality: float, message: str) -> str:
-    (repo / "toylib.py").write_text(TOYLIB.format(seconds=seconds, quality=quality))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", message)
-    return git(repo, "rev-parse", "HEAD")
+from toylib_support import SUITE, TOYLIB, commit, harness, make_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "toylib_plugin.py").write_text(PLUGIN)
-    (tmp_path / "toy.toml").write_text(SUITE)
-    return tmp_path
-
-
-def harness(project: Path, *args: str, wait: bool = True) -> subprocess.CompletedProcess[str]:
-    """The real command; --results-dir after the command name, as users type it."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project / "repo"), env.get("PYTHONPATH")]))
-    env.pop("HARNESS_TRACKING_URI", None)
-    command = [sys.executable, "-m", "harness.cli.main", "-p", "toylib_plugin", *args, "--results-dir", "results"]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    return make_project(tmp_path)
 
 
 def night(project: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -216,6 +135,9 @@ def test_a_killed_then_synced_run_is_incomplete_never_a_baseline_and_not_a_night
     assert len(nights) == 2 and killed.run_id not in {run.run_id for run in nights}
     trend = (project / "results" / "reports" / "nightly-toy-life-smoke" / "report.md").read_text()
     assert "over 2 nights" in trend
+    # compare says so too, in its summary and its JSON.
+    compared = harness(project, "compare", killed.run_id, nights[-1].run_id, "--json")
+    assert "6 of 8 cell(s) never ran" in json.loads(compared.stdout)["incomplete"]["baseline"], compared.stderr
 
 
 def test_a_baseline_from_another_machine_starts_this_machines_history_without_refusing(project: Path):

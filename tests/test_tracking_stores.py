@@ -151,3 +151,32 @@ def test_two_spellings_of_one_server_url_are_one_store(tmp_path: Path, server: M
     assert len(parents(server.uri, "stores-spelled")) == 1
     counts = deliveries(server.uri, "stores-spelled")
     assert len(counts) == 6 and set(counts.values()) == {1}
+
+
+def test_a_new_parents_sequence_follows_the_largest_even_in_a_store_written_before_the_sequence_metric(
+    tmp_path: Path,
+) -> None:
+    from harness.record import SuiteRunRecord
+    from harness.tracking.store import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'seq.db'}"
+    tracker = MlflowTracker(uri)
+
+    def record(config: str) -> SuiteRunRecord:
+        return SuiteRunRecord(suite="seq", profile="smoke", config_id=config, cell_keys=[], tracking_uri=uri)
+
+    old = tracker.start_parent(record("old"))
+    # As an older harness wrote it: the sequence as a tag only, and a large one.
+    tracker.client.set_tag(old, layout.SEQUENCE, "41")
+    history = tracker.client.get_metric_history(old, layout.SEQUENCE_METRIC)
+    assert history, "a new parent carries its sequence as a metric"
+    # Drop the metric, so the store looks like one written before it existed.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "seq.db") as db:
+        db.execute("delete from metrics where run_uuid = ?", (old,))
+        db.execute("delete from latest_metrics where run_uuid = ?", (old,))
+    first = tracker.start_parent(record("first"))
+    second = tracker.start_parent(record("second"))
+    sequences = [int(tracker.client.get_run(run).data.tags[layout.SEQUENCE]) for run in (first, second)]
+    assert sequences == [42, 43]

@@ -116,7 +116,21 @@ class Comparison:
         return EXIT_OK
 
     @property
+    def incomplete(self) -> dict[str, str]:
+        """Side ("baseline", "candidate") -> why it is not a complete run (cells that never ran), if it is not."""
+        found = {}
+        for side, run in (("baseline", self.baseline), ("candidate", self.candidate)):
+            if not run.complete or run.status == "incomplete":
+                found[side] = run.history_problem
+        return found
+
+    @property
     def summary(self) -> str:
+        caveat = "; ".join(f"the {side} is {why}" for side, why in self.incomplete.items())
+        return f"{self._verdict_summary} ({caveat})" if caveat else self._verdict_summary
+
+    @property
+    def _verdict_summary(self) -> str:
         if self.regressions:
             names = sorted({f"{r.metric} ({r.algorithm}/{r.environment})" for r in self.regressions})
             return f"REGRESSION in {len(names)} metric/case(s): " + ", ".join(names[:8])
@@ -137,6 +151,7 @@ class Comparison:
             "exit_code": self.exit_code,
             "summary": self.summary,
             "hardware_differences": {k: list(v) for k, v in self.hardware_differences.items()},
+            "incomplete": self.incomplete,
             "calibration": self.calibration_source,
             "rows": [row.to_dict() for row in self.rows],
         }

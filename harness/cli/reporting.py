@@ -607,6 +607,57 @@ def alerts(
             click.echo(visible(f"find the commit of {alert.metric} {alert.algorithm}/{alert.environment}: {command}"))
 
 
+@click.command()
+@click.argument("suites", nargs=-1, metavar="[SUITE]...")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder to write the site into."
+)
+@click.option(
+    "--mlflow-url",
+    help="The tracking server's UI address: points link to their MLflow run where no report is archived.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the pages written, their sizes and the histories as JSON.")
+@_store_options
+@click.pass_context
+@_bad_input_exits_2
+def publish(
+    ctx: click.Context,
+    suites: tuple[str, ...],
+    out: Path,
+    mlflow_url: str | None,
+    as_json: bool,
+    results_dir: Path | None,
+    tracking_uri: str | None,
+) -> None:
+    """Write a static site of every benchmark's history (SUITEs, or every suite in the store) into --out.
+
+    \b
+    index.html          every suite, profile and machine: nights, last night, open alerts
+    <suite>-<profile>-<machine>.html
+                        each case x metric over the nights, with intervals, change points and alerts;
+                        filters by algorithm, environment and metric; click a point for that night's report
+    regressions.html    every alert: size and interval, commit range, first seen, state, bisect command
+    nights/<run>/       each night's report as harness nightly archived it
+
+    The site needs no server (open index.html, or copy the folder to any static host). A cron job:
+      harness nightly my-suite --repo ~/src/lib --promote && harness publish --out /var/www/bench
+    """
+    from harness.report.publish import publish as publish_site
+
+    store, directory = _store(ctx, results_dir, tracking_uri)
+    site = publish_site(store, out, suites, results_dir=directory, mlflow_url=mlflow_url,
+                        notify=lambda message: click.echo(visible(message), err=True))  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(site.to_dict(), indent=2))
+        return
+    nights = sum(len(history.nights) for history in site.histories)
+    opened = sum(len(history.open_alerts) for history in site.histories)
+    click.echo(
+        f"published {len(site.histories)} history page(s), {nights} night(s), {opened} open alert(s) in "
+        f"{site.seconds:.1f} s: {visible(out / 'index.html')}"
+    )
+
+
 @click.group("import")
 def import_group() -> None:
     """Bring results from other tools into MLflow in the harness layout."""
@@ -698,4 +749,4 @@ def export(
     click.echo(visible(target))
 
 
-COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, promote, alerts, import_group, export]
+COMMANDS: list[click.Command] = [report, compare, calibrate, nightly, promote, alerts, publish, import_group, export]

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from harness.report.build import build_report, write_report
 from harness.tracking.reader import RunStore
 
 MAX_TREND_METRICS = 12
+#: Where each night's report is archived under the nightly report folder: ``nights/<run id>/``.
+NIGHTS_FOLDER = "nights"
 
 
 @dataclass
@@ -235,6 +238,11 @@ def run_nightly(
         results_dir / "reports", "nightly-{suite}-{profile}", run.name_origin, suite=run.suite, profile=run.profile
     )
     paths = write_report(content, target, ["html", "md"])
+    # Every night's report is kept (the folder's top level is the newest): `harness publish` links them.
+    archived = target / NIGHTS_FOLDER / run_id
+    archived.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copy2(path, archived / path.name)
     store.attach_report(run_id, paths)
     messages += [f"report: {path}" for path in paths]
     promoted = False

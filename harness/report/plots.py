@@ -9,6 +9,7 @@ cannot inject anything.
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -360,7 +361,11 @@ def trend(
             axis.axvline(index - 0.5, color=line.get_color(), linestyle=":", alpha=0.8)
         for segment in found.segments:
             axis.hlines(segment.mean, segment.start, segment.end - 1, colors=line.get_color(), alpha=0.5)
-    axis.set_xticks(x, [_text(label) for label in labels], rotation=45, ha="right", fontsize="x-small")
+    # At most ~12 labelled ticks (and always the newest night): 100 nights of labels would overlap.
+    step = max(1, math.ceil(len(labels) / 12))
+    shown = sorted({*range(0, len(labels), step), len(labels) - 1})
+    axis.set_xticks(shown, [_text(labels[i]) for i in shown], rotation=45, ha="right", fontsize="x-small")
+    axis.set_xlabel("night (date and commit under test)")
     axis.set_ylabel(_text(f"{metric} ({unit})" if unit else metric))
     axis.grid(alpha=0.3)
     axis.legend(fontsize="x-small")

@@ -95,6 +95,8 @@ SUPERSEDED = "harness.superseded"
 #: more than the largest in its experiment when it was created; on a cell run, its record's position in the
 #: journal that delivered it (later attempts of a cell come later).
 SEQUENCE = "harness.sequence"
+#: The same number as a metric on a parent run, so the largest is found by one ordered query.
+SEQUENCE_METRIC = "harness.sequence"
 CODE_PREFIX = "harness.code."  # harness.code.algorithm, harness.code.environment, harness.code.metric.<name>
 INPUT_ORIGINS = "harness.inputs.origin"  # comma-separated origins of the cell's datasets
 INPUT_PREFIX = "harness.input."  # harness.input.<name>.origin|path|sha256
@@ -388,6 +390,23 @@ def decode_suite_run(
         promoted_at=_optional_float(tags.get(PROMOTED_AT)),
         tags=tags,
     )
+
+
+def decode_aggregates(rows: Any) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+    """``aggregates.json`` as (algorithm, environment, metric) -> (mean, std, n); std is NaN where the run
+    predates it. Rows that are not well formed (someone else's store) are left out."""
+    found: dict[tuple[str, str, str], tuple[float, float, int]] = {}
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, Mapping):
+            continue
+        try:
+            key = (str(row["algorithm"]), str(row["environment"]), str(row["metric"]))
+            mean, n = float(row["mean"]), int(row["n"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        std = _optional_float(row.get("std"))
+        found[key] = (mean, math.nan if std is None else std, n)
+    return found
 
 
 def _renames(value: Any) -> dict[str, dict[str, str]]:

@@ -280,7 +280,7 @@ class RunStore:
 
         return load
 
-    def _artifact_json(self, run_id: str, path: str) -> dict[str, Any] | None:
+    def _artifact_json(self, run_id: str, path: str) -> Any:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 local = self.client.download_artifacts(run_id, path, tmp)
@@ -305,6 +305,25 @@ class RunStore:
             if not run.history_problem:
                 nights.append(run)
         return nights[::-1]
+
+    def suite_names(self) -> list[str]:
+        """The suites (experiments) this store holds, sorted."""
+        skip = {"Default", layout.STORE_EXPERIMENT}
+        return sorted(e.name for e in self.client.search_experiments() if e.name not in skip)
+
+    def summaries(self, suite: str) -> list[SuiteRun]:
+        """Every finished suite run of ``suite``, oldest first, decoded from the parent runs alone (no cells:
+        fast enough for a year of nights); :meth:`aggregates` has each one's per-case values."""
+        runs = self.suite_runs(suite)
+        return [layout.decode_suite_run(run, {}, [], tracking_uri=self.tracking_uri) for run in reversed(runs)]
+
+    def aggregates(self, run_id: str) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+        """(algorithm, environment, metric) -> (mean, std, n) of a finished suite run (its ``aggregates.json``)."""
+        return layout.decode_aggregates(self._artifact_json(run_id, layout.AGGREGATES_JSON))
+
+    def suite_info(self, run_id: str) -> dict[str, Any]:
+        """A suite run's ``suite.json`` (metric declarations, thresholds, ...); empty when it has none."""
+        return self._artifact_json(run_id, layout.SUITE_JSON) or {}
 
     def attach_report(self, run_id: str, paths: Iterable[Path]) -> None:
         """Keep a written report with its suite run (artifacts under ``report/``); a store that refuses
