@@ -41,6 +41,8 @@ from typing import Any, Literal, TypeVar
 SCHEMA_VERSION = 2
 #: :attr:`SuiteRunRecord.purpose` of the repeats ``harness calibrate`` runs.
 PURPOSE_CALIBRATION = "calibration"
+#: :attr:`SuiteRunRecord.purpose` of the runs ``harness bisect`` makes at older commits (never a night).
+PURPOSE_BISECT = "bisect"
 
 Status = Literal["ok", "failed", "skipped"]
 
@@ -475,8 +477,9 @@ class SuiteRunRecord:
     started_at: float = 0.0
     #: Where the results came from when not from ``harness run`` (``pytest-benchmark``); "" for own runs.
     source: str = ""
-    #: Why the suite ran: "" for a run of its own, :data:`PURPOSE_CALIBRATION` for a ``harness calibrate`` repeat
-    #: (kept out of nightly history and trends: its repeats are not nights).
+    #: Why the suite ran: "" for a run of its own, :data:`PURPOSE_CALIBRATION` for a ``harness calibrate`` repeat,
+    #: :data:`PURPOSE_BISECT` for a ``harness bisect`` evaluation (both kept out of nightly history and trends:
+    #: they are not nights).
     purpose: str = ""
     schema_version: int = SCHEMA_VERSION
     #: Results reported elsewhere (a paper's table, ``harness import results``): never taken for a run of this
@@ -771,6 +774,8 @@ class SuiteRun:
             return "incomplete: some cells never ran"
         if self.purpose == PURPOSE_CALIBRATION:
             return "a calibration repeat"
+        if self.purpose == PURPOSE_BISECT:
+            return "a bisect evaluation"
         if self.is_imported:
             return f"imported from {self.source}"
         return ""

@@ -26,7 +26,7 @@ from harness.untrusted import markup, visible
 
 #: Where a context caches the plugins' commands (click's ctx.meta is shared by every command of one invocation).
 _EXTRA_COMMANDS_KEY = "harness_cli_extra_commands"
-CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring")
+CORE_COMMAND_MODULES = ("harness.cli.reporting", "harness.cli.authoring", "harness.cli.bisect")
 
 
 class State:

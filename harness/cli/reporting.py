@@ -634,8 +634,10 @@ def alerts(
     """
     store, _directory = _store(ctx, results_dir, tracking_uri)
     found = store.alerts(suite, profile, fingerprint, None if state == "all" else state)
+    from harness.analysis.bisect import bisect_command
+
     if as_json:
-        click.echo(json.dumps([alert.to_dict() for alert in found], indent=2))
+        click.echo(json.dumps([{**alert.to_dict(), "bisect": bisect_command(alert)} for alert in found], indent=2))
         return
     if not found:
         click.echo(f"no {'' if state == 'all' else state + ' '}alerts" + (f" for {visible(suite)}" if suite else ""))
@@ -659,6 +661,10 @@ def alerts(
         ["state", "suite", "metric", "case", "change [95% CI]", "appeared at", "machine"],
         rows,
     )
+    commands = [(alert, bisect_command(alert)) for alert in found if alert.is_open]
+    for alert, command in commands:
+        if command:
+            click.echo(visible(f"find the commit of {alert.metric} {alert.algorithm}/{alert.environment}: {command}"))
 
 
 @click.command()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.alerts import AlertReview, accepted, review_alerts
+from harness.analysis.bisect import bisect_command
 from harness.analysis.calibration import load_calibration
 from harness.analysis.compare import EXIT_OK, EXIT_REGRESSION, EXIT_TOO_LITTLE_DATA, check_hardware, compare_runs
 from harness.analysis.stats import BootstrapConfig, ChangePoints, ChangePointUnavailable, detect_change_points
@@ -148,10 +149,15 @@ def _alert_rows(review: AlertReview | None, history: dict[str, SuiteRun]) -> lis
                     "environment": alert.environment,
                     "size": alert.size_text,
                     "since": since(alert),
-                    "note": alert.reason if state == "fixed" else f"against baseline {alert.baseline_run_id[:8]}",
+                    "note": alert.reason if state == "fixed" else _open_note(alert),
                 }
             )
     return rows
+
+
+def _open_note(alert: Alert) -> str:
+    command = bisect_command(alert)
+    return f"against baseline {alert.baseline_run_id[:8]}" + (f"; find its commit: {command}" if command else "")
 
 
 def _alert_line(state: str, alert: Alert) -> str:
@@ -206,7 +212,11 @@ def run_nightly(
         for alert in review.fixed:
             store.close_alert(alert)
         messages.append(f"against baseline {base.run_id} (commit {base.commit_text}): {review.summary()}")
-        messages += [_alert_line("NEW REGRESSION", alert) for alert in review.opened]
+        for alert in review.opened:
+            command = bisect_command(alert)
+            messages.append(
+                _alert_line("NEW REGRESSION", alert) + (f"\n  find its commit: {command}" if command else "")
+            )
         messages += [_alert_line("still open", alert) for alert in review.still_open + review.unresolved]
         messages += [_alert_line("fixed", alert) + f": {alert.reason}" for alert in review.fixed]
         if review.opened or (fail_on_open and review.open_after):

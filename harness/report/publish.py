@@ -33,6 +33,7 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from harness.analysis.bisect import bisect_command
 from harness.analysis.stats import ChangePointUnavailable, detect_change_points
 from harness.paths import path_for, safe_name
 from harness.record import Alert, MetricDeclaration, SuiteRun
@@ -223,13 +224,7 @@ def regression_rows(histories: Iterable[History], repo_hint: str = "PATH") -> li
             previous = history.nights[index - 1].run if index else None
             good = (previous.git_commit if previous else None) or alert.baseline_commit
             bad = alert.opened_commit
-            command = ""
-            if good and bad:
-                command = (
-                    f"harness bisect {history.suite} --profile {history.profile} --repo {repo_hint} --good {good} "
-                    f"--bad {bad} --only 'algorithm={alert.algorithm},environment={alert.environment}' "
-                    f"--metric {alert.metric}"
-                )
+            command = bisect_command(alert, good=good, repo=repo_hint) or ""
             rows.append(
                 {
                     "state": alert.state,

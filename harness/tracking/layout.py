@@ -30,6 +30,7 @@ from harness.record import (
     STATUSES,
     UNKNOWN_STATUS,
     Alert,
+    Cell,
     CellResult,
     CellRun,
     MachineFacts,
@@ -261,7 +262,12 @@ def cell_tags(
 def cell_params(result: CellResult) -> list[tuple[str, str]]:
     """``algorithm``, ``environment``, ``seed`` and every parameter as ``algorithm.<name>``,
     ``environment.<name>``, ``budget.<name>`` (strings as they are, anything else as JSON)."""
-    cell = result.cell
+    return cell_config_params(result.cell)
+
+
+def cell_config_params(cell: Cell) -> list[tuple[str, str]]:
+    """The params :func:`cell_params` stores for ``cell``: what a stored cell's ``params`` are compared with to
+    know it measured the same configuration."""
     params = [("algorithm", cell.algorithm.name), ("environment", cell.environment.name), ("seed", str(cell.seed))]
     for prefix, values in (
         ("algorithm", cell.algorithm.params),
