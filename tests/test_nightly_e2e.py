@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import BadInput
+
 TESTS = Path(__file__).parent
 SUITE = """
 name = "toy-nightly"
@@ -99,6 +101,8 @@ def test_calibrate_reruns_the_suite_and_stores_thresholds_that_compare_uses(tmp_
     assert store.history("toy-nightly", "smoke") == []
     repeat = store.load(suite_runs[0].info.run_id)
     assert repeat.purpose == "calibration" and repeat.history_problem == "a calibration repeat"
+    with pytest.raises(BadInput, match="has only 0 finished run"):  # a repeat is never `latest`
+        store.resolve("latest", "toy-nightly")
 
     # The two calibration runs are the same code: compare must not flag them, and judges with the calibration.
     baseline, candidate = (run.info.run_id for run in sorted(suite_runs, key=lambda r: r.info.start_time))

@@ -450,6 +450,11 @@ def run_sequence(run: Any) -> int:
     return int(text) if text.isdigit() else -1
 
 
+def purpose(run: Any) -> str:
+    """Why a parent run was made when not as a run of its own ("calibration", "bisect"; "" otherwise)."""
+    return str(run.data.tags.get(PURPOSE, ""))
+
+
 def is_reported(run: Any) -> bool:
     """Whether a parent run holds results reported elsewhere (``harness import results``)."""
     return run.data.tags.get(REPORTED) == "true"

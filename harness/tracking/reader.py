@@ -91,6 +91,11 @@ class RunStore:
             runs = [run for run in runs if not layout.is_reported(run)]
         return sorted(runs, key=lambda run: (layout.run_sequence(run), run.info.start_time or 0), reverse=True)
 
+    def own_runs(self, suite: str, profile: str | None = None) -> list[Any]:
+        """:meth:`suite_runs` without the runs made for another purpose (``harness calibrate``'s repeats,
+        ``harness bisect``'s evaluations): what ``latest`` and a suite name select."""
+        return [run for run in self.suite_runs(suite, profile) if not layout.purpose(run)]
+
     def _search(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
         found: list[Any] = []
         token = None
@@ -129,7 +134,7 @@ class RunStore:
                     f"{selector!r} needs a suite to look in: pass --suite NAME (or give a run id on the other side)"
                 )
             if latest:
-                runs = self.suite_runs(suite, profile)
+                runs = self.own_runs(suite, profile)
                 index = int(latest.group(1) or 0)
                 if index >= len(runs):
                     raise BadInput(f"{selector}: suite {suite!r} has only {len(runs)} finished run(s)")
@@ -155,7 +160,7 @@ class RunStore:
             found = self._by_commit(selector, suite, profile, required=not self._is_suite(selector))
             if found:
                 return found
-        runs = self.suite_runs(selector, profile)
+        runs = self.own_runs(selector, profile)
         if not runs:
             raise BadInput(f"suite {selector!r} has no finished runs in {self.tracking_uri}")
         return runs[0].info.run_id
