@@ -178,3 +178,14 @@ def test_covering_by_hand():
     assert annotation_covering({"a": [5]}, [4], 10) == pytest.approx((4 + 25 / 6) / 10)
     assert annotation_covering({"a": [5]}, [5], 10) == 1.0
     assert math.isclose(annotation_covering({"a": []}, [5], 10), 0.5)
+
+
+def test_the_final_search_is_binary_segmentation_by_default_and_pelt_on_request():
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    step = np.concatenate([100 + rng.normal(0, 3, 50), 110 + rng.normal(0, 3, 50)])
+    assert detect_change_points(step).indices == detect_change_points(step, search="pelt").indices
+    assert abs(detect_change_points(step).indices[0] - 50) <= 3
+    with pytest.raises(ValueError, match="search must be one of binseg, pelt"):
+        detect_change_points(step, search="e-divisive")

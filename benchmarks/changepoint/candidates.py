@@ -142,5 +142,6 @@ CANDIDATES: dict[str, Detector] = {
     ),
     "harness, screen without floor, 5x BIC": harness_detector(max_shrink=math.inf),
     "harness default without outlier removal": harness_detector(remove_outliers=False),
+    "harness default with PELT as the final pass": harness_detector(search="pelt"),
     "harness default": harness_detector(),
 }
