@@ -933,6 +933,9 @@ class Alert:
     opened_at_ms: int
     baseline_run_id: str
     baseline_commit: str | None = None
+    #: The commit of the last night before the one that opened it (on this machine): the narrowest known
+    #: good end of the range to bisect (None when that night is unknown; the baseline's commit is the fallback).
+    previous_commit: str | None = None
     unit: str = ""
     state: str = "open"
     closed_run_id: str = ""

@@ -56,6 +56,8 @@ def test_a_regression_fails_its_night_only_stays_open_and_closes_when_accepted(p
     assert "not promoted: alerts are open" in after.stdout
     (opened,) = alerts(project)
     assert opened["metric"] == "wall_time_s" and opened["opened_commit"] == slow
+    # The range to bisect: the last night before it (its commit) to the night it appeared.
+    assert opened["previous_commit"] == first and f"--good {first} --bad {slow}" in opened["bisect"]
     assert 0.1 < opened["relative_change"] < 0.35 and opened["low"] <= opened["relative_change"] <= opened["high"]
     # --fail-on-open keeps failing while it is open.
     strict = harness(project, "nightly", "toy.toml", "--fail-on-open")

@@ -375,7 +375,7 @@ def test_a_promotion_reads_back_with_its_reason_and_time_and_alerts_round_trip(t
     alert = Alert(suite="codec", profile="smoke", fingerprint="fp-123", metric="wall_time_s", algorithm="iql",
                   environment="hopper", relative_change=0.2, low=0.18, high=math.nan, opened_run_id=parent,
                   opened_commit=None, opened_at_ms=1_700_000_000_000, baseline_run_id="b" * 32,
-                  baseline_commit="c" * 40, unit="s")  # fmt: skip
+                  baseline_commit="c" * 40, previous_commit="e" * 40, unit="s")  # fmt: skip
     stored = store.open_alert(alert, run.experiment_id)
     (read,) = store.alerts("codec")
     fields = {f.name for f in dataclasses.fields(Alert)}

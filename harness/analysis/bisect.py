@@ -411,9 +411,10 @@ class Search:
 
 def bisect_command(alert: Any, good: str | None = None, repo: str | None = None) -> str | None:
     """The exact ``harness bisect`` command that finds the commit an alert (:class:`harness.record.Alert`)
-    appeared at: good is ``good`` (e.g. the previous night's commit, a narrower range) or the baseline's commit,
-    bad the commit of the night that opened it (None without both). ``repo`` adds ``--repo``."""
-    good = good or alert.baseline_commit
+    appeared at: good is ``good``, else the commit of the night before the one that opened it (the narrowest
+    range), else the baseline's commit; bad the commit of the night that opened it (None without both).
+    ``repo`` adds ``--repo``."""
+    good = good or getattr(alert, "previous_commit", None) or alert.baseline_commit
     if not good or not alert.opened_commit or good == alert.opened_commit:
         return None
     parts = ["harness", "bisect", alert.suite, "--profile", alert.profile, *(["--repo", repo] if repo else []),

@@ -155,6 +155,15 @@ def _alert_rows(review: AlertReview | None, history: dict[str, SuiteRun]) -> lis
     return rows
 
 
+def _previous_night(store: RunStore, run: SuiteRun) -> SuiteRun | None:
+    """The newest night of this suite, profile and machine before ``run`` (the last known good commit of a
+    regression ``run`` shows), or None."""
+    for night in reversed(store.history(run.suite, run.profile, 2, run.fingerprint)):
+        if night.run_id != run.run_id:
+            return night
+    return None
+
+
 def _open_note(alert: Alert) -> str:
     command = bisect_command(alert)
     return f"against baseline {alert.baseline_run_id[:8]}" + (f"; find its commit: {command}" if command else "")
@@ -207,7 +216,9 @@ def run_nightly(
         calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint, run.name_origin)
         comparison = compare_runs(base, run, alpha=alpha, calibration=calibration)
         review = review_alerts(comparison, store.alerts(run.suite, run.profile, run.fingerprint, state="open"))
+        previous = _previous_night(store, run)
         for alert in review.opened:
+            alert.previous_commit = previous.git_commit if previous is not None else None
             store.open_alert(alert, run.experiment_id)
         for alert in review.fixed:
             store.close_alert(alert)

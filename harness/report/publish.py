@@ -222,7 +222,7 @@ def regression_rows(histories: Iterable[History], repo_hint: str = "PATH") -> li
         for alert in history.alerts:
             index = order.get(alert.opened_run_id)
             previous = history.nights[index - 1].run if index else None
-            good = (previous.git_commit if previous else None) or alert.baseline_commit
+            good = (previous.git_commit if previous else None) or alert.previous_commit or alert.baseline_commit
             bad = alert.opened_commit
             command = bisect_command(alert, good=good, repo=repo_hint) or ""
             rows.append(

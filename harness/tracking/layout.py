@@ -519,6 +519,7 @@ def alert_tags(alert: Alert) -> dict[str, str]:
         tags[f"{ALERT_PREFIX}{name}"] = repr(float(getattr(alert, name)))
     tags[f"{ALERT_PREFIX}opened_commit"] = alert.opened_commit or ""
     tags[f"{ALERT_PREFIX}baseline_commit"] = alert.baseline_commit or ""
+    tags[f"{ALERT_PREFIX}previous_commit"] = alert.previous_commit or ""
     tags[f"{ALERT_PREFIX}closed_commit"] = alert.closed_commit or ""
     tags[f"{ALERT_PREFIX}opened_at_ms"] = str(alert.opened_at_ms)
     tags[f"{ALERT_PREFIX}closed_at_ms"] = "" if alert.closed_at_ms is None else str(alert.closed_at_ms)
@@ -555,6 +556,7 @@ def decode_alert(run: Any) -> Alert:
         opened_commit=text("opened_commit") or None,
         opened_at_ms=_optional_int(text("opened_at_ms")) or 0,
         baseline_commit=text("baseline_commit") or None,
+        previous_commit=text("previous_commit") or None,
         state=str(tags.get(ALERT_STATE, "open")),
         closed_commit=text("closed_commit") or None,
         closed_at_ms=closed_at,
