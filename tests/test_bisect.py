@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from toylib_support import commit_toylib as commit
+from toylib_support import git, make_project
+from toylib_support import harness as toylib_harness
 
 from harness.analysis.bisect import CannotEvaluate, Search, Undecided
 
@@ -66,36 +67,14 @@ repository = "repo"
 FAST, SLOW = 0.1, 0.12  # a 20% slowdown
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
-    return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def commit(repo: Path, toylib: str, message: str) -> str:
-    (repo / "toylib.py").write_text(toylib)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    (repo / "toylib_plugin.py").write_text(PLUGIN)
-    (tmp_path / "toy.toml").write_text(SUITE)
-    return tmp_path
+    return make_project(tmp_path, PLUGIN, SUITE)
 
 
 def harness(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real command, with the user's checkout on the import path as in the nightly tests."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project / "repo"), env.get("PYTHONPATH")]))
-    env.pop("HARNESS_TRACKING_URI", None)
-    command = [sys.executable, "-m", "harness.cli.main", "-p", "toylib_plugin", *args, "--results-dir", "results"]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+    return toylib_harness(project, *args, timeout=600)
 
 
 def bisect(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

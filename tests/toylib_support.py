@@ -74,27 +74,32 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def commit(repo: Path, seconds: float, quality: float, message: str) -> str:
-    (repo / "toylib.py").write_text(TOYLIB.format(seconds=seconds, quality=quality))
+def commit_toylib(repo: Path, toylib: str, message: str) -> str:
+    """Commit ``toylib`` as ``toylib.py`` (an empty commit when it is unchanged); the new commit's SHA."""
+    (repo / "toylib.py").write_text(toylib)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", message, "--allow-empty")
     return git(repo, "rev-parse", "HEAD")
 
 
-def make_project(tmp_path: Path) -> Path:
+def commit(repo: Path, seconds: float, quality: float, message: str) -> str:
+    return commit_toylib(repo, TOYLIB.format(seconds=seconds, quality=quality), message)
+
+
+def make_project(tmp_path: Path, plugin: str = PLUGIN, suite: str = SUITE) -> Path:
     """``tmp_path`` with ``repo/`` (an empty git repository holding the plugin) and ``toy.toml``."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q")
-    (repo / "toylib_plugin.py").write_text(PLUGIN)
-    (tmp_path / "toy.toml").write_text(SUITE)
+    (repo / "toylib_plugin.py").write_text(plugin)
+    (tmp_path / "toy.toml").write_text(suite)
     return tmp_path
 
 
-def harness(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def harness(project: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The real command; --results-dir after the command name, as users type it."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project / "repo"), env.get("PYTHONPATH")]))
     env.pop("HARNESS_TRACKING_URI", None)
     command = [sys.executable, "-m", "harness.cli.main", "-p", "toylib_plugin", *args, "--results-dir", "results"]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)

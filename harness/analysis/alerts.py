@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from harness.analysis.compare import CaseVerdict, Comparison
-from harness.record import Alert
+from harness.record import Alert, SuiteRun
 
 #: Verdicts that say the case is at the baseline's level (or better) tonight.
 _LEVEL_RETURNED = ("unchanged", "improved")
@@ -91,26 +91,23 @@ def review_alerts(comparison: Comparison, open_alerts: Iterable[Alert]) -> Alert
             review.still_open.append(alert)
         else:
             change = tonight.test.relative_change if tonight.test is not None else float("nan")
-            review.fixed.append(
-                replace(
-                    alert,
-                    state="fixed",
-                    closed_run_id=run.run_id,
-                    closed_commit=run.git_commit,
-                    closed_at_ms=run.start_time_ms,
-                    reason=f"level returned: {change:+.1%} against baseline {comparison.baseline.run_id[:8]}",
-                )
-            )
+            reason = f"level returned: {change:+.1%} against baseline {comparison.baseline.run_id[:8]}"
+            review.fixed.append(closed(alert, "fixed", run, reason))
     return review
 
 
-def accepted(alert: Alert, run_id: str, commit: str | None, when_ms: int, reason: str) -> Alert:
-    """``alert`` closed because the run ``run_id`` with its level was promoted to baseline."""
+def closed(alert: Alert, state: str, run: SuiteRun, reason: str) -> Alert:
+    """``alert`` closed by ``run``: ``fixed`` (its level returned there) or ``accepted`` (it was promoted)."""
     return replace(
         alert,
-        state="accepted",
-        closed_run_id=run_id,
-        closed_commit=commit,
-        closed_at_ms=when_ms,
-        reason=reason or "accepted (no reason given)",
+        state=state,
+        closed_run_id=run.run_id,
+        closed_commit=run.git_commit,
+        closed_at_ms=run.start_time_ms,
+        reason=reason,
     )
+
+
+def accepted(alert: Alert, run: SuiteRun, reason: str) -> Alert:
+    """``alert`` closed because ``run``, with its level, was promoted to baseline."""
+    return closed(alert, "accepted", run, reason or "accepted (no reason given)")

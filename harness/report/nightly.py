@@ -155,13 +155,10 @@ def _alert_rows(review: AlertReview | None, history: dict[str, SuiteRun]) -> lis
     return rows
 
 
-def _previous_night(store: RunStore, run: SuiteRun) -> SuiteRun | None:
-    """The newest night of this suite, profile and machine before ``run`` (the last known good commit of a
-    regression ``run`` shows), or None."""
-    for night in reversed(store.history(run.suite, run.profile, 2, run.fingerprint)):
-        if night.run_id != run.run_id:
-            return night
-    return None
+def _previous_night(nights: list[SuiteRun], run: SuiteRun) -> SuiteRun | None:
+    """The newest of ``nights`` before ``run`` (the last known good commit of a regression ``run`` shows)."""
+    earlier = [night for night in nights if night.run_id != run.run_id]
+    return earlier[-1] if earlier else None
 
 
 def _open_note(alert: Alert) -> str:
@@ -207,6 +204,11 @@ def run_nightly(
     if problem:
         messages.append(f"this run is {problem}: not compared, not a night of the history")
         exit_code = EXIT_REGRESSION
+    # This machine's nights, read once: the trends, and the night before this one for new alerts (at least two,
+    # whatever --history says, so that night is known).
+    nights = [
+        old.relabelled(run.renames) for old in store.history(run.suite, run.profile, max(history, 2), run.fingerprint)
+    ]
     comparison = None
     review: AlertReview | None = None
     baseline_id = baseline.run_id if baseline.run_id != run_id else None
@@ -216,7 +218,7 @@ def run_nightly(
         calibration = load_calibration(results_dir, run.suite, run.profile, run.fingerprint, run.name_origin)
         comparison = compare_runs(base, run, alpha=alpha, calibration=calibration)
         review = review_alerts(comparison, store.alerts(run.suite, run.profile, run.fingerprint, state="open"))
-        previous = _previous_night(store, run)
+        previous = _previous_night(nights, run)
         for alert in review.opened:
             alert.previous_commit = previous.git_commit if previous is not None else None
             store.open_alert(alert, run.experiment_id)
@@ -241,8 +243,7 @@ def run_nightly(
             )
     elif not problem:
         messages.append(baseline.message)
-    nights = [old.relabelled(run.renames) for old in store.history(run.suite, run.profile, history, run.fingerprint)]
-    trends = trend_plots(nights)
+    trends = trend_plots(nights[-history:])
     alert_rows = _alert_rows(review, {night.run_id: night for night in nights})
     content = build_report(run, store, BootstrapConfig(), comparison=comparison, trends=trends, alerts=alert_rows)
     target = out or path_for(
@@ -274,7 +275,7 @@ def promote_run(store: RunStore, run: SuiteRun, reason: str) -> list[Alert]:
     store.promote(run, reason)
     closed = []
     for alert in store.alerts(run.suite, run.profile, run.fingerprint, state="open"):
-        done = accepted(alert, run.run_id, run.git_commit, run.start_time_ms, reason)
+        done = accepted(alert, run, reason)
         store.close_alert(done)
         closed.append(done)
     return closed

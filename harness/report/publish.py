@@ -37,6 +37,7 @@ from harness.analysis.bisect import bisect_command
 from harness.analysis.stats import ChangePointUnavailable, detect_change_points
 from harness.paths import path_for, safe_name
 from harness.record import Alert, MetricDeclaration, SuiteRun
+from harness.report.build import SORT_SCRIPT
 from harness.tracking.layout import decode_metric_declarations
 from harness.tracking.reader import RunStore
 
@@ -312,7 +313,9 @@ def publish(
     script = out / ASSETS / "plotly.min.js"
     if not script.exists():
         script.write_text(get_plotlyjs(), encoding="utf-8")
-    shutil.copy2(TEMPLATES / SITE_TEMPLATES / "site.js", out / ASSETS / "site.js")
+    # One table sorter for the report page and the site: the report's, then the site's own script.
+    site_script = (TEMPLATES / SITE_TEMPLATES / "site.js").read_text(encoding="utf-8")
+    (out / ASSETS / "site.js").write_text(SORT_SCRIPT + "\n" + site_script, encoding="utf-8")
     archived = _archived_reports(results_dir, histories, out)
     environment = _environment()
     generated = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

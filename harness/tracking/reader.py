@@ -63,8 +63,7 @@ class RunStore:
     def experiment_id(self, suite: str) -> str:
         experiment = self.client.get_experiment_by_name(suite)
         if experiment is None:
-            not_suites = {"Default", layout.STORE_EXPERIMENT}
-            known = sorted(e.name for e in self.client.search_experiments() if e.name not in not_suites)
+            known = self.suite_names()
             raise BadInput(
                 f"no suite named {suite!r} in {self.tracking_uri} (suites there: {', '.join(known) or 'none'})"
             )
@@ -172,8 +171,12 @@ class RunStore:
         """The suite's experiment, or every suite's when ``suite`` is None."""
         if suite:
             return [self.experiment_id(suite)]
-        skip = {"Default", layout.STORE_EXPERIMENT}
-        return [e.experiment_id for e in self.client.search_experiments() if e.name not in skip]
+        return [e.experiment_id for e in self._suite_experiments()]
+
+    def _suite_experiments(self) -> list[Any]:
+        """Every experiment that is a suite (not MLflow's Default, not the store's own identity)."""
+        not_suites = {"Default", layout.STORE_EXPERIMENT}
+        return [e for e in self.client.search_experiments() if e.name not in not_suites]
 
     def _by_commit(self, prefix: str, suite: str | None, profile: str | None, *, required: bool) -> str | None:
         """The newest suite run of the commit that ``prefix`` names (None when none has it and not ``required``)."""
@@ -325,8 +328,7 @@ class RunStore:
 
     def suite_names(self) -> list[str]:
         """The suites (experiments) this store holds, sorted."""
-        skip = {"Default", layout.STORE_EXPERIMENT}
-        return sorted(e.name for e in self.client.search_experiments() if e.name not in skip)
+        return sorted(e.name for e in self._suite_experiments())
 
     def summaries(self, suite: str) -> list[SuiteRun]:
         """Every finished suite run of ``suite``, oldest first, decoded from the parent runs alone (no cells:

@@ -1,5 +1,6 @@
-// harness publish: the site's one script. Every name and text from the store is set with textContent or given
-// to Plotly as data, never parsed as markup.
+// harness publish: the site's script (written to assets/site.js after the report's table sorter,
+// harness.report.build.SORT_SCRIPT). Every name and text from the store is set with textContent or given to
+// Plotly as data, never parsed as markup.
 (function () {
   "use strict";
 
@@ -22,39 +23,6 @@
       if (window.harnessRedraw) { window.harnessRedraw(); }
     });
   }
-
-  // -- sortable tables --------------------------------------------------------------------------------------
-  document.querySelectorAll("table.sortable").forEach(function (table) {
-    table.querySelectorAll("thead th").forEach(function (th, index) {
-      th.tabIndex = 0;
-      th.title = "sort by this column";
-      var sort = function () {
-        var body = table.tBodies[0];
-        var descending = th.getAttribute("aria-sort") === "ascending";
-        table.querySelectorAll("thead th").forEach(function (h) { h.removeAttribute("aria-sort"); });
-        th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-        var key = function (row) {
-          var cell = row.cells[index];
-          if (!cell) { return ""; }
-          var raw = cell.getAttribute("data-sort");
-          if (raw !== null && raw !== "" && !isNaN(Number(raw))) { return Number(raw); }
-          var text = cell.textContent.trim();
-          return text !== "" && !isNaN(Number(text)) ? Number(text) : text.toLowerCase();
-        };
-        var rows = Array.prototype.slice.call(body.rows);
-        rows.sort(function (a, b) {
-          var x = key(a), y = key(b);
-          if (typeof x === "number" && typeof y !== "number") { return -1; }
-          if (typeof y === "number" && typeof x !== "number") { return 1; }
-          var order = x < y ? -1 : x > y ? 1 : 0;
-          return descending ? -order : order;
-        });
-        rows.forEach(function (row) { body.appendChild(row); });
-      };
-      th.addEventListener("click", sort);
-      th.addEventListener("keydown", function (event) { if (event.key === "Enter") { sort(); } });
-    });
-  });
 
   // -- the regressions page's filters ---------------------------------------------------------------------
   var regressions = document.getElementById("regressions");
