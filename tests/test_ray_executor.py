@@ -365,10 +365,17 @@ environments = ["constant"]
     assert summary["counts"] == {"ok": 4, "failed": 0, "skipped": 0} and len(set(keys)) == 4
     records = journal_results(tmp_path / "results")
     assert sorted(record["cell"]["key"] for record in records) == keys
-    (retried,) = [record["cell"]["key"] for record in records if record["attempt"] == 2]
-    # The cell lost with the node started there, and ran again on the survivor.
-    nodes_of_retried = [line.split()[2] for line in starts.read_text().splitlines() if line.startswith(retried)]
-    assert nodes_of_retried == [doomed.node_id, survivor.node_id]
+    retried = {record["cell"]["key"] for record in records if record["attempt"] > 1}
+    start_lines = [line.split() for line in starts.read_text().splitlines()]
+    # The cell running on the node when it went ran again. Under load, Ray may also have queued another cell's
+    # lease at that node before it was declared dead: that cell is lost with the node too, and retried as well.
+    assert retried
+    for key in keys:
+        nodes = [node for started, _, node in start_lines if started == key]
+        if key in retried:  # each retry ran to the end on the survivor; only the lost node ever failed a cell
+            assert nodes[-1] == survivor.node_id and set(nodes[:-1]) <= {doomed.node_id}, (key, nodes)
+        else:
+            assert len(nodes) == 1, (key, nodes)
     runs = mlflow_cell_runs(uri, "lost")
     assert sorted(run.data.tags["harness.cell_key"] for run in runs) == keys
     assert {run.data.tags["harness.cell_key"]: run.data.metrics["score"] for run in runs} == {
