@@ -192,6 +192,31 @@ def test_bisect_says_when_nothing_changed_between_good_and_bad(project: Path):
     assert installed.read_text().split() == [good, bad]
 
 
+@pytest.mark.slow
+def test_an_evaluation_past_its_timeout_is_stopped_with_every_process_it_started(project: Path):
+    import time
+
+    repo = project / "repo"
+    good = commit(repo, TOYLIB.format(seconds=FAST), "one")
+    bad = commit(repo, TOYLIB.format(seconds=SLOW), "two")
+    pid_file = project / "install.pid"
+    hung = f"sleep 300 & echo $! > {pid_file}; wait"  # an install whose build step hangs in a grandchild
+    result = bisect(project, "--good", good, "--bad", bad, "--install-cmd", hung, "--timeout", "3", "--json")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "took longer than 3 s" in result.stdout + result.stderr
+    pid = int(pid_file.read_text())
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(50):  # the group was sent SIGKILL: gone, or a zombie its new parent has not reaped yet
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                break
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the install's grandchild {pid} outlived the evaluation's timeout")
+
+
 # -- the decision rule on hand-made numbers ----------------------------------------------------------------
 CASE = ("work", "bench")
 
@@ -258,3 +283,10 @@ def test_a_stored_run_is_reused_only_with_every_selected_cell_and_the_same_param
     assert values_of(other_params, "wall_time_s", expected) is None
     missing_a_cell = SimpleNamespace(ok_cells=[cell(0, "8", 1.0)])
     assert values_of(missing_a_cell, "wall_time_s", expected) is None
+    # The same commit and params, but code beside the commit (another package's environment) changed since.
+    code = {slot: {"algorithm": "a1", "environment": "e1"} for slot in expected}
+    for stored in same.ok_cells:
+        stored.code_versions = {"algorithm": "a1", "environment": "e1"}
+    assert values_of(same, "wall_time_s", expected, code) == {CASE: [1.0, 1.1]}
+    same.ok_cells[1].code_versions = {"algorithm": "a1", "environment": "e2"}
+    assert values_of(same, "wall_time_s", expected, code) is None

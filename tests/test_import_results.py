@@ -215,3 +215,29 @@ def test_compare_exits_3_when_the_runs_share_no_row_and_lists_partial_overlap(tm
     data = json.loads(invoke(uri, tmp_path, "compare", paper["run_id"], own["run_id"], "--json", code=0))
     assert data["compared"] == 1 and len(data["not_compared"]) == 4
     assert "1 compared, 4 not compared" in data["summary"]
+
+
+def test_a_file_whose_second_run_fails_to_write_leaves_no_run_of_the_first(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    # The store refuses the second run after the first was written: its suite's experiment was deleted, and
+    # MLflow creates no run in a deleted experiment. The checks before writing cannot know this.
+    client.delete_experiment(client.create_experiment("suite-b"))
+    path = tmp_path / "two.csv"
+    rows = ["suite,algorithm,environment,seed,metric,value"]
+    rows += [f"{suite},iql,hopper,{seed},score,{seed}.5" for suite in ("suite-a", "suite-b") for seed in range(3)]
+    path.write_text("\n".join(rows) + "\n")
+    output = invoke(uri, tmp_path, "import", "results", str(path), "--source", "p", "--direction", "score=higher",
+                    code=2)  # fmt: skip
+    assert "suite-b" in output and "nothing was imported (the 1 run(s) written before it were removed)" in output
+    assert "mlflow experiments restore" in output
+    # Neither suite-a's parent nor any of its three cell runs is left behind, deleted or not visible.
+    experiment = client.get_experiment_by_name("suite-a")
+    assert experiment is not None
+    from mlflow.entities import ViewType
+
+    left = client.search_runs([experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY)
+    assert left == [], [run.data.tags for run in left]
+    assert len(client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)) == 4

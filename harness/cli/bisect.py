@@ -41,7 +41,7 @@ def _suite_and_repo(ctx: click.Context, suite: str, repo: Path | None, modules: 
 
             store = RunStore(tracking_uri)
             run_id = store.resolve(suite)
-            info = store._artifact_json(run_id, "suite.json") or {}
+            info = store.suite_info(run_id)
             if info.get("suite_file") and Path(info["suite_file"]).is_file():
                 suite_obj = load_suite_file(Path(info["suite_file"]))
         except BadInput:
@@ -112,7 +112,11 @@ def _declared_metrics(suite: Any) -> set[str]:
 @click.option("--threshold", type=float, help="Smallest relative change that counts (default: the metric's).")
 @click.option("--allow-dirty", is_flag=True, help="Go on when the checkout has uncommitted changes (they are ignored).")
 @click.option("--no-reuse", is_flag=True, help="Measure every commit afresh instead of reusing stored runs of it.")
-@click.option("--timeout", "timeout_s", type=float, help="Seconds one evaluation may take (default: no limit).")
+@click.option(
+    "--timeout", "timeout_s", type=float,
+    help="Seconds each step of an evaluation (--install-cmd, the run) may take; past it, every process the step "
+    "started is stopped and the commit cannot be evaluated (default: no limit).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (progress stays on stderr).")
 @_store_options
 @click.pass_context
@@ -146,7 +150,7 @@ def bisect(
     code first on the import path (a pure-Python package at the repository root or under src/), or installed
     by --install-cmd. Every measurement is a normal run recorded in MLflow with its commit (purpose "bisect":
     kept out of nightly trends). Stored runs of a commit (nightly history, an earlier bisect) on this machine
-    are reused instead of measured again.
+    are reused instead of measured again when their cells' code versions match those at that commit.
 
     \b
     The decision at each commit: where its level stands between the good (0) and bad (1) levels, given the

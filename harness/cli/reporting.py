@@ -582,7 +582,8 @@ def promote(
 
     \b
     RUN is a run id, a commit SHA (7+ characters), 'latest' or 'latest~N' with --suite. Open alerts of that
-    suite, profile and machine close as 'accepted' with --reason; later nights compare with RUN. Refused for
+    suite, profile and machine that opened at or before RUN close as 'accepted' with --reason (one opened
+    later stays open: RUN predates its change); later nights compare with RUN. Refused for
     an incomplete run, a calibration repeat or imported results.
       harness promote latest --suite my-suite --reason "new allocator: 20% slower, 3x less memory"
     """
@@ -590,10 +591,11 @@ def promote(
 
     store, _directory = _store(ctx, results_dir, tracking_uri)
     run = store.load(store.resolve(run_selector, suite, profile))
-    closed = promote_run(store, run, reason)
+    closed, still_open = promote_run(store, run, reason)
     if as_json:
         data = {"run_id": run.run_id, "suite": run.suite, "profile": run.profile, "fingerprint": run.fingerprint,
-                "git_commit": run.git_commit, "reason": reason, "closed": [a.to_dict() for a in closed]}  # fmt: skip
+                "git_commit": run.git_commit, "reason": reason, "closed": [a.to_dict() for a in closed],
+                "still_open": [a.to_dict() for a in still_open]}  # fmt: skip
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(
@@ -602,6 +604,11 @@ def promote(
     )
     for alert in closed:
         click.echo(visible(f"accepted: {alert.metric} {alert.algorithm}/{alert.environment} {alert.size_text}"))
+    for alert in still_open:
+        click.echo(
+            visible(f"still open: {alert.metric} {alert.algorithm}/{alert.environment} {alert.size_text}, opened ")
+            + visible(f"by a later run ({alert.opened_run_id[:8]}) than the one promoted: its change is not accepted")
+        )
 
 
 @click.command()

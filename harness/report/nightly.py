@@ -270,12 +270,19 @@ def run_nightly(
     return NightlyOutcome(run_id, baseline_id, exit_code, promoted, paths, messages, review)
 
 
-def promote_run(store: RunStore, run: SuiteRun, reason: str) -> list[Alert]:
-    """Make ``run`` its machine's baseline and close the alerts open there as accepted; returns those closed."""
+def promote_run(store: RunStore, run: SuiteRun, reason: str) -> tuple[list[Alert], list[Alert]]:
+    """Make ``run`` its machine's baseline; returns (alerts closed as accepted, alerts left open).
+
+    Promoting accepts the level ``run`` measured, so it closes the open alerts that opened at or before ``run``
+    (their change is part of that level). An alert that opened on a later night stays open: the new baseline
+    predates its change, and the next night still finds it against that baseline."""
     store.promote(run, reason)
-    closed = []
+    closed, still_open = [], []
     for alert in store.alerts(run.suite, run.profile, run.fingerprint, state="open"):
+        if alert.opened_run_id != run.run_id and alert.opened_at_ms > run.start_time_ms:
+            still_open.append(alert)
+            continue
         done = accepted(alert, run, reason)
         store.close_alert(done)
         closed.append(done)
-    return closed
+    return closed, still_open

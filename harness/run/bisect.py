@@ -15,10 +15,13 @@
 * **Reuse**: a stored run of the same suite and profile whose ``git_commit`` is that SHA, clean (not dirty),
   complete, a run of its own or an earlier bisect (not a calibration repeat, not imported), on this machine
   (same fingerprint), holding every selected cell ok with the same params (the suite expanded here with this
-  bisect's profile, ``--set`` and ``--only``): its values count as one evaluation. Code versions are not
-  compared: the commit pins the code under test, and the plugin's code versions at an old commit cannot be
-  computed without checking it out; so a stored run of the same commit and configuration made by another
-  harness version is reused (its run id is printed so it can be checked).
+  bisect's profile, ``--set`` and ``--only``), and whose cells' code versions
+  (:mod:`harness.run.code_version`) are those of the same cells at that commit: its values count as one
+  evaluation. The commit pins the repository under test but not the code beside it (the harness, another
+  package's environment or metric), so the code versions at the commit are computed before anything is reused:
+  the suite expanded in a child process with the commit's worktree first on the import path (after
+  ``--install-cmd``), which imports the plugins but runs nothing. When they cannot be computed, nothing stored
+  is reused for that commit and it is measured.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -150,10 +154,14 @@ def expected_cells(cells: Sequence[Any]) -> dict[CellSlot, dict[str, str]]:
 
 
 def values_of(
-    run: Any, metric: str, expected: dict[CellSlot, dict[str, str]] | None
+    run: Any,
+    metric: str,
+    expected: dict[CellSlot, dict[str, str]] | None,
+    code: dict[CellSlot, dict[str, str]] | None = None,
 ) -> dict[tuple[str, str], list[float]] | None:
     """The ok cells' values of ``metric`` by case: every cell of ``run`` (``expected`` None), or the cells of
-    the expected configuration, provided the run holds all of them with the same params (else None)."""
+    the expected configuration, provided the run holds all of them with the same params and, given ``code``,
+    the same code versions (else None)."""
     values: dict[tuple[str, str], list[float]] = {}
     found: set[CellSlot] = set()
     for cell in run.ok_cells:
@@ -166,6 +174,8 @@ def values_of(
                 continue
             if any(cell.params.get(key) != value for key, value in params.items()):
                 return None  # the same cell with other params: another configuration
+            if code is not None and cell.code_versions != code.get(slot):
+                return None  # the same cell measured with other code beside the commit
             found.add(slot)
         values.setdefault(cell.case, []).append(float(cell.metrics[metric]))
     if expected is not None and found != set(expected):
@@ -214,16 +224,26 @@ class Evaluator:
             found = store.suite_runs(self.suite, self.profile, layout.tag_filter(layout.GIT_COMMIT, commit.sha))
         except BadInput:
             return {}, []  # no store or no run of this suite yet
-        values: dict[tuple[str, str], list[float]] = {}
-        run_ids: list[str] = []
+        candidates = []
         for summary in found:
             run = store.load(summary.info.run_id)
             if run.git_dirty or not run.complete or run.is_imported or run.purpose not in ("", PURPOSE_BISECT):
                 continue
-            if run.fingerprint != self.fingerprint:
-                continue
-            own = values_of(run, self.metric, self.expected)
+            if run.fingerprint == self.fingerprint and values_of(run, self.metric, self.expected):
+                candidates.append(run)
+        if not candidates:
+            return {}, []
+        try:
+            code = self.code_at(commit)
+        except CannotEvaluate as exc:
+            self.notify(f"{commit.short}: stored runs not reused, the code versions at this commit are unknown ({exc})")
+            return {}, []
+        values: dict[tuple[str, str], list[float]] = {}
+        run_ids: list[str] = []
+        for run in candidates:
+            own = values_of(run, self.metric, self.expected, code)
             if not own:
+                self.notify(f"{commit.short}: stored run {run.run_id[:8]} not reused, its code versions differ")
                 continue
             self._declared(run)
             for case, numbers in own.items():
@@ -231,33 +251,39 @@ class Evaluator:
             run_ids.append(run.run_id)
         return values, run_ids
 
+    def _child(self, checkout: Path, commit: Commit, *extra: str) -> subprocess.CompletedProcess[str]:
+        """``python -m harness.run.bisect`` on this bisect's suite with ``checkout`` (the worktree of ``commit``)
+        first on the import path, after ``--install-cmd``; its own process group, ended whole on timeout."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = import_path(checkout, self.repo)
+        env.pop("PYTHONSAFEPATH", None)
+        if self.install_cmd:
+            self.notify(f"{commit.short}: {self.install_cmd}")
+            installed = _run_group(self.install_cmd, shell=True, cwd=checkout, env=env, timeout=self.timeout_s)
+            if installed.returncode != 0:
+                tail = (installed.stdout + installed.stderr).strip()[-_TAIL:]
+                raise CannotEvaluate(f"--install-cmd failed with exit {installed.returncode}: {tail}")
+        command = [sys.executable, "-m", "harness.run.bisect", str(self.suite_path), "--repo", str(checkout),
+                   "--profile", self.profile, "--tracking-uri", self.tracking_uri,
+                   "--results-dir", str(self.results_dir / "bisect"), *extra]  # fmt: skip
+        for flag, given in (("--only", self.only), ("-p", self.modules), ("--set", self.overrides)):
+            for value in given:
+                command += [flag, value]
+        return _run_group(command, cwd=checkout, env=env, timeout=self.timeout_s)
+
+    def code_at(self, commit: Commit) -> dict[CellSlot, dict[str, str]]:
+        """The code versions of the selected cells at ``commit``: the suite expanded, nothing run."""
+        with worktree(self.repo, commit) as checkout:
+            done = self._child(checkout, commit, "--code-versions")
+        result = _child_result(done.stdout)
+        if result is None or not isinstance(result.get("code_versions"), list):
+            raise CannotEvaluate(f"exit {done.returncode}: {_what_went_wrong(done.stderr)}")
+        return {(alg, env, seed): versions for alg, env, seed, versions in result["code_versions"]}
+
     def run(self, commit: Commit) -> tuple[dict[tuple[str, str], list[float]], str]:
         """One run of the selected cells at ``commit``, recorded in MLflow: (values by case, run id)."""
         with worktree(self.repo, commit) as checkout:
-            env = dict(os.environ)
-            env["PYTHONPATH"] = import_path(checkout, self.repo)
-            env.pop("PYTHONSAFEPATH", None)
-            if self.install_cmd:
-                self.notify(f"{commit.short}: {self.install_cmd}")
-                installed = subprocess.run(
-                    self.install_cmd, shell=True, cwd=checkout, env=env, capture_output=True, text=True,
-                    timeout=self.timeout_s, check=False,
-                )  # fmt: skip
-                if installed.returncode != 0:
-                    tail = (installed.stdout + installed.stderr).strip()[-_TAIL:]
-                    raise CannotEvaluate(f"--install-cmd failed with exit {installed.returncode}: {tail}")
-            command = [sys.executable, "-m", "harness.run.bisect", str(self.suite_path), "--repo", str(checkout),
-                       "--profile", self.profile, "--tracking-uri", self.tracking_uri,
-                       "--results-dir", str(self.results_dir / "bisect")]  # fmt: skip
-            for flag, given in (("--only", self.only), ("-p", self.modules), ("--set", self.overrides)):
-                for value in given:
-                    command += [flag, value]
-            try:
-                done = subprocess.run(
-                    command, cwd=checkout, env=env, capture_output=True, text=True, timeout=self.timeout_s, check=False
-                )
-            except subprocess.TimeoutExpired:
-                raise CannotEvaluate(f"the run took longer than {self.timeout_s:g} s") from None
+            done = self._child(checkout, commit)
         result = _child_result(done.stdout)
         if result is None or not result.get("run_id"):
             raise CannotEvaluate(f"the run stopped with exit {done.returncode}: {_what_went_wrong(done.stderr)}")
@@ -288,6 +314,23 @@ def _what_went_wrong(stderr: str) -> str:
     return " | ".join(told or lines[-5:])[-_TAIL:] or "no output"
 
 
+def _run_group(command: Any, *, timeout: float | None, **options: Any) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a new process group, the whole group killed on timeout: a run's workers and an
+    install's compilers do not outlive the evaluation that gave up on them."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, **options
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            stopped = "stopped, with every process it started"
+            raise CannotEvaluate(f"it took longer than {timeout:g} s ({stopped})") from None
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def _child_result(stdout: str) -> dict[str, Any] | None:
     for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_MARKER):
@@ -308,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.record import PURPOSE_BISECT
     from harness.run.discovery import resolve_suite
     from harness.run.runner import RunOptions, run_suite
+    from harness.run.selection import select_cells
 
     parser = argparse.ArgumentParser(prog="python -m harness.run.bisect", description=main.__doc__)
     parser.add_argument("suite")
@@ -318,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[])
     parser.add_argument("-p", dest="modules", action="append", default=[])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--code-versions", action="store_true", help="print the selected cells' code versions")
     args = parser.parse_args(argv)
 
     def say(message: str) -> None:
@@ -329,6 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"plugin problem: {problem}")
     try:
         suite = resolve_suite(args.suite, registry)
+        if args.code_versions:
+            _, cells = suite.expand(registry, args.profile, tuple(args.overrides))
+            selected = select_cells(cells, tuple(args.only), str(suite.path))
+            versions = [[c.algorithm_label, c.environment_label, c.seed, c.code_versions] for c in selected]
+            print(RESULT_MARKER + json.dumps({"code_versions": versions, "problems": problems}), flush=True)
+            return 0
         options = RunOptions(
             profile=args.profile, tracking_uri=args.tracking_uri, results_dir=args.results_dir, resume=False,
             overrides=tuple(args.overrides), only=tuple(args.only), repository=args.repo, purpose=PURPOSE_BISECT,

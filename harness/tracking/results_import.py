@@ -28,6 +28,7 @@ from harness.errors import BadInput
 from harness.record import STATUSES, MetricDeclaration, is_bool, name_problem
 from harness.tracking.table_schema import PARAM_PREFIX, REQUIRED_COLUMNS, typed_param
 from harness.tracking.writer import CellToWrite
+from harness.untrusted import visible
 
 FILE_FORMATS = ("csv", "parquet", "json")
 DEFAULT_PROFILE = "reported"
@@ -483,7 +484,7 @@ def import_results(
     while being written is removed with the runs this call wrote before it."""
     from mlflow.tracking import MlflowClient
 
-    from harness.tracking.writer import _delete_runs, write_suite_run
+    from harness.tracking.writer import delete_suite_run, write_suite_run
 
     planned = plan_import(
         path, suite=suite, profile=profile, source=source, declarations=declarations,
@@ -491,6 +492,7 @@ def import_results(
     )  # fmt: skip
     client = MlflowClient(tracking_uri=tracking_uri)
     written: list[tuple[str, PlannedRun]] = []
+    run = None
     try:
         for run in planned:
             run_id = write_suite_run(
@@ -500,7 +502,19 @@ def import_results(
                 extra_tags={"imported_from_run": run.original_run_id} if run.original_run_id else None,
             )  # fmt: skip
             written.append((run_id, run))
-    except BaseException:
-        _delete_runs(client, [run_id for run_id, _ in written])
-        raise
+    except BaseException as exc:
+        for run_id, _ in reversed(written):  # each with its cell runs: nothing is half-imported
+            delete_suite_run(client, run_id)
+        if not isinstance(exc, Exception) or run is None:
+            raise
+        undone = f" (the {len(written)} run(s) written before it were removed)" if written else ""
+        hint = (
+            "; its experiment was deleted: restore it (`mlflow experiments restore`) or import under another --suite"
+            if "deleted" in str(exc)
+            else ""
+        )
+        raise BadInput(
+            f"{path}: the store refused suite {run.suite!r} ({run.profile}): {visible(exc)}; nothing was "
+            f"imported{undone}{hint}"
+        ) from exc
     return written

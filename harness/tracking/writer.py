@@ -173,6 +173,27 @@ def write_suite_run(
     return parent
 
 
+def delete_suite_run(client: Any, parent_run_id: str) -> None:
+    """Remove a suite run written by :func:`write_suite_run`: its cell runs, then the parent (the undo of an
+    import that failed after this run was written; readers never see deleted runs)."""
+    try:
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        cells: list[str] = []
+        token = None
+        while True:
+            page = client.search_runs(
+                [experiment_id], f"tags.`{layout.MLFLOW_PARENT}` = '{parent_run_id}'", max_results=5000,
+                page_token=token,
+            )  # fmt: skip
+            cells += [run.info.run_id for run in page]
+            token = page.token
+            if not token:
+                break
+    except Exception:  # a store that is gone keeps them; the original error is what the user must hear about
+        cells = []
+    _delete_runs(client, [parent_run_id, *cells])
+
+
 def _delete_runs(client: Any, run_ids: Sequence[str]) -> None:
     """Remove a half-written suite run (readers never see deleted runs); a store that is gone keeps them, and
     the parent is still ``running``, which readers skip."""
