@@ -119,18 +119,23 @@ def test_bisect_names_the_commit_of_a_slowdown_within_the_bound_reusing_nightly_
     reused = {row["sha"] for row in found["evaluated"] if row["reused_runs"]}
     assert {shas[5], shas[11]} <= reused
     assert found["clean_step"] is True and found["confidence"] > 0.8
+    # The noise behind that confidence: the seeds' spread, and whether the drift of whole runs was measured.
+    assert set(found["noise"]) == {"work/bench"} and found["noise"]["work/bench"]["within_run_sd"] > 0
+    assert found["drift_measured"] == found["noise"]["work/bench"]["drift_measured"]
     effect = found["effect"]
     assert 0.1 < effect["relative_change"] < 0.35 and effect["low"] <= effect["relative_change"] <= effect["high"]
     assert effect["low"] > 0
 
     # The whole range of 16 commits, as text: commit 11 within ceil(log2(15)) + 2 = 6 evaluations, reusing the
     # nights and the alert's bisect (its runs are stored with their commits).
-    whole = bisect(project, "--good", shas[0][:9], "--bad", "HEAD")
+    # With --measure-drift the good and bad commits are measured in two runs each (2 more evaluations at most).
+    whole = bisect(project, "--good", shas[0][:9], "--bad", "HEAD", "--measure-drift")
     assert whole.returncode == 0, whole.stdout + whole.stderr
     assert f"first bad commit: {shas[10]} commit 11" in whole.stdout
     assert "a clean step" in whole.stdout
     made = int(whole.stdout.split("evaluated (")[1].split(" run(s)")[0])
-    assert made <= 6
+    assert made <= 6 + 2 and "a clean step needs at most 8" in whole.stdout
+    assert "no commit was measured in two runs" not in whole.stdout
     assert "reusing stored run" in whole.stderr
 
     # The user's checkout was never touched, no worktree was left behind, and no bisect run became a night.
@@ -234,7 +239,7 @@ def search(levels: list[float], *, noise: float = 0.01, broken: frozenset[int] =
             raise CannotEvaluate("does not import")
         return {CASE: [levels[index + 1] + d for d in spread]}, f"run{len(measured)}"
 
-    return Search(len(levels) - 1, measure, lambda index: ({}, []), threshold=0.05, repeats=repeats), measured
+    return Search(len(levels) - 1, measure, lambda index: ([], []), threshold=0.05, repeats=repeats), measured
 
 
 def test_a_clean_step_is_found_within_the_bound():
@@ -290,3 +295,46 @@ def test_a_stored_run_is_reused_only_with_every_selected_cell_and_the_same_param
     assert values_of(same, "wall_time_s", expected, code) == {CASE: [1.0, 1.1]}
     same.ok_cells[1].code_versions = {"algorithm": "a1", "environment": "e2"}
     assert values_of(same, "wall_time_s", expected, code) is None
+
+
+def test_the_drift_of_whole_runs_is_estimated_beside_the_seeds_spread():
+    from harness.analysis.bisect import CommitLevel, pooled_noise
+
+    level = CommitLevel(0)
+    level.add({CASE: [1.00, 1.01, 0.99]})
+    level.add({CASE: [1.10, 1.11, 1.09]})  # the same commit, the next run: 10% away, far beyond the seeds
+    noise = pooled_noise([level], CASE)
+    assert noise.within == pytest.approx(0.01) and noise.freedom == 4 and noise.between_freedom == 1
+    # Run means 1.00 and 1.10: mean square 0.005, of which the seeds explain 0.01^2 / 3.
+    assert noise.between == pytest.approx(math.sqrt(0.005 - 0.0001 / 3))
+    assert noise.variance_of_mean(level, CASE) == pytest.approx(0.0001 / 6 + noise.between**2 / 2)
+    steady = CommitLevel(1)
+    steady.add({CASE: [1.0, 1.01, 0.99]})
+    steady.add({CASE: [1.0, 1.01, 0.99]})
+    assert pooled_noise([steady], CASE).between == 0.0  # runs that agree: no drift beyond the seeds
+
+
+def test_a_confidence_counts_the_drift_of_runs_once_it_is_measured():
+    from itertools import cycle
+
+    levels = [1.0] * 5 + [1.2] * 5  # commit 5 (index 4) is the first bad one
+    spread = [-0.001, 0.0, 0.001]  # seeds agree to 0.1%; whole runs land 5% high or low
+
+    def run(measure_drift: bool) -> tuple:
+        drift = cycle([0.05, -0.05, 0.0])
+
+        def measure(index: int) -> tuple[dict, str]:
+            offset = next(drift)
+            return {CASE: [levels[index + 1] * (1 + offset) + d for d in spread]}, "run"
+
+        found = Search(len(levels) - 1, measure, lambda index: ([], []), threshold=0.05, measure_drift=measure_drift)
+        return found, found.run()
+
+    _, seeds_only = run(measure_drift=False)
+    assert seeds_only.first_bad == 4 and not seeds_only.drift_measured
+    assert seeds_only.confidence > 0.999  # what the seeds alone claim
+    search_with_drift, with_drift = run(measure_drift=True)
+    assert with_drift.first_bad == 4 and with_drift.drift_measured
+    assert search_with_drift.levels[-1].evaluations == 2 and search_with_drift.levels[8].evaluations == 2
+    assert with_drift.noise[CASE].between > 0.04
+    assert with_drift.confidence < 0.99  # the same answer, no longer claimed as certain

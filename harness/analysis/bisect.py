@@ -4,20 +4,30 @@ Measurements are the selected cells' metric values of one commit, grouped by cas
 labels): ``{case: [value, ...]}``, one value per seed and evaluation. Nothing here runs code or reads MLflow:
 the caller hands in a ``measure`` function (:class:`Search`), so the rule is tested on hand-made numbers.
 
-**The noise.** Per case, the pooled within-commit standard deviation ``s`` of every commit measured so far
-(each commit's values around its own mean; degrees of freedom ``sum(n_i - 1)``). Seeds of one commit are
-repeats of one measurement, so ``s`` is the metric's noise; pooling across commits makes it sharper with every
-evaluation. A metric with no spread (a deterministic score) has ``s = 0`` and every decision is certain.
+**The noise** has two parts, per case (:class:`Noise`), both pooled over every commit measured so far:
 
-**Did anything change?** Per case, the good and bad means differ when a Student t-test with the pooled noise
+* the spread of seeds within one run, ``s_w``: each run's values around their own mean, degrees of freedom
+  ``sum(n_run - 1)``;
+* the drift of whole runs, ``s_b``: how far the means of two runs of the *same* commit differ beyond what
+  their seeds' spread explains (a one-way random-effects ANOVA: ``s_b^2 = max(0, MS_between - s_w^2 / n)``,
+  from the commits measured in two runs or more). A timing shifts with the machine's state from one run to
+  the next; seeds of one run do not see that, so a confidence from ``s_w`` alone would be overstated.
+
+A commit's mean over ``k`` runs of ``n`` values in all then has variance ``s_w^2 / n + s_b^2 / k``. Until some
+commit is measured twice (a repeat, two stored nights of one commit, or ``measure_drift``: the good and bad
+commits in two runs each before the search), ``s_b`` is unknown and taken as 0: the result says so
+(``drift_measured: false``). A metric with no spread (a deterministic score) has no noise and every decision is certain.
+
+**Did anything change?** Per case, the good and bad means differ when a Student t-test with that noise
 gives ``p < alpha`` *and* the relative change is at least the metric's threshold (the same bar an alert
 crosses). No case changed: :class:`Undecided` "no change between good and bad", never a commit.
 
 **Where does a commit stand?** Its position ``t = (mean - good) / (bad - good)`` per changed case (0: the good
-level, 1: the bad level), with standard error ``s / |bad - good| * sqrt(1/n + (1-t)^2/n_good + t^2/n_bad)``,
-combined over cases by inverse variance. The commit is *bad* when ``t > 1/2`` (closer to the bad level), *good*
-otherwise; the decision's confidence is ``Phi(|t - 1/2| / se)``. Below :data:`CONFIDENT` the commit is measured
-again (up to ``repeats`` evaluations) before the decision is taken, and the confidence is reported either way.
+level, 1: the bad level), with standard error ``sqrt(v + (1-t)^2 v_good + t^2 v_bad) / |bad - good|`` (``v``
+the variance of each commit's mean), combined over cases by inverse variance. The commit is *bad* when
+``t > 1/2`` (closer to the bad level), *good* otherwise; the decision's confidence is ``Phi(|t - 1/2| / se)``.
+Below :data:`CONFIDENT` the commit is measured again (up to ``repeats`` evaluations) before the decision is
+taken, and the confidence is reported either way.
 A commit whose level is at least :data:`INTERMEDIATE` away from both and significantly different from both is
 *intermediate*: the change is not one clean step.
 
@@ -55,14 +65,19 @@ class CommitLevel:
 
     index: int  # -1: the good commit; 0..n-1: the commits after it, the last one the bad commit
     values: Values = field(default_factory=dict)
+    #: The same values, one list per run (an evaluation, or one stored run): what the drift is measured from.
+    runs: dict[Case, list[list[float]]] = field(default_factory=dict)
     evaluations: int = 0  # runs made by this bisect
     run_ids: list[str] = field(default_factory=list)  # runs made by this bisect
     reused_run_ids: list[str] = field(default_factory=list)  # stored runs of this exact commit
     problem: str = ""  # why it cannot be evaluated ("" when it can)
 
     def add(self, values: Values) -> None:
+        """Add one run's values."""
         for case, numbers in values.items():
-            self.values.setdefault(case, []).extend(numbers)
+            if numbers:
+                self.values.setdefault(case, []).extend(numbers)
+                self.runs.setdefault(case, []).append(list(numbers))
 
     def mean(self, case: Case) -> float:
         numbers = self.values.get(case, [])
@@ -128,33 +143,79 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def pooled_noise(levels: Sequence[CommitLevel], case: Case) -> tuple[float, int]:
-    """(pooled within-commit standard deviation, degrees of freedom) of a case over the measured commits."""
-    squares = 0.0
-    freedom = 0
+@dataclass(frozen=True)
+class Noise:
+    """A case's noise (see the module docstring): the spread of seeds within a run and the drift of runs."""
+
+    within: float  # s_w; nan when no run has two values
+    freedom: int  # degrees of freedom of s_w
+    between: float = 0.0  # s_b; 0 when not measured or not above what the seeds explain
+    between_freedom: int = 0  # sum(runs - 1) over commits measured in two runs or more; 0: drift not measured
+
+    @property
+    def known(self) -> bool:
+        return self.freedom > 0 or self.between_freedom > 0
+
+    @property
+    def test_freedom(self) -> int:
+        """Degrees of freedom of a t-test on this noise: the seeds' (or, with one value per run, the runs')."""
+        return self.freedom or self.between_freedom
+
+    def variance_of_mean(self, level: CommitLevel, case: Case) -> float:
+        runs = [run for run in level.runs.get(case, []) if run]
+        values = sum(len(run) for run in runs)
+        if not values:
+            return math.nan
+        within = 0.0 if math.isnan(self.within) else self.within**2
+        return within / values + self.between**2 / len(runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "within_run_sd": _number(self.within),
+            "between_runs_sd": _number(self.between),
+            "drift_measured": self.between_freedom > 0,
+        }
+
+
+def pooled_noise(levels: Sequence[CommitLevel], case: Case) -> Noise:
+    """The noise of a case over the measured commits (see the module docstring)."""
+    squares, freedom = 0.0, 0
+    run_squares, run_freedom = 0.0, 0
+    sizes: list[int] = []
     for level in levels:
-        numbers = level.values.get(case, [])
-        if len(numbers) < 2:
-            continue
-        mean = sum(numbers) / len(numbers)
-        squares += sum((x - mean) ** 2 for x in numbers)
-        freedom += len(numbers) - 1
-    return (math.sqrt(squares / freedom), freedom) if freedom else (math.nan, 0)
+        runs = [run for run in level.runs.get(case, []) if run]
+        means = [sum(run) / len(run) for run in runs]
+        for run, mean in zip(runs, means, strict=True):
+            squares += sum((x - mean) ** 2 for x in run)
+            freedom += len(run) - 1
+            sizes.append(len(run))
+        if len(runs) >= 2:
+            grand = sum(means) / len(means)
+            run_squares += sum((mean - grand) ** 2 for mean in means)
+            run_freedom += len(runs) - 1
+    within = math.sqrt(squares / freedom) if freedom else math.nan
+    between = 0.0
+    if run_freedom:
+        # A run's mean varies by s_b^2 + s_w^2 / n; n the runs' size (harmonic mean, for unequal seed counts).
+        size = len(sizes) / sum(1 / n for n in sizes)
+        explained = within**2 / size if freedom else 0.0
+        between = math.sqrt(max(0.0, run_squares / run_freedom - explained))
+    return Noise(within, freedom, between, run_freedom)
 
 
 def case_change(
-    before: CommitLevel, after: CommitLevel, case: Case, noise: tuple[float, int], threshold: float, alpha: float
+    before: CommitLevel, after: CommitLevel, case: Case, noise: Noise, threshold: float, alpha: float
 ) -> CaseChange:
     """The relative change of ``case`` from ``before`` to ``after``: a t-interval and p-value on the pooled noise."""
     from scipy.stats import t as student
 
     a, b = before.values.get(case, []), after.values.get(case, [])
     mean_a, mean_b = before.mean(case), after.mean(case)
-    s, freedom = noise
+    freedom = noise.test_freedom
     relative = (mean_b - mean_a) / abs(mean_a) if mean_a else math.nan
     if not a or not b or not freedom or math.isnan(relative):
         return CaseChange(case, mean_a, mean_b, relative, math.nan, math.nan, math.nan, False)
-    se = s * math.sqrt(1 / len(a) + 1 / len(b))
+    se = math.sqrt(noise.variance_of_mean(before, case) + noise.variance_of_mean(after, case))
     if se == 0:
         p_value = 1.0 if mean_a == mean_b else 0.0
         low = high = relative
@@ -168,18 +229,18 @@ def case_change(
 
 
 def position(level: CommitLevel, good: CommitLevel, bad: CommitLevel, cases: Sequence[Case],
-             noise: dict[Case, tuple[float, int]]) -> Position:  # fmt: skip
+             noise: dict[Case, Noise]) -> Position:  # fmt: skip
     """Where ``level`` stands between ``good`` (0) and ``bad`` (1), over the changed cases."""
     weighted = weights = 0.0
     parts: list[tuple[float, float]] = []
     for case in cases:
-        n, n_good, n_bad = (len(x.values.get(case, [])) for x in (level, good, bad))
         delta = bad.mean(case) - good.mean(case)
-        if not n or not delta:
+        if not level.values.get(case) or not delta:
             continue
         t = (level.mean(case) - good.mean(case)) / delta
-        s = noise[case][0]
-        se = 0.0 if math.isnan(s) else s / abs(delta) * math.sqrt(1 / n + (1 - t) ** 2 / n_good + t**2 / n_bad)
+        v, v_good, v_bad = (noise[case].variance_of_mean(x, case) for x in (level, good, bad))
+        variance = v + (1 - t) ** 2 * v_good + t**2 * v_bad
+        se = 0.0 if math.isnan(variance) else math.sqrt(variance) / abs(delta)
         parts.append((t, se))
     if not parts:
         return Position(math.nan, math.nan, False)
@@ -209,6 +270,12 @@ class Outcome:
     clean_step: bool
     step_fraction: float
     confidence: float
+    noise: dict[Case, Noise] = field(default_factory=dict)
+
+    @property
+    def drift_measured(self) -> bool:
+        """Whether the run-to-run drift is part of the confidence (some commit was measured in two runs)."""
+        return all(noise.between_freedom > 0 for noise in self.noise.values())
 
     @property
     def evaluations(self) -> int:
@@ -221,18 +288,19 @@ class Search:
     ``count`` commits follow the good one, the last being the bad one; ``measure(index)`` runs one more
     evaluation of the commit at ``index`` (-1: the good commit) and returns its values, or raises
     :class:`CannotEvaluate` when that commit cannot be measured. ``stored(index)`` gives the values of runs
-    already stored for that commit (reused, no evaluation), with their run ids.
+    already stored for that commit (reused, no evaluation), one :data:`Values` per run, with their run ids.
     """
 
     def __init__(
         self,
         count: int,
         measure: Callable[[int], tuple[Values, str]],
-        stored: Callable[[int], tuple[Values, list[str]]],
+        stored: Callable[[int], tuple[Sequence[Values], list[str]]],
         *,
         threshold: float | Callable[[], float],
         repeats: int = 3,
         alpha: float = 0.05,
+        measure_drift: bool = False,
         notify: Callable[[str], None] = lambda message: None,
         name: Callable[[int], str] = str,
     ) -> None:
@@ -242,6 +310,7 @@ class Search:
         self._threshold = threshold
         self.repeats = max(1, repeats)
         self.alpha = alpha
+        self.measure_drift = measure_drift
         self.notify = notify
         self.name = name
         self.levels: dict[int, CommitLevel] = {}
@@ -254,9 +323,10 @@ class Search:
         level = self.levels.get(index)
         if level is None:
             level = self.levels[index] = CommitLevel(index)
-            values, run_ids = self._stored(index)
-            if values:
-                level.add(values)
+            runs, run_ids = self._stored(index)
+            if runs:
+                for stored in runs:
+                    level.add(stored)
                 level.reused_run_ids = list(run_ids)
                 self.notify(f"{self.name(index)}: reusing stored run(s) {', '.join(r[:8] for r in run_ids)}")
         while not level.problem and level.evaluations + bool(level.reused_run_ids) < at_least:
@@ -271,7 +341,7 @@ class Search:
             level.add(values)
         return level
 
-    def noise(self) -> dict[Case, tuple[float, int]]:
+    def noise(self) -> dict[Case, Noise]:
         measured = [level for level in self.levels.values() if not level.problem]
         return {case: pooled_noise(measured, case) for case in self.cases}
 
@@ -303,6 +373,10 @@ class Search:
         if good.problem:
             raise Undecided(f"the good commit {self.name(-1)} cannot be evaluated: {good.problem}")
         bad = self.level(self.count - 1)
+        if self.measure_drift:  # two runs of a commit show how far whole runs drift (stored runs count)
+            for level in (good, bad):
+                if not level.problem and min(map(len, level.runs.values()), default=0) < 2:
+                    self.level(level.index, at_least=level.evaluations + bool(level.reused_run_ids) + 1)
         if bad.problem:
             raise Undecided(f"the bad commit {self.name(self.count - 1)} cannot be evaluated: {bad.problem}")
         cases = sorted(set(good.values) & set(bad.values))
@@ -315,7 +389,7 @@ class Search:
             )
         self.cases = cases
         # Noise needs two values of a case at some commit: one seed a commit is measured again.
-        while any(freedom == 0 for _, freedom in self.noise().values()):
+        while any(not noise.known for noise in self.noise().values()):
             more = max(good.evaluations, bad.evaluations) + 1 + bool(good.reused_run_ids or bad.reused_run_ids)
             if more > self.repeats:
                 raise Undecided(
@@ -406,6 +480,7 @@ class Search:
             clean_step=fraction >= CLEAN_STEP and not intermediate,
             step_fraction=fraction,
             confidence=confidence,
+            noise={case: noise[case] for case in self.cases},
         )
 
 

@@ -102,6 +102,11 @@ def _declared_metrics(suite: Any) -> set[str]:
     help="Most evaluations of one commit: a commit whose level is too close to call is measured again, up to this.",
 )  # fmt: skip
 @click.option(
+    "--measure-drift", is_flag=True,
+    help="Measure the good and bad commits in two runs each before the search (up to 2 more evaluations; stored "
+    "runs count), so the confidence includes how far whole runs drift, not only the seeds' spread. For timings.",
+)  # fmt: skip
+@click.option(
     "--install-cmd", metavar="CMD",
     help="Run CMD (a shell command) in each commit's worktree before measuring it, for code that needs a build, "
     "e.g. 'pip install -e .'. It installs into the current environment: the last commit evaluated stays installed.",
@@ -131,6 +136,7 @@ def bisect(
     only: tuple[str, ...],
     profile: str | None,
     repeats: int,
+    measure_drift: bool,
     install_cmd: str | None,
     modules: tuple[str, ...],
     overrides: tuple[str, ...],
@@ -229,13 +235,14 @@ def bisect(
         return evaluator.declared_threshold if evaluator.declared_threshold is not None else 0.05
 
     bound = math.ceil(math.log2(len(commits))) + 2 if len(commits) > 1 else 2
+    bound += 2 if measure_drift else 0  # the second run of good and of bad
     _say(
         f"{len(commits)} commit(s) after {good_commit.short} up to {bad_commit.short}; a clean step takes at most "
         f"{bound} evaluations"
     )
     search = Search(
         len(commits), measure, lambda index: evaluator.stored(commit_at(index)), threshold=declared_threshold,
-        repeats=repeats, alpha=alpha, notify=_say, name=name,
+        repeats=repeats, alpha=alpha, measure_drift=measure_drift, notify=_say, name=name,
     )  # fmt: skip
     try:
         outcome = search.run()
@@ -303,6 +310,8 @@ def _result(outcome: Any, commits: list[Any], commit_at: Any, metric: str, bound
         "clean_step": outcome.clean_step,
         "step_fraction": round(outcome.step_fraction, 4),
         "confidence": round(outcome.confidence, 4),
+        "noise": {f"{a}/{e}": noise.to_dict() for (a, e), noise in sorted(outcome.noise.items())},
+        "drift_measured": outcome.drift_measured,
         "commits": len(commits),
         "evaluations": outcome.evaluations,
         "evaluation_bound": bound,
@@ -333,6 +342,11 @@ def _print(result: dict[str, Any]) -> None:
             "evaluated commits below (0 good, 1 bad): look for a second step or a drift"
         )
     lines.append(f"  confidence of the decisions together: {result['confidence']:.1%}")
+    if not result["drift_measured"]:
+        lines.append(
+            "  (no commit was measured in two runs, so that confidence counts the seeds' spread, not how far whole "
+            "runs drift: for a timing, rerun with --measure-drift; the runs made here are reused)"
+        )
     if result["confidence"] < 0.8:
         lines.append(
             "  LOW CONFIDENCE: the metric is noisy at this size of change; measure the commits around it again "

@@ -212,10 +212,11 @@ class Evaluator:
 
         return RunStore(self.tracking_uri)
 
-    def stored(self, commit: Commit) -> tuple[dict[tuple[str, str], list[float]], list[str]]:
-        """Values of the stored runs this bisect may reuse for ``commit`` (see the module docstring)."""
+    def stored(self, commit: Commit) -> tuple[list[dict[tuple[str, str], list[float]]], list[str]]:
+        """Values of the stored runs this bisect may reuse for ``commit``, one dict per run, with their run ids
+        (see the module docstring)."""
         if not self.reuse or not self.expected:
-            return {}, []
+            return [], []
         from harness.record import PURPOSE_BISECT
         from harness.tracking import layout
 
@@ -223,7 +224,7 @@ class Evaluator:
             store = self._store()
             found = store.suite_runs(self.suite, self.profile, layout.tag_filter(layout.GIT_COMMIT, commit.sha))
         except BadInput:
-            return {}, []  # no store or no run of this suite yet
+            return [], []  # no store or no run of this suite yet
         candidates = []
         for summary in found:
             run = store.load(summary.info.run_id)
@@ -232,13 +233,13 @@ class Evaluator:
             if run.fingerprint == self.fingerprint and values_of(run, self.metric, self.expected):
                 candidates.append(run)
         if not candidates:
-            return {}, []
+            return [], []
         try:
             code = self.code_at(commit)
         except CannotEvaluate as exc:
             self.notify(f"{commit.short}: stored runs not reused, the code versions at this commit are unknown ({exc})")
-            return {}, []
-        values: dict[tuple[str, str], list[float]] = {}
+            return [], []
+        runs: list[dict[tuple[str, str], list[float]]] = []
         run_ids: list[str] = []
         for run in candidates:
             own = values_of(run, self.metric, self.expected, code)
@@ -246,10 +247,9 @@ class Evaluator:
                 self.notify(f"{commit.short}: stored run {run.run_id[:8]} not reused, its code versions differ")
                 continue
             self._declared(run)
-            for case, numbers in own.items():
-                values.setdefault(case, []).extend(numbers)
+            runs.append(own)
             run_ids.append(run.run_id)
-        return values, run_ids
+        return runs, run_ids
 
     def _child(self, checkout: Path, commit: Commit, *extra: str) -> subprocess.CompletedProcess[str]:
         """``python -m harness.run.bisect`` on this bisect's suite with ``checkout`` (the worktree of ``commit``)
