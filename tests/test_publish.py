@@ -92,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
         commits[name] = commit(repo, seconds, 1.0, name)
         night = harness(project, "nightly", "toy.toml", "--promote")
         assert night.returncode == (1 if name == "slow" else 0), night.stdout + night.stderr
-    published = harness(project, "publish", "--out", "site", "--json")
+    published = harness(project, "publish", "--out", "site", "--json", "--mlflow-url", "http://127.0.0.1:5000/")
     assert published.returncode == 0, published.stdout + published.stderr
     return project / "site", commits
 
@@ -118,8 +118,13 @@ def test_publish_shows_the_change_at_its_commit_range_with_its_alert(site: tuple
     wall = next(s for s in data["series"] if s["metric"] == "wall_time_s")
     assert [mark["index"] for mark in wall["alerts"] if mark["state"] == "open"] == [2]
     assert len(wall["values"]) == len(wall["half"]) == 5 and all(half > 0 for half in wall["half"])
-    # Each night's report is archived and linked.
-    assert all((out / night["link"]).is_file() for night in data["nights"])
+    # Each night's report is archived and linked; given --mlflow-url, its MLflow run too (in the nights table).
+    assert all((out / night["link"]).is_file() and night["link"] == night["report"] for night in data["nights"])
+    for night in data["nights"]:
+        assert re.fullmatch(rf"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/{night['run']}", night["mlflow"])
+    table = page.read_text().split('<details id="nights">')[1].split("</details>")[0]
+    assert table.count("<tr>") == 1 + 5 and table.count(">report</a>") == 5
+    assert all(f'href="{night["mlflow"]}"' in table for night in data["nights"])
 
 
 @pytest.mark.slow

@@ -681,7 +681,8 @@ def alerts(
 )
 @click.option(
     "--mlflow-url",
-    help="The tracking server's UI address: points link to their MLflow run where no report is archived.",
+    help="The tracking server's UI address (e.g. https://mlflow.example.org): each night links to its MLflow run "
+    "in the nights table, and a point opens it where no report is archived.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the pages written, their sizes and the histories as JSON.")
 @_store_options

@@ -9,7 +9,8 @@ show histories on a server. This site needs no server and works offline (one sha
   width of its 95% interval (t·sd/√n over seeds, 3 digits), the change points
   (:func:`harness.analysis.stats.detect_change_points`, with their size and interval) and the alerts marked;
   hover shows night, commit, value, interval and seeds, a click opens the night's archived report (or its
-  MLflow run, given ``--mlflow-url``); filters by algorithm, environment and metric;
+  MLflow run, given ``--mlflow-url``); a table of the nights links each to both; filters by algorithm,
+  environment and metric;
 * ``regressions.html``: every alert with its size and interval, the commit range where it appeared (the
   previous night's commit to the night's), when it was first seen, its state (open, fixed, accepted with
   the reason) and the ``harness bisect`` command that finds the commit;
@@ -136,12 +137,14 @@ def _short(commit: str | None) -> str:
     return (commit or "no commit")[:10]
 
 
-def _night_link(night: Night, archived: set[str], mlflow_url: str | None) -> str:
-    if night.run.run_id in archived:
-        return f"{NIGHTS}/{night.run.run_id}/index.html"
-    if mlflow_url:
-        return f"{mlflow_url.rstrip('/')}/#/experiments/{night.run.experiment_id}/runs/{night.run.run_id}"
-    return ""
+def _report_link(night: Night, archived: set[str]) -> str:
+    return f"{NIGHTS}/{night.run.run_id}/index.html" if night.run.run_id in archived else ""
+
+
+def _mlflow_link(night: Night, mlflow_url: str | None) -> str:
+    if not mlflow_url:
+        return ""
+    return f"{mlflow_url.rstrip('/')}/#/experiments/{night.run.experiment_id}/runs/{night.run.run_id}"
 
 
 def _significant(value: float | None, digits: int) -> float | None:
@@ -162,7 +165,10 @@ def history_data(history: History, archived: set[str], mlflow_url: str | None) -
             "commit": _short(night.run.git_commit),
             "sha": night.run.git_commit or "",
             "dirty": night.run.git_dirty,
-            "link": _night_link(night, archived, mlflow_url),
+            # A click opens the night's archived report, else its MLflow run; the nights table offers both.
+            "link": _report_link(night, archived) or _mlflow_link(night, mlflow_url),
+            "report": _report_link(night, archived),
+            "mlflow": _mlflow_link(night, mlflow_url),
         }
         for night in nights
     ]
@@ -327,7 +333,11 @@ def publish(
         )  # fmt: skip
         data = history_data(history, archived, mlflow_url)
         html = environment.get_template(f"{SITE_TEMPLATES}/history.html.j2").render(
-            h=history, data=_json_for_script(data), generated=generated, series=len(data["series"])
+            h=history,
+            data=_json_for_script(data),
+            generated=generated,
+            series=len(data["series"]),
+            nights=data["nights"],
         )
         page.write_text(html, encoding="utf-8")
         pages.append(page)
