@@ -107,6 +107,21 @@ def git_state(directory: Path | None = None) -> tuple[str, bool]:
         return "none", False
 
 
+def git_commit_time(directory: Path, commit: str) -> float | None:
+    """The committer date of ``commit`` (seconds since the epoch) in the checkout at ``directory``; None when
+    unknown. Histories are drawn in commit order by it: a run of an old commit lands where that commit is."""
+    if not commit or commit == "none":
+        return None
+    try:
+        shown = subprocess.run(
+            ["git", "show", "-s", "--format=%ct", commit], cwd=str(directory), capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        return float(shown)
+    except (subprocess.SubprocessError, OSError, ValueError):
+        return None
+
+
 def code_under_test(explicit: Path | None, declared: Path | None, suite_folder: Path) -> tuple[Path, str, bool]:
     """(repository, commit, dirty) of the code under test: ``--repo`` when given, else the suite's declared
     ``repository``, else the suite file's checkout, else the working directory's (a suite shipped inside an

@@ -475,6 +475,9 @@ class SuiteRunRecord:
     git_dirty: bool = False
     suite_info: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
+    #: The committer date of ``git_commit`` (seconds since the epoch); None when unknown. Published histories
+    #: draw nights in commit order by it.
+    git_commit_time: float | None = None
     #: Where the results came from when not from ``harness run`` (``pytest-benchmark``); "" for own runs.
     source: str = ""
     #: Why the suite ran: "" for a run of its own, :data:`PURPOSE_CALIBRATION` for a ``harness calibrate`` repeat,
@@ -712,6 +715,8 @@ class SuiteRun:
     #: The commit of the code under test (None: not recorded) and whether its checkout had changes.
     git_commit: str | None = None
     git_dirty: bool = False
+    #: The commit's committer date (seconds since the epoch); None when not recorded (older runs, no git).
+    git_commit_time: float | None = None
     harness_version: str = ""
     plugins: dict[str, str] = field(default_factory=dict)
     is_baseline: bool = False

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from toylib_support import commit, harness, make_project
+from toylib_support import commit, git, harness, make_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -118,6 +118,13 @@ def test_publish_shows_the_change_at_its_commit_range_with_its_alert(site: tuple
     wall = next(s for s in data["series"] if s["metric"] == "wall_time_s")
     assert [mark["index"] for mark in wall["alerts"] if mark["state"] == "open"] == [2]
     assert len(wall["values"]) == len(wall["half"]) == 5 and all(half > 0 for half in wall["half"])
+    # Each night recorded its commit's date, the order the history is drawn in.
+    from harness.tracking.reader import RunStore
+
+    store = RunStore(f"sqlite:///{out.parent / 'results' / 'mlflow.db'}")
+    for night in data["nights"]:
+        committed = float(git(out.parent / "repo", "show", "-s", "--format=%ct", night["sha"]))
+        assert store.load(night["run"]).git_commit_time == committed
     # Each night's report is archived and linked; given --mlflow-url, its MLflow run too (in the nights table).
     assert all((out / night["link"]).is_file() and night["link"] == night["report"] for night in data["nights"])
     for night in data["nights"]:
@@ -153,3 +160,19 @@ def test_publish_refuses_an_unknown_suite_and_an_empty_store_says_so(tmp_path: P
     assert missing.returncode == 2 and "no suite named 'no-such-suite'" in missing.stderr
     hostile = harness(project, "publish", "../escape", "--out", "site")
     assert hostile.returncode == 2 and not (project / "escape").exists()
+
+
+def test_nights_are_drawn_in_commit_order_with_runs_of_one_commit_in_run_order():
+    from harness.record import SuiteRun
+    from harness.report.publish import in_commit_order
+
+    def run(name: str, started: int, commit_time: float | None) -> SuiteRun:
+        return SuiteRun(run_id=name, experiment_id="1", suite="s", profile="p", status="finished",
+                        start_time_ms=started * 1000, metric_info={}, thresholds={}, cells=[],
+                        git_commit=name[0] * 40, git_commit_time=commit_time)  # fmt: skip
+
+    nightly = [run("a1", 100, 90), run("b1", 200, 190), run("b2", 300, 190), run("c1", 400, 390)]
+    backfilled = run("0-old", 500, 10)  # run last, for a commit older than every night
+    older_harness = run("x-undated", 50, None)  # no recorded date: at its start time, the latest it can be
+    ordered = in_commit_order([older_harness, *nightly, backfilled])
+    assert [r.run_id for r in ordered] == ["0-old", "x-undated", "a1", "b1", "b2", "c1"]

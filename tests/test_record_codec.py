@@ -92,6 +92,7 @@ def _write(tmp_path: Path) -> tuple[str, SuiteRunRecord, list[CellResult]]:
         machine=MACHINE,
         git_commit="0123456789abcdef0123456789abcdef01234567",
         git_dirty=True,
+        git_commit_time=1_699_990_000.0,
         suite_info={
             "suite": "codec",
             "profile": "smoke",
@@ -180,6 +181,7 @@ def test_every_field_of_a_cell_and_a_suite_run_reads_back_as_written(tmp_path: P
         ),
         "git_commit": record.git_commit,
         "git_dirty": True,
+        "git_commit_time": 1_699_990_000.0,
         "harness_version": "9.9.9",
         "plugins": {"harness-rl": "1.0"},
         "is_baseline": False,

@@ -4,9 +4,9 @@ asv publishes a static site of each benchmark over commits with a regressions pa
 show histories on a server. This site needs no server and works offline (one shared ``assets/plotly.min.js``):
 
 * ``index.html``: every suite, profile and machine with its nights, last night, open alerts;
-* one page per suite, profile and machine: each case x metric as a history over nights in run order (the
-  order nightly runs follow the code's commits), with each night's mean (6 significant digits) and the half
-  width of its 95% interval (t·sd/√n over seeds, 3 digits), the change points
+* one page per suite, profile and machine: each case x metric as a history over nights in commit order
+  (:func:`in_commit_order`: by the commit's date, runs of one commit in run order), with each night's mean
+  (6 significant digits) and the half width of its 95% interval (t·sd/√n over seeds, 3 digits), the change points
   (:func:`harness.analysis.stats.detect_change_points`, with their size and interval) and the alerts marked;
   hover shows night, commit, value, interval and seeds, a click opens the night's archived report (or its
   MLflow run, given ``--mlflow-url``); a table of the nights links each to both; filters by algorithm,
@@ -77,6 +77,11 @@ class History:
     def open_alerts(self) -> list[Alert]:
         return [alert for alert in self.alerts if alert.is_open]
 
+    @property
+    def by_start(self) -> list[SuiteRun]:
+        """The runs in the order they ran (``nights`` are in commit order): first and last night are these."""
+        return sorted((night.run for night in self.nights), key=lambda run: run.start_time_ms)
+
 
 @dataclass
 class PublishedSite:
@@ -100,6 +105,18 @@ class PublishedSite:
         }  # fmt: skip
 
 
+def in_commit_order(runs: Sequence[SuiteRun]) -> list[SuiteRun]:
+    """Nights in the order of the code they measured: by the commit's date, runs of one commit in run order,
+    so a history backfilled for old commits (``harness run --repo`` at each) shows every run where its commit
+    belongs. A run without a recorded commit date (made before harness recorded it, or outside git) stands at
+    its start time: the latest its commit can be, and where a nightly run's commit is."""
+
+    def moment(run: SuiteRun) -> float:
+        return run.git_commit_time if run.git_commit_time is not None else run.start_time_ms / 1000
+
+    return sorted(runs, key=moment)  # stable: ``runs`` come in run order
+
+
 def collect(store: RunStore, suites: Sequence[str], notify: Callable[[str], None] = lambda m: None) -> list[History]:
     """Every (suite, profile, machine) history of ``suites`` (every suite in the store when empty)."""
     names = list(suites) or store.suite_names()
@@ -111,11 +128,12 @@ def collect(store: RunStore, suites: Sequence[str], notify: Callable[[str], None
         for run in runs:
             if not run.history_problem:
                 groups.setdefault((run.profile, run.fingerprint), []).append(run)
-        for (profile, fingerprint), group in sorted(groups.items()):
+        for (profile, fingerprint), runs_of_machine in sorted(groups.items()):
+            group = in_commit_order(runs_of_machine)
             notify(f"{suite}:{profile} on {fingerprint or 'an unknown machine'}: {len(group)} night(s)")
             nights = [Night(run, store.aggregates(run.run_id)) for run in group]
-            metrics = decode_metric_declarations(store.suite_info(group[-1].run_id))
-            machine = group[-1].machine_facts
+            metrics = decode_metric_declarations(store.suite_info(runs_of_machine[-1].run_id))
+            machine = runs_of_machine[-1].machine_facts
             histories.append(
                 History(
                     suite, profile, fingerprint, machine.cpu, machine.gpu, nights, metrics,
@@ -228,8 +246,10 @@ def regression_rows(histories: Iterable[History], repo_hint: str = "PATH") -> li
         order = {night.run.run_id: index for index, night in enumerate(history.nights)}
         for alert in history.alerts:
             index = order.get(alert.opened_run_id)
-            previous = history.nights[index - 1].run if index else None
-            good = (previous.git_commit if previous else None) or alert.previous_commit or alert.baseline_commit
+            # The nearest earlier night of another commit: the narrowest good end (two runs of one commit are no range).
+            earlier = [n.run.git_commit for n in history.nights[:index] if n.run.git_commit] if index else []
+            previous = next((c for c in reversed(earlier) if c != alert.opened_commit), None)
+            good = previous or alert.previous_commit or alert.baseline_commit
             bad = alert.opened_commit
             command = bisect_command(alert, good=good, repo=repo_hint) or ""
             rows.append(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import BadInput, ResultsFolderError, TrackingError
-from harness.machine import code_under_test, machine_info
+from harness.machine import code_under_test, git_commit_time, machine_info
 from harness.plugins import PluginOptions, PluginRegistry
 from harness.record import (
     DEVICES,
@@ -298,7 +298,7 @@ def run_suite(
         finished = state.finished_keys() if options.resume else set()
         todo = [cell for cell in cells if cell.key not in finished]
         machine = machine_info()
-        _, commit, dirty = code_under_test(options.repository, suite.repository, suite.path.parent)
+        repository, commit, dirty = code_under_test(options.repository, suite.repository, suite.path.parent)
         keys = [cell.key for cell in cells]
         run_record = SuiteRunRecord(
             suite=suite.name,
@@ -311,6 +311,7 @@ def run_suite(
             machine=machine,
             git_commit=commit,
             git_dirty=dirty,
+            git_commit_time=git_commit_time(repository, commit),
             suite_info=_suite_info(suite, profile, registry, cells),
             started_at=time.time(),
             purpose=options.purpose,

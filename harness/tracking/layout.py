@@ -50,6 +50,8 @@ PROFILE = "harness.profile"
 STATUS = "harness.status"
 GIT_COMMIT = "harness.git_commit"
 GIT_DIRTY = "harness.git_dirty"
+#: The commit's committer date, seconds since the epoch (parent runs; absent when unknown).
+GIT_COMMIT_TIME = "harness.git_commit_time"
 MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"
 MLFLOW_PARENT = "mlflow.parentRunId"
 FINGERPRINT = "harness.fingerprint"
@@ -193,6 +195,8 @@ def suite_run_tags(run: SuiteRunRecord) -> dict[str, str]:
         OVERRIDES: json.dumps(list(run.overrides))[:MAX_TAG_LENGTH],
         SELECTION: json.dumps(list(run.selection))[:MAX_TAG_LENGTH],
     }
+    if run.git_commit_time is not None:
+        tags[GIT_COMMIT_TIME] = f"{run.git_commit_time:.0f}"
     if run.source:
         tags[SOURCE] = run.source[:MAX_TAG_LENGTH]
     if run.purpose:
@@ -387,6 +391,7 @@ def decode_suite_run(
         machine_facts=decode_machine(tags),
         git_commit=None if commit in ("", "none") else commit,
         git_dirty=tags.get(GIT_DIRTY) == "true",
+        git_commit_time=float(tags[GIT_COMMIT_TIME]) if _finite(tags.get(GIT_COMMIT_TIME)) else None,
         harness_version=tags.get(HARNESS_VERSION, ""),
         plugins=_json_object(tags.get(PLUGINS, "")),
         is_baseline=tags.get(BASELINE) == "true",
