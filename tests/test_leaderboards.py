@@ -18,7 +18,6 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -63,16 +62,6 @@ def cells(algorithm: str, seeds: int, offset: float, rng: np.random.Generator, d
         for task in TASKS
         for seed in range(seeds)
     ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    instance = MlflowServer(tmp_path_factory.mktemp("colleague"))
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.kill()
 
 
 @pytest.fixture(scope="module")

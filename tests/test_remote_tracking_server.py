@@ -12,26 +12,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from core_support import HARNESS, MlflowServer, harness_env, load_json, mlflow_cell_runs, run_harness
 
 MLFLOW = str(Path(sys.executable).with_name("mlflow"))
 # MLflow's client retries a dead server with backoff before the harness's own retries; none here, to keep the
 # outage tests short (the behaviour is the same, only reached sooner).
 ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    instance = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.kill()
 
 
 def write_suite(directory: Path, name: str, body: str) -> Path:

@@ -5,26 +5,14 @@ per store)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from core_support import MlflowServer, harness_env, load_json, mlflow_cell_runs, run_harness
 
 from harness.tracking import layout
 
 ENV = harness_env(HARNESS_DISABLE_PLUGIN_AUTOLOAD="1", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
 BASE = ("-p", "fixture_plugin")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    instance = MlflowServer(tmp_path_factory.mktemp("mlflow-server-stores"))
-    instance.start()
-    try:
-        yield instance
-    finally:
-        instance.kill()
 
 
 def write_suite(tmp_path: Path, name: str) -> None:
