@@ -59,6 +59,11 @@ class Undecided(Exception):
     """The search cannot name a commit (no change, commits that cannot be evaluated, ...): exit 3."""
 
 
+class CannotEvaluate(Exception):
+    """This commit cannot be measured (the plugin does not import, the install failed, every selected cell
+    failed): the search skips it, as ``git bisect skip`` does."""
+
+
 @dataclass
 class CommitLevel:
     """Everything measured at one commit of the range."""
@@ -496,7 +501,3 @@ def bisect_command(alert: Any, good: str | None = None, repo: str | None = None)
              "--good", good, "--bad", alert.opened_commit, "--metric", alert.metric,
              "--only", f"algorithm={alert.algorithm},environment={alert.environment}"]  # fmt: skip
     return " ".join(shlex.quote(part) for part in parts)
-
-
-class CannotEvaluate(Exception):
-    """This commit cannot be measured (the plugin does not import, every selected cell failed)."""

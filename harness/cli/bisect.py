@@ -174,10 +174,9 @@ def bisect(
     Exit 0 found, 2 bad input, 3 cannot be decided (no change between good and bad, commits that cannot be
     evaluated): never a commit it is not sure of without saying so.
     """
-    from harness.analysis.bisect import CannotEvaluate as Unmeasurable
     from harness.analysis.bisect import Search, Undecided
     from harness.machine import machine_info
-    from harness.run.bisect import CannotEvaluate, Evaluator, commit_range, resolve_commit, uncommitted_changes
+    from harness.run.bisect import Evaluator, commit_range, resolve_commit, uncommitted_changes
 
     directory = _results_dir(ctx, results_dir).resolve()
     uri = _tracking_uri(directory, tracking_uri)
@@ -224,10 +223,7 @@ def bisect(
 
     def measure(index: int) -> tuple[dict[tuple[str, str], list[float]], str]:
         _say(f"{name(index)}: running {suite_obj.name}:{profile_name} in a worktree")
-        try:
-            return evaluator.run(commit_at(index))
-        except CannotEvaluate as exc:
-            raise Unmeasurable(str(exc)) from None
+        return evaluator.run(commit_at(index))  # CannotEvaluate: the search skips the commit
 
     def declared_threshold() -> float:
         if threshold is not None:

@@ -39,16 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.bisect import CannotEvaluate
 from harness.errors import BadInput
 
 #: The child's last line of stdout starts with this, followed by a JSON object.
 RESULT_MARKER = "HARNESS_BISECT_RESULT "
 #: How much of a failing evaluation's stderr is quoted.
 _TAIL = 1500
-
-
-class CannotEvaluate(Exception):
-    """This commit cannot be measured (the plugin does not import, the install failed, every cell failed)."""
 
 
 @dataclass(frozen=True)
